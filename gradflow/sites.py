@@ -30,12 +30,14 @@ def record_add(result: Any, module: str, location: str | None = None) -> None:
     """Record that `result` (a tensor) was produced by an addition in `module` at `location`.
 
     Does nothing when no recording is active or the result is not part of an autograd graph.
+    The last record for a node wins: an executor that knows more (the ONNX node, the exported
+    module path) records after the generic eager-mode recorder has seen the same add.
     """
     sites = _recorder.get()
     if sites is None:
         return
     node = getattr(result, "grad_fn", None)
-    if node is not None and node not in sites:
+    if node is not None:
         sites[node] = AddSite(module, location)
 
 

@@ -1,0 +1,237 @@
+"""Junctions from the autograd graph that the probe's forward pass built.
+
+A junction is an addition `y = a + b` whose two operands both depend on a common activation
+tensor x (the fork), where the longer operand (the block) uses at least one trainable parameter.
+The other operand is the skip: `identity` when it is x itself, else `projection`.
+
+Invariant the search relies on: autograd numbers nodes in creation order (`_sequence_nr`), and a
+node is always created after the nodes it takes gradients to, so every edge runs from a higher
+number to a lower one. Walking back from both operands, always expanding the highest-numbered
+node first, a node is fully labelled with the operands that reach it by the time it is expanded;
+the first node reached from both is the latest common ancestor: the fork. Each search stops there,
+so its cost is the size of the two branches, never the whole graph.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+ADD_NODES = frozenset({"AddBackward0"})
+_LEAF = "AccumulateGrad"
+SKIP, BLOCK = 0, 1  # sides of a junction
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Gradient from `consumer` to the fork tensor arrives as `consumer`'s grad_inputs[index]."""
+
+    consumer: Any
+    index: int
+
+
+@dataclass
+class FoundJunction:
+    """A junction located in the autograd graph (before it is named or measured)."""
+
+    add: Any                 # the AddBackward node of y
+    fork: Any                # node producing x (AccumulateGrad when x is a model input)
+    fork_output: int         # which output of `fork` is x
+    skip_operand: int        # 0 or 1: which operand of the add is the skip branch
+    skip: str                # "identity" | "projection"
+    edges: tuple[list[Edge], list[Edge]]          # consumer edges into x, per side
+    nodes: tuple[list[Any], list[Any]]            # branch nodes strictly between x and y, per side
+    params: tuple[list[Any], list[Any]]           # trainable parameter tensors, per side
+    order: int = field(default=0)                 # the add's sequence number (forward order)
+
+    @property
+    def block_operand(self) -> int:
+        return 1 - self.skip_operand
+
+
+def _is_leaf(node: Any) -> bool:
+    return type(node).__name__ == _LEAF
+
+
+def all_nodes(roots: Iterable[Any]) -> list[Any]:
+    """Every autograd node reachable from `roots` (each once)."""
+    seen: set[Any] = set()
+    stack = [r for r in roots if r is not None]
+    out: list[Any] = []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        out.append(node)
+        for child, _ in node.next_functions:
+            if child is not None and child not in seen:
+                stack.append(child)
+    return out
+
+
+def find_junctions(roots: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any]) -> list[FoundJunction]:
+    """Find every junction in the graph behind `roots`, in forward order.
+
+    Args:
+        roots: autograd nodes to walk back from (the loss's grad_fn).
+        params: the model's trainable parameters (leaves that may make a branch a block).
+        inputs: probe input tensors that require grad (leaves that may be a fork).
+    Returns:
+        FoundJunctions sorted by the add's position in the forward pass.
+    """
+    param_ids = {id(p) for p in params}
+    input_ids = {id(t) for t in inputs}
+    found = []
+    for node in all_nodes(roots):
+        if type(node).__name__ not in ADD_NODES:
+            continue
+        operands = node.next_functions
+        if len(operands) != 2 or operands[0][0] is None or operands[1][0] is None:
+            continue
+        junction = _search(node, param_ids, input_ids)
+        if junction is not None:
+            found.append(junction)
+    found.sort(key=lambda j: j.order)
+    return found
+
+
+class _Walk:
+    """Labels for one search: bit 1 = reached from operand 0, bit 2 = from operand 1."""
+
+    def __init__(self, input_ids: set[int]) -> None:
+        self.input_ids = input_ids
+        self.mask: dict[Any, int] = {}
+        self.outputs: dict[Any, tuple[set[int], set[int]]] = {}
+        self.heap: list[tuple[int, int, Any]] = []
+        self.pending = [0, 0, 0, 0]  # queued, unexpanded nodes carrying bit 1 / bit 2
+        self.leaves: dict[Any, int] = {}
+        self.lone_inputs = [0, 0, 0, 0]  # input leaves reached from exactly one side, by bit
+        self.expanded: list[Any] = []
+
+    def reach(self, node: Any, bits: int, output_nr: int) -> None:
+        outs = self.outputs.setdefault(node, (set(), set()))
+        for side in (0, 1):
+            if bits & (1 << side):
+                outs[side].add(output_nr)
+        if _is_leaf(node):
+            old_bits = self.leaves.get(node, 0)
+            new_bits = old_bits | bits
+            self.leaves[node] = new_bits
+            if id(node.variable) in self.input_ids and new_bits != old_bits:
+                self.lone_inputs[old_bits] -= old_bits in (1, 2)
+                self.lone_inputs[new_bits] += new_bits in (1, 2)
+            return
+        old = self.mask.get(node)
+        if old is None:
+            self.mask[node] = bits
+            heapq.heappush(self.heap, (-node._sequence_nr(), id(node), node))
+            for bit in (1, 2):
+                if bits & bit:
+                    self.pending[bit] += 1
+        elif old | bits != old:
+            self.mask[node] = old | bits
+            for bit in (1, 2):
+                if bits & bit and not old & bit:
+                    self.pending[bit] += 1
+
+    def exhausted(self) -> bool:
+        """True when one side has nothing left to expand and no input leaf awaits the other."""
+        return any(self.pending[bit] == 0 and self.lone_inputs[bit] == 0 for bit in (1, 2))
+
+
+def _search(add: Any, param_ids: set[int], input_ids: set[int]) -> FoundJunction | None:
+    walk = _Walk(input_ids)
+    (a, a_nr), (b, b_nr) = add.next_functions
+    if a is b and a_nr == b_nr:
+        return None  # x + x: one operand, no branches
+    walk.reach(a, 1, a_nr)
+    walk.reach(b, 2, b_nr)
+    fork = None
+    fork_output = 0
+    while walk.heap and not walk.exhausted():
+        _, _, node = heapq.heappop(walk.heap)
+        bits = walk.mask[node]
+        for bit in (1, 2):
+            if bits & bit:
+                walk.pending[bit] -= 1
+        if bits == 3:
+            common = walk.outputs[node][0] & walk.outputs[node][1]
+            if common:
+                fork, fork_output = node, min(common)
+                break
+            # Both branches start from different outputs of one node (a split): search on.
+        walk.expanded.append(node)
+        for child, nr in node.next_functions:
+            if child is not None:
+                walk.reach(child, bits, nr)
+    if fork is None:
+        for leaf, bits in walk.leaves.items():
+            if bits == 3 and id(leaf.variable) in input_ids:
+                fork, fork_output = leaf, 0
+                break
+    if fork is None:
+        return None
+    return _classify(add, fork, fork_output, walk, param_ids)
+
+
+def _classify(add: Any, fork: Any, fork_output: int, walk: _Walk, param_ids: set[int]) -> FoundJunction | None:
+    nodes: tuple[list[Any], list[Any]] = ([], [])
+    params: tuple[list[Any], list[Any]] = ([], [])
+    seen_params: tuple[set[int], set[int]] = (set(), set())
+    edges: tuple[list[Edge], list[Edge]] = ([], [])
+    (a, a_nr), (b, b_nr) = add.next_functions
+    for operand, (child, nr) in enumerate(((a, a_nr), (b, b_nr))):
+        if child is fork and nr == fork_output:
+            edges[operand].append(Edge(add, operand))
+        if _is_leaf(child):
+            _add_param(child, operand, params, seen_params, param_ids)
+    for node in walk.expanded:
+        bits = walk.mask[node]
+        if bits not in (1, 2):
+            continue
+        side = bits - 1
+        nodes[side].append(node)
+        for index, (child, nr) in enumerate(node.next_functions):
+            if child is fork and nr == fork_output:
+                edges[side].append(Edge(node, index))
+            elif child is not None and _is_leaf(child):
+                _add_param(child, side, params, seen_params, param_ids)
+    has_params = (bool(params[0]), bool(params[1]))
+    if not any(has_params):
+        return None
+    if has_params[0] != has_params[1]:
+        block = 0 if has_params[0] else 1
+    else:
+        # Both branches train: the longer one is the block (ties: more parameters, then operand 1).
+        key0 = (len(nodes[0]), _numel(params[0]))
+        key1 = (len(nodes[1]), _numel(params[1]))
+        block = 0 if key0 > key1 else 1
+    skip = 1 - block
+    skip_node, skip_nr = add.next_functions[skip]
+    identity = skip_node is fork and skip_nr == fork_output
+    return FoundJunction(
+        add=add,
+        fork=fork,
+        fork_output=fork_output,
+        skip_operand=skip,
+        skip="identity" if identity else "projection",
+        edges=(edges[skip], edges[block]),
+        nodes=(nodes[skip], nodes[block]),
+        params=(params[skip], params[block]),
+        order=add._sequence_nr(),
+    )
+
+
+def _add_param(leaf: Any, side: int, params: tuple[list[Any], list[Any]],
+               seen: tuple[set[int], set[int]], param_ids: set[int]) -> None:
+    tensor = leaf.variable
+    if id(tensor) in param_ids and id(tensor) not in seen[side]:
+        seen[side].add(id(tensor))
+        params[side].append(tensor)
+
+
+def _numel(tensors: list[Any]) -> int:
+    return sum(t.numel() for t in tensors)

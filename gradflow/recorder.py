@@ -1,0 +1,186 @@
+"""What the forward pass knows and the autograd graph forgets: which module ran each add, where.
+
+`ForwardRecorder` is active only while the probe runs forward. It keeps a stack of the model's
+modules (global forward pre/post hooks, removed on exit), sees every addition through a
+TorchFunctionMode (so `+`, `+=`, `torch.add` and `Tensor.add_` in eager code are named after the
+innermost module and the user's source line), and notes each module's output node so branches can
+list the modules they pass through. Exported programs run through an fx Interpreter instead, which
+reads the module path and source line the exporter stored on each graph node.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
+
+from gradflow import sites
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_GRADFLOW_DIR = os.path.dirname(os.path.abspath(__file__))
+_ADD_FUNCTIONS = frozenset(
+    {
+        torch.add,
+        torch.Tensor.add,
+        torch.Tensor.add_,
+        torch.Tensor.__add__,
+        torch.Tensor.__radd__,
+        torch.Tensor.__iadd__,
+    }
+)
+
+
+def user_location(skip: int = 2) -> str | None:
+    """`file:line` of the innermost frame outside torch and gradflow, relative to the cwd."""
+    frame = sys._getframe(skip)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith((_TORCH_DIR, _GRADFLOW_DIR, "<")):
+            try:
+                shown = os.path.relpath(filename)
+            except ValueError:  # another drive on Windows
+                shown = filename
+            if shown.startswith(".."):
+                shown = filename
+            return f"{shown}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+class _AddSites(TorchFunctionMode):
+    def __init__(self, stack: list[str]) -> None:
+        super().__init__()
+        self.stack = stack
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        result = func(*args, **(kwargs or {}))
+        if func in _ADD_FUNCTIONS:
+            sites.record_add(result, self.stack[-1], user_location())
+        return result
+
+
+class ForwardRecorder:
+    """Records add sites and module outputs of one forward pass of `model`.
+
+    After the `with` block: `sites` maps an add's autograd node to its AddSite; `module_outputs`
+    maps an autograd node to the names of the modules whose output it produced.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.names: dict[int, str] = {}
+        for name, module in model.named_modules(remove_duplicate=False):
+            self.names.setdefault(id(module), name)
+        self.stack: list[str] = [""]
+        self.module_outputs: dict[Any, list[str]] = {}
+        self.sites: dict[Any, sites.AddSite] = {}
+        self._exit = ExitStack()
+
+    def __enter__(self) -> ForwardRecorder:
+        from torch.nn.modules.module import (
+            register_module_forward_hook,
+            register_module_forward_pre_hook,
+        )
+
+        try:
+            self.sites = self._exit.enter_context(sites.recording())
+            self._exit.enter_context(register_module_forward_pre_hook(self._enter_module))
+            self._exit.enter_context(
+                register_module_forward_hook(self._leave_module, always_call=True)
+            )
+            self._exit.enter_context(_AddSites(self.stack))
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def _enter_module(self, module: torch.nn.Module, args: Any) -> None:
+        name = self.names.get(id(module))
+        if name is not None:
+            self.stack.append(name)
+
+    def _leave_module(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        name = self.names.get(id(module))
+        if name is None:
+            return
+        if len(self.stack) > 1 and self.stack[-1] == name:
+            self.stack.pop()
+        for leaf in tree_leaves(output):
+            node = getattr(leaf, "grad_fn", None)
+            if node is not None:
+                self.module_outputs.setdefault(node, []).append(name)
+
+
+_EXPORT_ADDS = {"add.Tensor", "add_.Tensor", "add.Scalar"}
+
+
+def _is_add_target(target: Any) -> bool:
+    if target is operator.add or target is operator.iadd or target is torch.add:
+        return True
+    return str(getattr(target, "_overloadname", "")) != "" and (
+        f"{getattr(target, '_opname', '')}.{target._overloadname}" in _EXPORT_ADDS
+    )
+
+
+def exported_module_path(meta: dict[str, Any]) -> str:
+    """The innermost module path recorded by torch.export for a graph node ("" for the root)."""
+    stack = meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return str(path).replace("L['self'].", "").replace("L__self__", "").lstrip(".")
+
+
+def exported_location(meta: dict[str, Any]) -> str | None:
+    trace = meta.get("stack_trace")
+    if not trace:
+        return None
+    for line in reversed(trace.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("File "):
+            parts = line.split('"')
+            if len(parts) >= 3 and ", line " in parts[2]:
+                lineno = parts[2].split(", line ")[1].split(",")[0]
+                return f"{os.path.relpath(parts[1]) if os.path.isabs(parts[1]) else parts[1]}:{lineno}"
+    return None
+
+
+def has_export_metadata(model: torch.nn.Module) -> bool:
+    graph = getattr(model, "graph", None)
+    if not isinstance(model, torch.fx.GraphModule) or graph is None:
+        return False
+    return any("nn_module_stack" in node.meta for node in graph.nodes)
+
+
+def run_forward(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run `model` forward; exported graphs go through an Interpreter that records add sites."""
+    if not has_export_metadata(model):
+        return model(*args, **kwargs)
+
+    class _Sites(torch.fx.Interpreter):
+        def run_node(self, n: torch.fx.Node) -> Any:
+            result = super().run_node(n)
+            if n.op == "call_function" and _is_add_target(n.target):
+                sites.record_add(result, exported_module_path(n.meta), exported_location(n.meta))
+            return result
+
+    assert isinstance(model, torch.fx.GraphModule)
+    if kwargs:
+        # The interpreter takes positional placeholders; exported programs keep argument order.
+        args = (*args, *kwargs.values())
+    return _Sites(model).run(*args)
+
+
+@contextmanager
+def recording(model: torch.nn.Module) -> Iterator[ForwardRecorder]:
+    with ForwardRecorder(model) as recorder:
+        yield recorder
