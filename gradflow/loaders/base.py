@@ -1,0 +1,41 @@
+"""The loader's result: the module plus what we know about where it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported lazily everywhere in gradflow.loaders
+    import torch
+
+
+@dataclass
+class LoadedModel:
+    """An nn.Module built from what the user typed.
+
+    Attributes:
+        module: the model, on CPU, exactly as built or loaded (mode, grads, hooks untouched).
+        source: the source as the user typed it.
+        format: "python" | "import" | "state_dict" | "pickle" | "torchscript" | "torch.export"
+            | "onnx".
+        example_input: a zero-argument function returning the probe input (a tensor, a tuple of
+            positional args or a dict of kwargs): the source's `example_input()` if it defines
+            one, or the sample inputs stored in a torch.export program.
+        input_specs: ONNX only: the graph's input specs, as the executor reports them.
+    """
+
+    module: torch.nn.Module
+    source: str
+    format: str
+    example_input: Callable[[], Any] | None = None
+    input_specs: list | None = None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the user said besides the source: `arch` (code that builds the model for a state
+    dict) and `trust` (allow unpickling, which runs code from the file)."""
+
+    arch: str | None = None
+    trust: bool = False

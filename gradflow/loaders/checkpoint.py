@@ -1,0 +1,171 @@
+"""`.pt` / `.pth` checkpoints from torch.save: a state dict (needs --arch) or a pickled module
+(needs --trust, because unpickling runs code from the file)."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gradflow.errors import OptionError, SourceError
+from gradflow.loaders._text import describe, one_line, shorten
+from gradflow.loaders.base import LoadedModel, LoadOptions
+from gradflow.loaders.registry import register
+
+# Where training scripts commonly nest the state dict inside the saved dict.
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+
+_GLOBAL = re.compile(r"GLOBAL (\S+?)(?:\s|$)")
+
+
+@register(
+    "checkpoint",
+    form=".pt/.pth checkpoint (state dict with --arch, or pickled module with --trust)",
+    extensions=(".pt", ".pth", ".ckpt", ".bin"),
+    takes_arch=True,
+)
+def load_checkpoint(spec: str, options: LoadOptions) -> LoadedModel:
+    """Load a torch.save file safely (weights only); fall back to full unpickling only with
+    `trust`. A state dict is loaded strictly into the module that `arch` builds."""
+    path = Path(spec).expanduser()
+    obj = _load(path, spec, options.trust)
+    module = _as_module(obj)
+    if module is not None:
+        if options.arch is not None:
+            raise OptionError(
+                f"{spec} holds a whole pickled module; --arch applies only to state dicts"
+            )
+        return LoadedModel(module=module, source=spec, format="pickle")
+    state_dict = _find_state_dict(obj)
+    if state_dict is None:
+        raise SourceError(f"{spec} holds {_what(obj)}, not a state dict or an nn.Module")
+    if options.arch is None:
+        raise SourceError(
+            f"{spec} is a state dict ({len(state_dict)} tensors) and holds no code: pass --arch "
+            "with the code that builds the model (file.py[:NAME] or package.module:NAME)"
+        )
+    return _load_into_arch(state_dict, spec, options.arch)
+
+
+def _load(path: Path, spec: str, trust: bool) -> Any:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise _corrupt(spec, e) from e
+        refused = e
+    except Exception as e:
+        raise _corrupt(spec, e) from e
+
+    found = _GLOBAL.search(str(refused))
+    what = f"pickled Python objects ({found[1]})" if found else "pickled Python objects"
+    if not trust:
+        raise SourceError(
+            f"{spec} holds {what}, not just tensors: unpickling it runs code from the file; "
+            "pass --trust to load it if you trust where it came from"
+        ) from refused
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError) as e:
+        raise SourceError(
+            f"unpickling {spec} needs the code of the classes it holds ({describe(e)}); make "
+            "that code importable (PYTHONPATH) or save a state dict and use --arch"
+        ) from e
+    except Exception as e:
+        raise _corrupt(spec, e) from e
+
+
+def _corrupt(spec: str, e: BaseException) -> SourceError:
+    return SourceError(
+        f"cannot read checkpoint {spec}: the file is truncated or corrupt, or not a torch.save "
+        f"file ({describe(e)})"
+    )
+
+
+def _as_module(obj: Any) -> Any:
+    """The nn.Module `obj` is, or holds under a wrapper key (only possible with --trust)."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return obj
+    if isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), torch.nn.Module):
+                return obj[key]
+    return None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, Mapping) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _find_state_dict(obj: Any) -> Mapping[str, Any] | None:
+    """`obj` itself if it maps names to tensors, else such a mapping under a wrapper key."""
+    if _is_state_dict(obj):
+        return obj
+    if isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if _is_state_dict(obj.get(key)):
+                return obj[key]
+    return None
+
+
+def _what(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        keys = [repr(k) for k in list(obj)[:50]]
+        return f"a dict with keys {shorten(keys)}" if keys else "an empty dict"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _load_into_arch(state_dict: Mapping[str, Any], spec: str, arch: str) -> LoadedModel:
+    from gradflow.loaders import load_module
+
+    try:
+        built = load_module(arch)
+    except SourceError as e:
+        raise SourceError(f"--arch {arch}: {e}") from e
+    module = built.module
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        raise SourceError(_mismatch(spec, arch, missing, unexpected))
+    wrong = [
+        f"{k} {list(state_dict[k].shape)} vs {list(expected[k].shape)}"
+        for k in expected
+        if state_dict[k].shape != expected[k].shape
+    ]
+    if wrong:
+        raise SourceError(
+            f"state dict in {spec} does not fit --arch {arch}: shape mismatch "
+            f"(checkpoint vs model) for {shorten(wrong, 4)}"
+        )
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except Exception as e:
+        raise SourceError(
+            f"loading the state dict in {spec} into --arch {arch} failed: {one_line(str(e))}"
+        ) from e
+    return LoadedModel(
+        module=module, source=spec, format="state_dict", example_input=built.example_input
+    )
+
+
+def _mismatch(spec: str, arch: str, missing: list[str], unexpected: list[str]) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} ({shorten(missing)})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} ({shorten(unexpected)})")
+    message = f"state dict in {spec} does not match --arch {arch}: keys " + "; ".join(parts)
+    if unexpected and all(k.startswith("module.") for k in unexpected):
+        message += "; its keys start with 'module.' (saved from DataParallel?)"
+    return message

@@ -1,0 +1,81 @@
+"""The loader registry: one loader per source kind, keyed by `SourceKind`.
+
+Each loader module registers itself with `@register(...)` at import time; `gradflow.loaders`
+imports them all. Registering a kind or a file extension twice is a programming error and fails
+at import; asking for a kind nobody registered fails with a message naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from gradflow.errors import SourceError
+from gradflow.loaders.base import LoadedModel, LoadOptions
+
+
+class SourceKind(NamedTuple):
+    """What kind of source a spec names: "python", "import", "checkpoint", "torchscript", ..."""
+
+    name: str
+
+
+LoadFn = Callable[[str, LoadOptions], LoadedModel]
+"""`load(spec, options) -> LoadedModel`; loaders that have no use for the options ignore them."""
+
+
+@dataclass(frozen=True)
+class Loader:
+    kind: SourceKind
+    load: LoadFn
+    form: str  # how the user writes this kind of source, for messages
+    extensions: tuple[str, ...] = ()  # file suffixes (lowercase, with dot) that select this kind
+    takes_arch: bool = False  # whether --arch means anything for this kind
+
+
+_LOADERS: dict[SourceKind, Loader] = {}
+_BY_EXTENSION: dict[str, SourceKind] = {}
+
+
+def register(
+    name: str, *, form: str, extensions: tuple[str, ...] = (), takes_arch: bool = False
+) -> Callable[[LoadFn], LoadFn]:
+    """Register the decorated function as the loader for `SourceKind(name)`.
+
+    Raises:
+        ValueError: the kind, or one of the extensions, is already registered.
+    """
+    kind = SourceKind(name)
+
+    def decorator(load: LoadFn) -> LoadFn:
+        if kind in _LOADERS:
+            raise ValueError(f"a loader for {kind!r} is already registered")
+        for ext in extensions:
+            if ext in _BY_EXTENSION:
+                raise ValueError(f"extension {ext!r} already selects {_BY_EXTENSION[ext]!r}")
+        _LOADERS[kind] = Loader(kind, load, form, tuple(extensions), takes_arch)
+        for ext in extensions:
+            _BY_EXTENSION[ext] = kind
+        return load
+
+    return decorator
+
+
+def get_loader(kind: SourceKind) -> Loader:
+    """The loader registered for `kind`; a SourceError naming the kind if there is none."""
+    try:
+        return _LOADERS[kind]
+    except KeyError:
+        known = ", ".join(k.name for k in _LOADERS) or "none"
+        raise SourceError(f"no loader is registered for {kind!r} (registered: {known})") from None
+
+
+def kind_for_extension(suffix: str) -> SourceKind | None:
+    """The kind a file suffix selects (".pt" -> checkpoint), or None."""
+    return _BY_EXTENSION.get(suffix.lower())
+
+
+def accepted_forms() -> str:
+    """The accepted source forms, in registration order, for error messages."""
+    return ", ".join(loader.form for loader in _LOADERS.values())
