@@ -172,8 +172,16 @@ def _search(add: Any, param_ids: set[int], input_ids: set[int]) -> FoundJunction
             if bits == 3 and id(leaf.variable) in input_ids:
                 fork, fork_output = leaf, 0
                 break
-    if fork is None:
-        return None
+        if fork is None:
+            return None
+        # The fork is a model input: whatever is still queued hangs off the branches (weights
+        # reshaped inside the block, say) and belongs to them.
+        while walk.heap:
+            _, _, node = heapq.heappop(walk.heap)
+            walk.expanded.append(node)
+            for child, nr in node.next_functions:
+                if child is not None:
+                    walk.reach(child, walk.mask[node], nr)
     return _classify(add, fork, fork_output, walk, param_ids)
 
 

@@ -1,0 +1,305 @@
+"""Measurement and stop-gradient hooks on the probe's autograd graph, and the model-state guard.
+
+All hooks sit on autograd nodes of the graph the probe built, never on the user's modules, and
+`Taps` removes every handle on exit. Hook state lives in small per-junction accumulators built by
+named factories; values stay on the model's device as 0-dim float32 tensors until `Taps.finish`
+moves them to the host in one transfer. No hook calls `.item()` or `.cpu()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gradflow.graph import BLOCK, SKIP, FoundJunction
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One backward pass: which junctions (by index) have their skip or block stopped."""
+
+    name: str
+    stop_skip: frozenset[int] = frozenset()
+    stop_block: frozenset[int] = frozenset()
+
+
+def _norm(tensor: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(tensor, dtype=torch.float32)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.dot(a.reshape(-1).float(), b.reshape(-1).float())
+
+
+class _JunctionTap:
+    """One junction's numbers during one backward pass.
+
+    Contributions to the fork arrive edge by edge; once every edge of a side has reported, the
+    side's sum is reduced to a norm. The first finished side is held only until the other side
+    finishes, for the dot product that gives the cosine; then both are released.
+    """
+
+    __slots__ = ("remaining", "partial", "norm", "dot", "grad_out", "grad_in")
+
+    def __init__(self, expected: tuple[int, int]) -> None:
+        self.remaining = list(expected)
+        self.partial: list[torch.Tensor | None] = [None, None]
+        self.norm: list[torch.Tensor | None] = [None, None]
+        self.dot: torch.Tensor | None = None
+        self.grad_out: torch.Tensor | None = None
+        self.grad_in: torch.Tensor | None = None
+
+    def contribute(self, side: int, grad: torch.Tensor | None) -> None:
+        if grad is not None:
+            held = self.partial[side]
+            self.partial[side] = grad if held is None else held + grad
+        self.remaining[side] -= 1
+        if self.remaining[side] == 0:
+            self._complete(side)
+
+    def _complete(self, side: int) -> None:
+        mine = self.partial[side]
+        self.norm[side] = _norm(mine) if mine is not None else None
+        other = self.partial[1 - side]
+        if self.remaining[1 - side] <= 0:
+            if mine is not None and other is not None:
+                self.dot = _dot(mine, other)
+            self.partial = [None, None]
+
+    def finish(self) -> None:
+        """Close sides whose edges never reported (their nodes did not run: no gradient)."""
+        for side in (SKIP, BLOCK):
+            if self.remaining[side] > 0:
+                self.remaining[side] = 0
+                self._complete(side)
+
+
+@dataclass
+class _NodePlan:
+    """What the hooks on one autograd node do: stop operands of its junction, tap its edges."""
+
+    junction: int | None = None             # index of the junction whose add this node is
+    taps: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, input index)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Host-side numbers of one backward pass; None where a value could not be formed."""
+
+    grad_out: list[float]
+    grad_skip: list[float]
+    grad_block: list[float]
+    grad_in: list[float]
+    dot: list[float | None]
+    param_norms: list[float | None]
+    param_values: list[float | None]
+    grad_output: float | None
+    loss: float | None
+
+
+class Taps:
+    """Hooks for a set of junctions; one `run` per variant over the same retained graph."""
+
+    def __init__(self, junctions: Sequence[FoundJunction], output: torch.Tensor,
+                 fork_leaves: dict[int, torch.Tensor]) -> None:
+        self.junctions = list(junctions)
+        self.output = output
+        self.fork_leaves = fork_leaves  # id(AccumulateGrad node) -> the input tensor it feeds
+        self.variant = Variant("baseline")
+        self.taps: list[_JunctionTap] = []
+        self.grad_output: torch.Tensor | None = None
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> Taps:
+        try:
+            self._install()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _install(self) -> None:
+        plans: dict[Any, _NodePlan] = {}
+        forks: dict[Any, list[tuple[int, int]]] = {}
+        for index, junction in enumerate(self.junctions):
+            plans.setdefault(junction.add, _NodePlan()).junction = index
+            for side in (SKIP, BLOCK):
+                for edge in junction.edges[side]:
+                    plans.setdefault(edge.consumer, _NodePlan()).taps.append((index, side, edge.index))
+            forks.setdefault(junction.fork, []).append((index, junction.fork_output))
+            self.handles.append(junction.add.register_prehook(self._grad_out_hook(index)))
+        for node, plan in plans.items():
+            self.handles.append(node.register_hook(self._node_hook(plan)))
+        for node, targets in forks.items():
+            leaf = self.fork_leaves.get(id(node))
+            if leaf is not None:
+                self.handles.append(leaf.register_hook(self._input_hook(targets)))
+            else:
+                self.handles.append(node.register_prehook(self._fork_hook(targets)))
+        self.handles.append(self.output.register_hook(self._output_hook()))
+
+    # Hook factories: each closes over the indices it serves and reads the current taps.
+
+    def _grad_out_hook(self, index: int):  # type: ignore[no-untyped-def]
+        def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+            grad = grad_outputs[0]
+            if grad is not None:
+                self.taps[index].grad_out = _norm(grad)
+
+        return hook
+
+    def _node_hook(self, plan: _NodePlan):  # type: ignore[no-untyped-def]
+        def hook(grad_inputs: tuple[torch.Tensor | None, ...],
+                 grad_outputs: tuple[torch.Tensor | None, ...]) -> tuple[Any, ...] | None:
+            replaced = None
+            if plan.junction is not None:
+                replaced = self._stop(plan.junction, grad_inputs)
+                if replaced is not None:
+                    grad_inputs = replaced
+            for index, side, slot in plan.taps:
+                self.taps[index].contribute(side, grad_inputs[slot])
+            return replaced
+
+        return hook
+
+    def _stop(self, index: int, grad_inputs: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Stop-gradient: the chosen operand of the add gets no gradient (a constant)."""
+        junction = self.junctions[index]
+        stopped = []
+        if index in self.variant.stop_skip:
+            stopped.append(junction.skip_operand)
+        if index in self.variant.stop_block:
+            stopped.append(junction.block_operand)
+        if not stopped:
+            return None
+        return tuple(None if i in stopped else g for i, g in enumerate(grad_inputs))
+
+    def _fork_hook(self, targets: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+        def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+            for index, output_nr in targets:
+                grad = grad_outputs[output_nr]
+                if grad is not None:
+                    self.taps[index].grad_in = _norm(grad)
+
+        return hook
+
+    def _input_hook(self, targets: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+        def hook(grad: torch.Tensor) -> None:
+            for index, _ in targets:
+                self.taps[index].grad_in = _norm(grad)
+
+        return hook
+
+    def _output_hook(self):  # type: ignore[no-untyped-def]
+        def hook(grad: torch.Tensor) -> None:
+            self.grad_output = _norm(grad)
+
+        return hook
+
+    def run(self, variant: Variant, loss: torch.Tensor, wrt: Sequence[torch.Tensor],
+            params: Sequence[torch.Tensor], retain_graph: bool) -> Measured:
+        """One backward pass under `variant`; returns its numbers on the host."""
+        self.variant = variant
+        self.grad_output = None
+        self.taps = [
+            _JunctionTap((len(j.edges[SKIP]), len(j.edges[BLOCK]))) for j in self.junctions
+        ]
+        grads = torch.autograd.grad(loss, list(wrt), retain_graph=retain_graph, allow_unused=True)
+        for tap in self.taps:
+            tap.finish()
+        return self._collect(grads[: len(params)], params, loss)
+
+    def _collect(self, grads: Sequence[torch.Tensor | None],
+                 params: Sequence[torch.Tensor], loss: torch.Tensor) -> Measured:
+        """Move every number to the host in one transfer."""
+        device = self.output.device
+        zero = torch.zeros((), dtype=torch.float32, device=device)
+        nan = torch.full((), float("nan"), dtype=torch.float32, device=device)
+        values: list[torch.Tensor] = []
+        for tap in self.taps:
+            values += [
+                tap.grad_out if tap.grad_out is not None else zero,
+                tap.norm[SKIP] if tap.norm[SKIP] is not None else zero,
+                tap.norm[BLOCK] if tap.norm[BLOCK] is not None else zero,
+                tap.grad_in if tap.grad_in is not None else zero,
+                tap.dot if tap.dot is not None else nan,
+            ]
+        scalar_params = []
+        for grad, param in zip(grads, params):
+            values.append(_norm(grad) if grad is not None else nan)
+            if param.numel() == 1:
+                scalar_params.append(len(values))
+                values.append(grad.reshape(()).float() if grad is not None else nan)
+        values.append(self.grad_output if self.grad_output is not None else nan)
+        values.append(loss.detach().float().reshape(()))
+        host = torch.stack([v.to(device) for v in values]).tolist() if values else []
+        n = len(self.taps)
+        per_junction = [host[5 * i: 5 * i + 5] for i in range(n)]
+        rest = host[5 * n:]
+        param_norms: list[float | None] = []
+        param_values: list[float | None] = []
+        cursor = 0
+        for grad, param in zip(grads, params):
+            param_norms.append(None if grad is None else rest[cursor])
+            cursor += 1
+            if param.numel() == 1:
+                param_values.append(None if grad is None else rest[cursor])
+                cursor += 1
+            else:
+                param_values.append(None)
+        dots = [row[4] for row in per_junction]
+        return Measured(
+            grad_out=[row[0] for row in per_junction],
+            grad_skip=[row[1] for row in per_junction],
+            grad_block=[row[2] for row in per_junction],
+            grad_in=[row[3] for row in per_junction],
+            dot=[None if d != d else d for d in dots],
+            param_norms=param_norms,
+            param_values=param_values,
+            grad_output=None if self.grad_output is None else rest[cursor],
+            loss=rest[cursor + 1],
+        )
+
+
+@contextmanager
+def preserved(model: torch.nn.Module, devices: Sequence[Any] = ()) -> Iterator[None]:
+    """Run a block and put the model back exactly as it was: modes, buffers, grads, RNG state.
+
+    Parameters and their `.grad` are never written by the probe (gradients are taken with
+    `torch.autograd.grad`); buffers such as batch-norm running statistics are restored by value
+    into the original tensors, and the global RNG (CPU and the given CUDA devices) is forked.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = [
+        (module, name, buf, buf.detach().clone())
+        for module in model.modules()
+        for name, buf in module._buffers.items()
+        if buf is not None
+    ]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    cuda = [d for d in devices if getattr(d, "type", None) == "cuda"]
+    with torch.random.fork_rng(devices=cuda, enabled=True):
+        try:
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
+            with torch.no_grad():
+                for module, name, original, saved in buffers:
+                    module._buffers[name] = original
+                    if original.data_ptr() != saved.data_ptr():
+                        original.copy_(saved)
+            for param, flag in flags:
+                param.requires_grad_(flag)

@@ -1,0 +1,337 @@
+"""The verb: a model and its probe inputs in, a Report out.
+
+Data flows one way: probe -> forward (recording add sites) -> junctions from the autograd graph
+-> hooks -> one backward per variant -> Reports. The model comes back exactly as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gradflow._version import __version__
+from gradflow.errors import GradflowError, ModelError, ProbeError
+from gradflow.graph import BLOCK, SKIP, FoundJunction, find_junctions
+from gradflow.hooks import Measured, Taps, Variant, preserved
+from gradflow.probe import Loss, Mode, Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
+from gradflow.recorder import ForwardRecorder, run_forward
+from gradflow.report import (
+    Flag,
+    InputInfo,
+    Junction,
+    ModelInfo,
+    ParamGrad,
+    ProbeInfo,
+    Report,
+    Status,
+    StopGradient,
+    Summary,
+    Thresholds,
+)
+from gradflow.select import select
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A backward pass to measure: the baseline, or stop-gradient on skips and/or blocks."""
+
+    name: str = "baseline"
+    sg_skip: bool = False
+    sg_block: bool = False
+
+
+BASELINE = VariantSpec()
+
+
+def inspect(
+    model: torch.nn.Module,
+    inputs: Any,
+    *,
+    loss: Loss | str = Loss.AUTO,
+    mode: Mode | str = Mode.TRAIN,
+    seed: int = 0,
+    sg_skip: bool = False,
+    sg_block: bool = False,
+    at: Sequence[str] | None = None,
+    thresholds: Thresholds | None = None,
+    source: str = "<module>",
+    source_format: str = "module",
+) -> Report:
+    """Measure the gradient on the skip and block path of every residual junction.
+
+    Args:
+        model: any nn.Module; it comes back untouched (parameters, buffers, grads, mode, hooks).
+        inputs: a tensor, a tuple of positional arguments, or a dict of keyword arguments.
+        loss: "auto" | "sum" | "mean" | "mse" | "ce" (see `gradflow.probe.probe_loss`).
+        mode: "train" or "eval" for the probe's forward pass.
+        seed: seeds dropout and the `ce` labels, so runs repeat exactly.
+        sg_skip / sg_block: stop the gradient on the skip / block path of the selected junctions.
+        at: junction names (globs), indices or ranges the stop-gradient applies to (default all).
+        thresholds: when a junction is flagged vanishing, exploding or dead.
+    Returns:
+        A Report, one Junction per residual add in forward order.
+
+    Example:
+        >>> report = gradflow.inspect(model, torch.randn(8, 3, 32, 32))
+        >>> [j.name for j in report.junctions if j.status != "ok"]
+    """
+    name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)
+    variant = VariantSpec(name or "baseline", sg_skip, sg_block)
+    return measure(
+        model, inputs, [variant], loss=loss, mode=mode, seed=seed, at=at,
+        thresholds=thresholds, source=source, source_format=source_format,
+    )[0]
+
+
+def measure(
+    model: torch.nn.Module,
+    inputs: Any,
+    variants: Sequence[VariantSpec] = (BASELINE,),
+    *,
+    loss: Loss | str = Loss.AUTO,
+    mode: Mode | str = Mode.TRAIN,
+    seed: int = 0,
+    at: Sequence[str] | None = None,
+    thresholds: Thresholds | None = None,
+    source: str = "<module>",
+    source_format: str = "module",
+    timings: dict[str, float] | None = None,
+) -> list[Report]:
+    """One forward pass and one backward pass per variant over the same graph; a Report each."""
+    thresholds = thresholds or Thresholds()
+    mode = Mode(mode)
+    started = time.perf_counter()
+    timings = dict(timings or {})
+    device = _model_device(model)
+    probe, leaves = detached_inputs(as_probe(inputs).to(device))
+    params = _trainable(model)
+    param_names = {id(p): n for n, p in model.named_parameters()}
+    with preserved(model, [device]):
+        model.train(mode is Mode.TRAIN)
+        torch.manual_seed(seed)
+        tick = time.perf_counter()
+        with ForwardRecorder(model) as recorder:
+            output = _forward(model, probe)
+        chosen = select_output(output)
+        loss_tensor = probe_loss(chosen, loss, seed)
+        loss_kind = resolve_loss(loss, chosen)
+        timings["forward"] = time.perf_counter() - tick
+        if loss_tensor.grad_fn is None:
+            raise ProbeError(
+                "the loss does not depend on any trainable parameter: nothing to differentiate "
+                "(are all parameters frozen, or is the output detached?)"
+            )
+        tick = time.perf_counter()
+        found = find_junctions([loss_tensor.grad_fn], params, leaves)
+        timings["detect"] = time.perf_counter() - tick
+        naming = _names(found, recorder, param_names)
+        names = [n.name for n in naming]
+        stops = [_resolve(v, names, at) for v in variants]
+        fork_leaves = {id(j.fork): j.fork.variable for j in found if j.fork in _leaf_nodes(found)}
+        measured: list[Measured] = []
+        tick = time.perf_counter()
+        with Taps(found, chosen, fork_leaves) as taps:
+            for k, variant in enumerate(stops):
+                try:
+                    measured.append(
+                        taps.run(variant, loss_tensor, params + leaves, params,
+                                 retain_graph=k < len(stops) - 1)
+                    )
+                except GradflowError:
+                    raise
+                except Exception as e:
+                    raise ModelError(f"the backward pass failed: {type(e).__name__}: {_first_line(e)}") from e
+        timings["backward"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - started + timings.get("load", 0.0)
+    model_info = ModelInfo(source, source_format, sum(p.numel() for p in model.parameters()))
+    probe_info = ProbeInfo(
+        inputs=tuple(InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in probe.tensors()),
+        loss=str(loss_kind), mode=str(mode), seed=seed, device=str(device),
+    )
+    return [
+        _report(found, naming, stop, values, params, param_names, thresholds, model_info, probe_info, timings)
+        for stop, values in zip(stops, measured)
+    ]
+
+
+@dataclass(frozen=True)
+class _Naming:
+    name: str
+    module: str
+    location: str | None
+    block_modules: tuple[str, ...]
+    skip_modules: tuple[str, ...]
+
+
+def _names(found: Sequence[FoundJunction], recorder: ForwardRecorder,
+           param_names: dict[int, str]) -> list[_Naming]:
+    """Name junctions after the innermost module that ran the add, with #k where one runs several."""
+    modules = []
+    for junction in found:
+        site = recorder.sites.get(junction.add)
+        modules.append((site.module if site else "", site.location if site else None))
+    counts: dict[str, int] = {}
+    for module, _ in modules:
+        counts[module] = counts.get(module, 0) + 1
+    seen: dict[str, int] = {}
+    named = []
+    for junction, (module, location) in zip(found, modules):
+        k = seen.get(module, 0)
+        seen[module] = k + 1
+        name = module if module and counts[module] == 1 else f"{module}#{k}"
+        named.append(_Naming(
+            name, module, location,
+            _branch_modules(junction, BLOCK, recorder, param_names),
+            _branch_modules(junction, SKIP, recorder, param_names),
+        ))
+    return named
+
+
+def _branch_modules(junction: FoundJunction, side: int, recorder: ForwardRecorder,
+                    param_names: dict[int, str]) -> tuple[str, ...]:
+    """The outermost modules a branch passes through, in forward order."""
+    listed: list[str] = []
+    for node in sorted(junction.nodes[side], key=lambda n: n._sequence_nr()):
+        for name in reversed(recorder.module_outputs.get(node, [])):
+            if name and name not in listed:
+                listed.append(name)
+    for param in junction.params[side]:
+        owner = param_names.get(id(param), "").rpartition(".")[0]
+        if owner and owner not in listed:
+            listed.append(owner)
+    return tuple(n for n in listed if not any(n.startswith(m + ".") for m in listed if m != n))
+
+
+def _resolve(spec: VariantSpec, names: Sequence[str], at: Sequence[str] | None) -> Variant:
+    chosen = frozenset(select(at, names)) if (spec.sg_skip or spec.sg_block) else frozenset()
+    return Variant(
+        spec.name,
+        stop_skip=chosen if spec.sg_skip else frozenset(),
+        stop_block=chosen if spec.sg_block else frozenset(),
+    )
+
+
+def _report(found: Sequence[FoundJunction], naming: Sequence[_Naming], variant: Variant,
+            values: Measured, params: Sequence[torch.Tensor], param_names: dict[int, str],
+            thresholds: Thresholds, model_info: ModelInfo, probe_info: ProbeInfo,
+            timings: dict[str, float]) -> Report:
+    index_of = {id(p): i for i, p in enumerate(params)}
+    junctions = []
+    for i, (fj, nm) in enumerate(zip(found, naming)):
+        skip, block = values.grad_skip[i], values.grad_block[i]
+        squares = [values.param_norms[index_of[id(p)]] for p in fj.params[BLOCK]]
+        param_grad = math.sqrt(sum((s or 0.0) ** 2 for s in squares))
+        dot = values.dot[i]
+        cosine = None
+        if dot is not None and skip > 0 and block > 0 and math.isfinite(dot):
+            cosine = max(-1.0, min(1.0, dot / (skip * block)))
+        ratio = block / skip if skip > 0 and math.isfinite(skip) else None
+        junction = Junction(
+            index=i, name=nm.name, module=nm.module, location=nm.location, skip=fj.skip,
+            block_modules=nm.block_modules, skip_modules=nm.skip_modules,
+            params=sum(p.numel() for p in fj.params[BLOCK]),
+            grad_out=values.grad_out[i], grad_skip=skip, grad_block=block,
+            grad_in=values.grad_in[i], block_ratio=ratio, cosine=cosine, param_grad=param_grad,
+            status=Status.OK,
+        )
+        junctions.append(_with_status(junction, values.grad_output, thresholds))
+    parameters = tuple(
+        ParamGrad(param_names.get(id(p), f"<param {k}>"), p.numel(), values.param_norms[k] is not None,
+                  values.param_norms[k], values.param_values[k])
+        for k, p in enumerate(params)
+    )
+    first, last = (junctions[0], junctions[-1]) if junctions else (None, None)
+    survival = None
+    if first and last and last.grad_out and first.grad_in is not None:
+        survival = first.grad_in / last.grad_out
+    summary = Summary(
+        junctions=len(junctions),
+        loss=values.loss,
+        grad_output=values.grad_output,
+        survival=survival,
+        flagged=tuple(Flag(j.name, j.status) for j in junctions if j.status is not Status.OK),
+        params_without_grad=tuple(p.name for p in parameters if not p.has_grad or p.grad_norm == 0.0),
+        params_nonfinite=tuple(
+            p.name for p in parameters if p.grad_norm is not None and not math.isfinite(p.grad_norm)
+        ),
+    )
+    names = [j.name for j in junctions]
+    return Report(
+        model=model_info,
+        probe=probe_info,
+        stop_gradient=StopGradient(
+            tuple(names[i] for i in sorted(variant.stop_skip)),
+            tuple(names[i] for i in sorted(variant.stop_block)),
+        ),
+        junctions=tuple(junctions),
+        parameters=parameters,
+        summary=summary,
+        timings_s=dict(timings),
+        gradflow_version=__version__,
+        torch_version=torch.__version__,
+    )
+
+
+def _with_status(j: Junction, grad_output: float | None, t: Thresholds) -> Junction:
+    from dataclasses import replace
+
+    numbers = [j.grad_out, j.grad_skip, j.grad_block, j.grad_in, j.param_grad]
+    if any(v is None or not math.isfinite(v) for v in numbers):
+        return replace(j, status=Status.NONFINITE)
+    assert j.grad_in is not None and j.grad_out is not None
+    if grad_output and math.isfinite(grad_output):
+        if max(j.grad_in, j.grad_out) / grad_output > t.exploding_above:
+            return replace(j, status=Status.EXPLODING)
+        if j.grad_in / grad_output < t.vanishing_below:
+            return replace(j, status=Status.VANISHING)
+    if j.block_ratio is not None and j.block_ratio < t.dead_below:
+        return replace(j, status=Status.DEAD)
+    return j
+
+
+def _forward(model: torch.nn.Module, probe: Probe) -> Any:
+    try:
+        return run_forward(model, probe.args, probe.kwargs)
+    except GradflowError:
+        raise
+    except Exception as e:
+        raise ProbeError(
+            f"the model's forward pass failed on the probe input ({_describe(probe)}): "
+            f"{type(e).__name__}: {_first_line(e)}; set the input with --input-shape or --input"
+        ) from e
+
+
+def _describe(probe: Probe) -> str:
+    parts = [f"input {i}: {_shape(t)}" for i, t in enumerate(probe.args) if isinstance(t, torch.Tensor)]
+    parts += [f"{k}: {_shape(t)}" for k, t in probe.kwargs.items() if isinstance(t, torch.Tensor)]
+    return ", ".join(parts) or "no tensor inputs"
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(str(s) for s in tensor.shape) + " " + str(tensor.dtype).replace("torch.", "")
+
+
+def _leaf_nodes(found: Sequence[FoundJunction]) -> set[Any]:
+    return {j.fork for j in found if type(j.fork).__name__ == "AccumulateGrad"}
+
+
+def _trainable(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

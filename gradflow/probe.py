@@ -1,0 +1,285 @@
+"""The probe: a seeded batch of inputs, the model output it picks, and the scalar loss it backs.
+
+Inputs come from, in order: an explicit tensor/tuple/dict, an `--input` file, `--input-shape`,
+the source's `example_input()`, or inference from the model's first layer.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gradflow.errors import ProbeError
+
+
+class Loss(str, enum.Enum):
+    """How the probe turns the model output into a scalar to differentiate."""
+
+    AUTO = "auto"
+    SUM = "sum"
+    MEAN = "mean"
+    MSE = "mse"
+    CE = "ce"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Mode(str, enum.Enum):
+    TRAIN = "train"
+    EVAL = "eval"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Positional and keyword inputs for one forward pass."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def tensors(self) -> list[torch.Tensor]:
+        found = [a for a in self.args if isinstance(a, torch.Tensor)]
+        return found + [v for v in self.kwargs.values() if isinstance(v, torch.Tensor)]
+
+    def to(self, device: torch.device) -> Probe:
+        def move(value: Any) -> Any:
+            return value.to(device) if isinstance(value, torch.Tensor) else value
+
+        return Probe(tuple(move(a) for a in self.args), {k: move(v) for k, v in self.kwargs.items()})
+
+
+def as_probe(inputs: Any) -> Probe:
+    """A tensor, a tuple/list of positional arguments, a dict of keyword arguments, or a Probe."""
+    if isinstance(inputs, Probe):
+        return inputs
+    if isinstance(inputs, torch.Tensor):
+        return Probe((inputs,))
+    if isinstance(inputs, Mapping):
+        return Probe((), dict(inputs))
+    if isinstance(inputs, (tuple, list)):
+        return Probe(tuple(inputs))
+    if isinstance(inputs, __import__("numpy").ndarray):
+        return Probe((torch.from_numpy(inputs),))
+    raise ProbeError(
+        f"probe inputs must be a tensor, a tuple of tensors or a dict of tensors, "
+        f"not {type(inputs).__name__}"
+    )
+
+
+def detached_inputs(probe: Probe) -> tuple[Probe, list[torch.Tensor]]:
+    """Copies of the inputs; floating ones require grad so a fork at the model input is found.
+
+    The user's tensors are never touched: the model may write into its inputs.
+    """
+    leaves: list[torch.Tensor] = []
+
+    def copy(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        tensor = value.detach().clone()
+        if tensor.is_floating_point() or tensor.is_complex():
+            tensor.requires_grad_(True)
+            leaves.append(tensor)
+        return tensor
+
+    probe = Probe(tuple(copy(a) for a in probe.args), {k: copy(v) for k, v in probe.kwargs.items()})
+    return probe, leaves
+
+
+_DTYPES = {
+    "float32": torch.float32, "float": torch.float32, "float64": torch.float64,
+    "double": torch.float64, "float16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "int64": torch.int64, "long": torch.int64,
+    "int32": torch.int32, "int": torch.int32, "bool": torch.bool,
+}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return _DTYPES[name.lower()]
+    except KeyError:
+        raise ProbeError(
+            f"unknown dtype {name!r}: use one of {', '.join(sorted(set(_DTYPES)))}"
+        ) from None
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'8,3,32,32' or '8x3x32x32' -> (8, 3, 32, 32)."""
+    parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ProbeError(f"bad --input-shape {text!r}: write sizes separated by commas, e.g. 8,3,32,32") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise ProbeError(f"bad --input-shape {text!r}: every size must be a positive integer")
+    return shape
+
+
+def random_tensor(shape: Sequence[int], dtype: torch.dtype, generator: torch.Generator,
+                  high: int = 2) -> torch.Tensor:
+    """Seeded normal noise for floating dtypes, uniform integers in [0, high) otherwise."""
+    if dtype.is_floating_point:
+        return torch.randn(tuple(shape), generator=generator).to(dtype)
+    if dtype == torch.bool:
+        return torch.randint(0, 2, tuple(shape), generator=generator).bool()
+    return torch.randint(0, max(1, high), tuple(shape), generator=generator, dtype=dtype)
+
+
+def from_shapes(shapes: Sequence[tuple[int, ...]], dtype: torch.dtype, seed: int,
+                high: int = 2) -> Probe:
+    generator = torch.Generator().manual_seed(seed)
+    return Probe(tuple(random_tensor(s, dtype, generator, high) for s in shapes))
+
+
+def from_file(path: str | Path) -> Probe:
+    """`.pt` (tensor, tuple, or dict; weights_only), `.npy`, `.npz` (arrays as keyword inputs)."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ProbeError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".pt", ".pth"):
+            return as_probe(torch.load(path, weights_only=True, map_location="cpu"))
+        if suffix == ".npy":
+            return Probe((torch.from_numpy(np.load(path, allow_pickle=False)),))
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return Probe((), {k: torch.from_numpy(data[k]) for k in data.files})
+    except ProbeError:
+        raise
+    except Exception as e:  # corrupt files raise many types
+        raise ProbeError(f"cannot read input file {path}: {type(e).__name__}: {_first_line(e)}") from e
+    raise ProbeError(f"unsupported input file {path.name}: use .pt, .npy or .npz")
+
+
+def infer(model: torch.nn.Module, batch_size: int, seed: int) -> Probe:
+    """Guess a probe batch from the model's first layer (or a Hugging Face config)."""
+    generator = torch.Generator().manual_seed(seed)
+    config = getattr(model, "config", None)
+    vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and vocab > 0 and _takes_token_ids(model):
+        ids = torch.randint(0, vocab, (batch_size, 16), generator=generator)
+        return Probe((), {"input_ids": ids})
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            ids = torch.randint(0, module.num_embeddings, (batch_size, 16), generator=generator)
+            return Probe((ids,))
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+            spatial = {torch.nn.Conv1d: (64,), torch.nn.Conv2d: (32, 32),
+                       torch.nn.Conv3d: (16, 16, 16)}[type(module)]
+            shape = (batch_size, module.in_channels, *spatial)
+            return Probe((torch.randn(shape, generator=generator),))
+        if isinstance(module, torch.nn.Linear):
+            return Probe((torch.randn((batch_size, module.in_features), generator=generator),))
+    raise ProbeError(
+        "cannot infer a probe input for this model: pass its shape, e.g. --input-shape 8,3,224,224 "
+        "(repeat for several inputs), or --input FILE"
+    )
+
+
+def _takes_token_ids(model: torch.nn.Module) -> bool:
+    import inspect as pyinspect
+
+    try:
+        return "input_ids" in pyinspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def from_example(example: Callable[[], Any]) -> Probe:
+    try:
+        return as_probe(example())
+    except ProbeError:
+        raise
+    except Exception as e:
+        raise ProbeError(f"example_input() raised {type(e).__name__}: {_first_line(e)}") from e
+
+
+def select_output(output: Any) -> torch.Tensor:
+    """The tensor the loss is taken on: a tensor; the first floating tensor of a tuple/list;
+    a dict's or ModelOutput's `logits`, else `last_hidden_state`, else its first floating tensor."""
+    if isinstance(output, torch.Tensor):
+        if output.is_floating_point() or output.is_complex():
+            return output
+    elif isinstance(output, Mapping) or hasattr(output, "keys"):
+        for key in ("logits", "last_hidden_state"):
+            value = output.get(key) if hasattr(output, "get") else None
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                return value
+        for value in output.values():
+            found = _first_floating(value)
+            if found is not None:
+                return found
+    elif isinstance(output, (tuple, list)):
+        found = _first_floating(output)
+        if found is not None:
+            return found
+    raise ProbeError(
+        f"the model output has no floating-point tensor to take a loss on "
+        f"(got {_describe(output)}); return the tensor to differentiate"
+    )
+
+
+def _first_floating(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value if value.is_floating_point() else None
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_floating(item)
+            if found is not None:
+                return found
+    if isinstance(value, Mapping):
+        for item in value.values():
+            found = _first_floating(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).replace('torch.', '')} tensor"
+    return type(value).__name__
+
+
+def resolve_loss(loss: Loss | str, output: torch.Tensor) -> Loss:
+    loss = Loss(loss)
+    if loss is not Loss.AUTO:
+        return loss
+    return Loss.CE if output.dim() >= 2 and output.shape[-1] >= 2 else Loss.MSE
+
+
+def probe_loss(output: torch.Tensor, loss: Loss | str, seed: int) -> torch.Tensor:
+    """The scalar to differentiate. `ce` uses seeded random class labels over the last dim."""
+    kind = resolve_loss(loss, output)
+    if kind is Loss.SUM:
+        return output.sum()
+    if kind is Loss.MEAN:
+        return output.mean()
+    if kind is Loss.MSE:
+        return output.float().pow(2).mean()
+    if output.dim() < 1 or output.shape[-1] < 2:
+        raise ProbeError(
+            f"--loss ce needs an output whose last dimension has at least 2 classes, "
+            f"got shape {list(output.shape)}; use --loss mse or sum"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    classes = output.shape[-1]
+    logits = output.reshape(-1, classes).float()
+    labels = torch.randint(0, classes, (logits.shape[0],), generator=generator).to(output.device)
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,32 @@
+"""Reference numbers from plain torch.autograd.grad on the tensors a LoggingModel exposes."""
+
+from __future__ import annotations
+
+import torch
+
+
+def reference(model, inputs, loss_fn):  # type: ignore[no-untyped-def]
+    """Per junction: grad_out, grad_skip, grad_block, grad_in, param_grad, cosine."""
+    model.inplace = False
+    try:
+        args = inputs if isinstance(inputs, tuple) else (inputs,)
+        args = tuple(a.detach().clone().requires_grad_(a.is_floating_point()) for a in args)
+        out = model(*args)
+        loss = loss_fn(out)
+        rows = []
+        for rec in model.log:
+            (g_y,) = torch.autograd.grad(loss, rec.y, retain_graph=True)
+            (g_skip,) = torch.autograd.grad(rec.skip, rec.x, g_y, retain_graph=True)
+            (g_block,) = torch.autograd.grad(rec.block, rec.x, g_y, retain_graph=True)
+            (g_in,) = torch.autograd.grad(loss, rec.x, retain_graph=True)
+            g_params = torch.autograd.grad(loss, rec.params, retain_graph=True, allow_unused=True)
+            param_grad = torch.sqrt(sum((g.pow(2).sum() for g in g_params if g is not None), torch.tensor(0.0)))
+            cosine = torch.nn.functional.cosine_similarity(g_skip.flatten(), g_block.flatten(), dim=0)
+            rows.append({
+                "grad_out": g_y.norm().item(), "grad_skip": g_skip.norm().item(),
+                "grad_block": g_block.norm().item(), "grad_in": g_in.norm().item(),
+                "param_grad": param_grad.item(), "cosine": cosine.item(),
+            })
+        return rows
+    finally:
+        model.inplace = True

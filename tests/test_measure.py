@@ -1,0 +1,167 @@
+"""Every metric of every junction against plain torch.autograd.grad on the model's own tensors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import gradflow
+from tests.fixtures import models
+from tests.reference import reference
+
+def line_of(text: str) -> str:
+    """`models.py:N` of the first line of tests/fixtures/models.py containing `text`."""
+    lines = Path(models.__file__).read_text().splitlines()
+    return f"models.py:{next(i for i, line in enumerate(lines, 1) if text in line)}"
+
+
+METRICS = ("grad_out", "grad_skip", "grad_block", "grad_in", "param_grad", "cosine")
+
+
+def mse(out):  # type: ignore[no-untyped-def]
+    if isinstance(out, dict):
+        out = out["logits"]
+    if isinstance(out, tuple):
+        out = out[1]
+    return out.float().pow(2).mean()
+
+
+def _inputs(name: str):  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(1)
+    if name == "SmallResNet":
+        return torch.randn(4, 3, 8, 8, generator=g)
+    if name == "InputFork":
+        return torch.randn(3, 6, generator=g)
+    if name == "Nested":
+        return torch.randn(3, 4, generator=g)
+    if name == "Shared":
+        return torch.randn(3, 6, generator=g)
+    if name == "TokenModel":
+        return (torch.randint(0, 50, (2, 7), generator=g), torch.randint(0, 2, (2, 7), generator=g))
+    if name == "TupleOut":
+        return torch.randn(3, 5, generator=g)
+    raise KeyError(name)
+
+
+CASES = {
+    "SmallResNet": ["identity", "projection"],
+    "InputFork": ["identity", "identity"],
+    "Nested": ["identity", "identity"],
+    "Shared": ["identity", "identity"],
+    "TokenModel": ["identity", "identity"],
+    "TupleOut": ["identity"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_metrics_match_autograd(name: str) -> None:
+    torch.manual_seed(0)
+    model = getattr(models, name)()
+    inputs = _inputs(name)
+    report = gradflow.inspect(model, inputs, loss="mse")
+    expected = reference(model, inputs, mse)
+    assert [j.skip for j in report.junctions] == CASES[name]
+    assert len(report.junctions) == len(expected)
+    for junction, ref in zip(report.junctions, expected):
+        for metric in METRICS:
+            got = getattr(junction, metric)
+            assert got is not None, (junction.name, metric)
+            assert math.isclose(got, ref[metric], rel_tol=1e-4, abs_tol=1e-7), (
+                junction.name, metric, got, ref[metric])
+        assert junction.block_ratio == pytest.approx(ref["grad_block"] / ref["grad_skip"], rel=1e-4)
+
+
+def test_identity_skip_carries_grad_out() -> None:
+    model = models.SmallResNet()
+    report = gradflow.inspect(model, _inputs("SmallResNet"), loss="mse")
+    first = report.junctions[0]
+    assert first.skip == "identity"
+    assert first.grad_skip == pytest.approx(first.grad_out, rel=1e-6)
+
+
+def test_fork_at_model_input_is_found() -> None:
+    report = gradflow.inspect(models.InputFork(), _inputs("InputFork"), loss="mse")
+    assert len(report.junctions) == 2
+    assert report.junctions[0].module == ""
+
+
+def test_one_module_twice_gives_two_junctions_with_distinct_names() -> None:
+    report = gradflow.inspect(models.Shared(), _inputs("Shared"), loss="mse")
+    names = [j.name for j in report.junctions]
+    assert names == ["#0", "#1"]
+    assert all(j.block_modules == ("block",) for j in report.junctions)
+
+
+def test_no_false_positives_on_bias_position_mask_gelu_and_embedding_adds() -> None:
+    report = gradflow.inspect(models.TokenModel(), _inputs("TokenModel"), loss="mse")
+    # Only the attention and MLP residuals; not the embedding sum, positional, mask, GELU or bias adds.
+    assert len(report.junctions) == 2
+    locations = [j.location for j in report.junctions]
+    assert all(loc and loc.endswith(line_of("y = skip + block")) for loc in locations), locations
+
+
+def test_names_modules_and_locations_follow_the_forward() -> None:
+    report = gradflow.inspect(models.SmallResNet(), _inputs("SmallResNet"), loss="mse")
+    assert [j.name for j in report.junctions] == ["b1", "b2"]
+    assert report.junctions[1].skip_modules == ("b2.downsample",)
+    assert report.junctions[0].block_modules == ("b1.conv1", "b1.bn1", "b1.conv2", "b1.bn2")
+    assert report.junctions[0].location.endswith(line_of("y += identity"))
+
+
+def test_param_gradients_match_autograd() -> None:
+    torch.manual_seed(0)
+    model = models.SmallResNet()
+    x = _inputs("SmallResNet")
+    report = gradflow.inspect(model, x, loss="mse")
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(mse(model(x)), list(params.values()))
+    for entry, grad in zip(report.parameters, grads):
+        assert entry.grad_norm == pytest.approx(grad.norm().item(), rel=1e-4)
+    assert report.model.parameters == sum(p.numel() for p in params.values())
+
+
+def test_plain_network_has_no_junctions() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    report = gradflow.inspect(model, torch.randn(3, 4))
+    assert report.junctions == ()
+    assert report.summary.junctions == 0
+    assert report.summary.survival is None
+
+
+def test_summary_survival_is_first_grad_in_over_last_grad_out() -> None:
+    report = gradflow.inspect(models.SmallResNet(), _inputs("SmallResNet"), loss="mse")
+    first, last = report.junctions[0], report.junctions[-1]
+    assert report.summary.survival == pytest.approx(first.grad_in / last.grad_out)
+
+
+def test_loss_kinds_follow_their_definitions() -> None:
+    model = models.TupleOut()
+    x = _inputs("TupleOut")
+    for kind, fn in {
+        "sum": lambda o: o[1].sum(),
+        "mean": lambda o: o[1].mean(),
+        "mse": lambda o: o[1].pow(2).mean(),
+    }.items():
+        report = gradflow.inspect(model, x, loss=kind)
+        assert report.summary.loss == pytest.approx(fn(model(x)).item(), rel=1e-6)
+        ref = reference(model, x, fn)
+        assert report.junctions[0].grad_in == pytest.approx(ref[0]["grad_in"], rel=1e-5)
+
+
+def test_auto_loss_picks_ce_for_class_scores_and_mse_otherwise() -> None:
+    assert gradflow.inspect(models.TupleOut(), _inputs("TupleOut")).probe.loss == "ce"
+    flat = torch.nn.Sequential(torch.nn.Linear(4, 1))
+    assert gradflow.inspect(flat, torch.randn(3, 4)).probe.loss == "mse"
+
+
+def test_ce_loss_uses_seeded_labels() -> None:
+    model = models.TupleOut()
+    x = _inputs("TupleOut")
+    a = gradflow.inspect(model, x, loss="ce", seed=3)
+    b = gradflow.inspect(model, x, loss="ce", seed=3)
+    c = gradflow.inspect(model, x, loss="ce", seed=4)
+    assert a.summary.loss == b.summary.loss
+    assert a.summary.loss != c.summary.loss
