@@ -1,0 +1,97 @@
+"""The model comes back exactly as it was, after success and after a forward pass that raises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gradflow
+from gradflow.errors import ProbeError
+from tests.fixtures import models
+from tests.test_measure import _inputs
+
+
+def _snapshot(model: torch.nn.Module) -> dict:
+    return {
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "grads": {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
+        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+        "modes": {n: m.training for n, m in model.named_modules()},
+        "hooks": {
+            n: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+                len(m._backward_pre_hooks))
+            for n, m in model.named_modules()
+        },
+        "global_hooks": (len(torch.nn.modules.module._global_forward_hooks),
+                         len(torch.nn.modules.module._global_forward_pre_hooks)),
+        "rng": torch.get_rng_state(),
+    }
+
+
+def _assert_same(before: dict, after: dict) -> None:
+    assert before["state"].keys() == after["state"].keys()
+    for key, value in before["state"].items():
+        assert torch.equal(value, after["state"][key]), key
+    for name, grad in before["grads"].items():
+        other = after["grads"][name]
+        assert (grad is None and other is None) or torch.equal(grad, other), name
+    for key in ("requires_grad", "modes", "hooks", "global_hooks"):
+        assert before[key] == after[key], key
+    assert torch.equal(before["rng"], after["rng"])
+
+
+def _prepared() -> torch.nn.Module:
+    model = models.SmallResNet()
+    model.b1.conv1.weight.grad = torch.full_like(model.b1.conv1.weight, 0.5)  # a user's stale grad
+    model.b2.eval()  # mixed modes
+    model.head.bias.requires_grad_(False)
+    model.register_forward_hook(lambda *a: None)
+    return model
+
+
+def test_untouched_after_success() -> None:
+    model = _prepared()
+    before = _snapshot(model)
+    gradflow.inspect(model, _inputs("SmallResNet"), sg_skip=True)
+    _assert_same(before, _snapshot(model))
+
+
+def test_untouched_after_forward_raises() -> None:
+    model = _prepared()
+
+    def explode(module, args, output):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom in forward")
+
+    handle = model.head.register_forward_hook(explode)  # raises after batch norm ran in train mode
+    before = _snapshot(model)
+    with pytest.raises(ProbeError, match="boom in forward"):
+        gradflow.inspect(model, _inputs("SmallResNet"))
+    _assert_same(before, _snapshot(model))
+    handle.remove()
+
+
+def test_untouched_after_backward_raises() -> None:
+    class Bad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):  # type: ignore[no-untyped-def]
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom in backward")
+
+    model = _prepared()
+    handle = model.head.register_forward_hook(lambda m, a, out: Bad.apply(out))
+    before = _snapshot(model)
+    with pytest.raises(gradflow.errors.ModelError, match="boom in backward"):
+        gradflow.inspect(model, _inputs("SmallResNet"))
+    _assert_same(before, _snapshot(model))
+    handle.remove()
+
+
+def test_running_stats_restored_in_train_mode() -> None:
+    model = models.SmallResNet()
+    mean = model.b1.bn1.running_mean.clone()
+    gradflow.inspect(model, _inputs("SmallResNet"), mode="train")
+    assert torch.equal(model.b1.bn1.running_mean, mean)
+    assert model.b1.bn1.num_batches_tracked.item() == 0
