@@ -64,7 +64,7 @@ def load_source(spec: str, *, arch: str | None = None, trust: bool = False) -> L
     loader = get_loader(kind)
     if arch is not None and not loader.takes_arch:
         raise OptionError(
-            f"--arch applies only to state-dict checkpoints; {spec} is a {loader.form} source"
+            f"--arch applies only to state-dict checkpoints; {spec} is a {kind.name} source"
         )
     loaded = loader.load(spec, LoadOptions(arch=arch, trust=trust))
     loaded.module = _on_cpu(loaded.module, spec)
@@ -80,8 +80,8 @@ def load_module(spec: str) -> LoadedModel:
     kind = detect(spec)
     if kind not in (PYTHON, IMPORT):
         raise SourceError(
-            f"{spec} is a {get_loader(kind).form}, not code: give the code that builds the "
-            "model as file.py[:NAME] or package.module:NAME"
+            f"{spec} is a {kind.name} source, not code: give the code that builds the model "
+            "as file.py[:NAME] or package.module:NAME"
         )
     loaded = get_loader(kind).load(spec, LoadOptions())
     loaded.module = _on_cpu(loaded.module, spec)

@@ -47,7 +47,8 @@ def build_module(
         raise SourceError(f"{label} is a class but not a torch.nn.Module subclass")
     if not callable(obj):
         raise SourceError(
-            f"{label} is a {type(obj).__name__}, not an nn.Module class or a function returning one"
+            f"{label} is of type {type(obj).__name__}, not an nn.Module class or a function "
+            "returning one"
         )
     try:
         module = obj()
@@ -68,7 +69,7 @@ def example_input_of(namespace: ModuleType, label: str) -> Callable[[], Any] | N
         return None
     if not callable(fn):
         raise SourceError(
-            f"{label} defines example_input as a {type(fn).__name__}; it must be a function "
+            f"{label}: example_input is of type {type(fn).__name__}; it must be a function "
             "returning the probe input (a tensor, a tuple of args or a dict of kwargs)"
         )
     return fn
@@ -79,7 +80,8 @@ def module_like_names(namespace: ModuleType) -> list[str]:
     and functions; those defined in the namespace itself first."""
     import torch
 
-    own, imported = [], []
+    own: list[str] = []
+    imported: list[str] = []
     for attr, obj in vars(namespace).items():
         if attr.startswith("_") or attr == EXAMPLE_INPUT:
             continue

@@ -19,7 +19,8 @@ def one_line(text: str, limit: int = 160) -> str:
 
 def describe(exc: BaseException) -> str:
     """`ExcType: first part of the message`, on one line."""
-    message = one_line(str(exc))
+    text = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
+    message = one_line(text)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 

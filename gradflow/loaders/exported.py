@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gradflow.errors import SourceError
@@ -17,7 +18,7 @@ def load_exported(spec: str, options: LoadOptions) -> LoadedModel:
     import torch
 
     try:
-        program = torch.export.load(spec)
+        program = torch.export.load(str(Path(spec).expanduser()))
         module = program.module()
     except Exception as e:
         raise SourceError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gradflow.errors import GradflowError, SourceError
 from gradflow.loaders._text import describe
 from gradflow.loaders.base import LoadedModel, LoadOptions
@@ -12,14 +14,15 @@ from gradflow.loaders.registry import register
 def load_onnx(spec: str, options: LoadOptions) -> LoadedModel:
     """Build an nn.Module that executes the ONNX graph; its `input_specs` come along."""
     try:
-        from gradflow.onnx import load_onnx_model
+        # gradflow.onnx is developed separately and may not provide this yet: hence the ignore.
+        from gradflow.onnx import load_onnx_model  # type: ignore[attr-defined,unused-ignore]
     except ImportError as e:
         raise SourceError(
             "ONNX support is not available yet (gradflow.onnx provides no load_onnx_model); "
             "export the model with torch.export (.pt2) or TorchScript instead"
         ) from e
     try:
-        module = load_onnx_model(spec)
+        module = load_onnx_model(str(Path(spec).expanduser()))
     except GradflowError:
         raise  # already one line that says what to do (e.g. UnsupportedOpError)
     except Exception as e:

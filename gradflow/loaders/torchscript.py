@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gradflow.errors import SourceError
 from gradflow.loaders._text import describe
 from gradflow.loaders.base import LoadedModel, LoadOptions
@@ -14,7 +16,7 @@ def load_torchscript(spec: str, options: LoadOptions) -> LoadedModel:
     import torch
 
     try:
-        module = torch.jit.load(spec, map_location="cpu")
+        module = torch.jit.load(str(Path(spec).expanduser()), map_location="cpu")
     except Exception as e:
         raise SourceError(
             f"cannot load TorchScript archive {spec}: truncated, corrupt or not saved by "
