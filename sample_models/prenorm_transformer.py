@@ -35,6 +35,8 @@ class NewGELU(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
+    mask: torch.Tensor  # (1, 1, block_size, block_size), True where attending is allowed
+
     def __init__(self, n_embd: int, n_head: int, block_size: int) -> None:
         super().__init__()
         assert n_embd % n_head == 0

@@ -39,7 +39,8 @@ def run(model: torch.nn.Module, inputs) -> torch.Tensor:
 
 
 def graph_nodes(output: torch.Tensor) -> list:
-    seen, stack = [], [output.grad_fn]
+    seen: list = []
+    stack = [output.grad_fn]
     while stack:
         node = stack.pop()
         if node is None or any(node is s for s in seen):
