@@ -108,38 +108,20 @@ def measure(
     started = time.perf_counter()
     timings = dict(timings or {})
     device = _model_device(model)
-    probe, leaves = detached_inputs(as_probe(inputs).to(device))
     params = _trainable(model)
     param_names = {id(p): n for n, p in model.named_parameters()}
     with preserved(model, [device]):
-        model.train(mode is Mode.TRAIN)
-        torch.manual_seed(seed)
-        tick = time.perf_counter()
-        with ForwardRecorder(model) as recorder:
-            output = _forward(model, probe)
-        chosen = select_output(output)
-        loss_tensor = probe_loss(chosen, loss, seed)
-        loss_kind = resolve_loss(loss, chosen)
-        timings["forward"] = time.perf_counter() - tick
-        if loss_tensor.grad_fn is None:
-            raise ProbeError(
-                "the loss does not depend on any trainable parameter: nothing to differentiate "
-                "(are all parameters frozen, or is the output detached?)"
-            )
-        tick = time.perf_counter()
-        found = find_junctions([loss_tensor.grad_fn], params, leaves)
-        timings["detect"] = time.perf_counter() - tick
-        naming = _names(found, recorder, param_names)
-        names = [n.name for n in naming]
+        graph = _forward_and_find(model, inputs, mode, seed, loss, params, param_names, timings)
+        names = [n.name for n in graph.naming]
         stops = [_resolve(v, names, at) for v in variants]
-        fork_leaves = {id(j.fork): j.fork.variable for j in found if j.fork in _leaf_nodes(found)}
+        fork_leaves = {id(j.fork): j.fork.variable for j in graph.found if _is_leaf(j.fork)}
         measured: list[Measured] = []
         tick = time.perf_counter()
-        with Taps(found, chosen, fork_leaves) as taps:
+        with Taps(graph.found, graph.output, fork_leaves) as taps:
             for k, variant in enumerate(stops):
                 try:
                     measured.append(
-                        taps.run(variant, loss_tensor, params + leaves, params,
+                        taps.run(variant, graph.loss, params + graph.leaves, params,
                                  retain_graph=k < len(stops) - 1)
                     )
                 except GradflowError:
@@ -150,13 +132,79 @@ def measure(
     timings["total"] = time.perf_counter() - started + timings.get("load", 0.0)
     model_info = ModelInfo(source, source_format, sum(p.numel() for p in model.parameters()))
     probe_info = ProbeInfo(
-        inputs=tuple(InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in probe.tensors()),
-        loss=str(loss_kind), mode=str(mode), seed=seed, device=str(device),
+        inputs=tuple(InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", ""))
+                     for t in graph.probe.tensors()),
+        loss=str(graph.loss_kind), mode=str(mode), seed=seed, device=str(device),
     )
     return [
-        _report(found, naming, stop, values, params, param_names, thresholds, model_info, probe_info, timings)
+        _report(graph.found, graph.naming, stop, values, params, param_names, thresholds,
+                model_info, probe_info, timings)
         for stop, values in zip(stops, measured)
     ]
+
+
+@dataclass(frozen=True)
+class Located:
+    """A junction found by a forward pass alone (no gradient measured): `gradflow blocks`."""
+
+    index: int
+    name: str
+    module: str
+    location: str | None
+    skip: str
+    block_modules: tuple[str, ...]
+    skip_modules: tuple[str, ...]
+    params: int
+
+
+def locate(model: torch.nn.Module, inputs: Any, *, mode: Mode | str = Mode.EVAL,
+           seed: int = 0) -> list[Located]:
+    """Find the junctions of `model` from one forward pass, without a backward pass."""
+    params = _trainable(model)
+    param_names = {id(p): n for n, p in model.named_parameters()}
+    with preserved(model, [_model_device(model)]):
+        graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, params, param_names, {})
+    return [
+        Located(i, n.name, n.module, n.location, j.skip, n.block_modules, n.skip_modules,
+                sum(p.numel() for p in j.params[BLOCK]))
+        for i, (j, n) in enumerate(zip(graph.found, graph.naming))
+    ]
+
+
+@dataclass
+class _Graph:
+    probe: Probe
+    leaves: list[torch.Tensor]
+    output: torch.Tensor
+    loss: torch.Tensor
+    loss_kind: Loss
+    found: list[FoundJunction]
+    naming: list[_Naming]
+
+
+def _forward_and_find(model: torch.nn.Module, inputs: Any, mode: Mode, seed: int,
+                      loss: Loss | str, params: list[torch.Tensor], param_names: dict[int, str],
+                      timings: dict[str, float]) -> _Graph:
+    """The probe's forward pass (recording add sites) and the junctions in the graph it built."""
+    probe, leaves = detached_inputs(as_probe(inputs).to(_model_device(model)))
+    model.train(mode is Mode.TRAIN)
+    torch.manual_seed(seed)
+    tick = time.perf_counter()
+    with ForwardRecorder(model) as recorder:
+        output = _forward(model, probe)
+    chosen = select_output(output)
+    loss_tensor = probe_loss(chosen, loss, seed)
+    timings["forward"] = time.perf_counter() - tick
+    if loss_tensor.grad_fn is None:
+        raise ProbeError(
+            "the loss does not depend on any trainable parameter: nothing to differentiate "
+            "(are all parameters frozen, or is the output detached?)"
+        )
+    tick = time.perf_counter()
+    found = find_junctions([loss_tensor.grad_fn], params, leaves)
+    timings["detect"] = time.perf_counter() - tick
+    naming = _names(found, recorder, param_names)
+    return _Graph(probe, leaves, chosen, loss_tensor, resolve_loss(loss, chosen), found, naming)
 
 
 @dataclass(frozen=True)
@@ -316,8 +364,8 @@ def _shape(tensor: torch.Tensor) -> str:
     return "x".join(str(s) for s in tensor.shape) + " " + str(tensor.dtype).replace("torch.", "")
 
 
-def _leaf_nodes(found: Sequence[FoundJunction]) -> set[Any]:
-    return {j.fork for j in found if type(j.fork).__name__ == "AccumulateGrad"}
+def _is_leaf(node: Any) -> bool:
+    return type(node).__name__ == "AccumulateGrad"
 
 
 def _trainable(model: torch.nn.Module) -> list[torch.Tensor]:

@@ -1,0 +1,5 @@
+"""python -m gradflow"""
+
+from gradflow.cli import main
+
+main()

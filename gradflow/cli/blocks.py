@@ -1,0 +1,75 @@
+"""gradflow blocks: list the junctions without measuring anything."""
+
+from __future__ import annotations
+
+from gradflow.cli.options import (
+    Arch, BatchSize, Debug, Dims, Format, FormatOpt, InputDtype, InputFile, InputHigh, InputShape,
+    Seed, Source, Trust,
+)
+from gradflow.cli.session import ProbeOptions, build_probe, guard, load
+
+
+def blocks_command(
+    source: Source,
+    arch: Arch = None,
+    trust: Trust = False,
+    input_file: InputFile = None,
+    input_shape: InputShape = None,
+    input_dtype: InputDtype = "float32",
+    input_high: InputHigh = None,
+    dim: Dims = None,
+    batch_size: BatchSize = 8,
+    seed: Seed = 0,
+    format: FormatOpt = Format.TABLE,
+    debug: Debug = False,
+) -> None:
+    """List every residual junction: its name, skip kind, block modules and parameter count.
+
+    PyTorch sources run one forward pass (no backward); an .onnx graph is read statically,
+    without running anything.
+
+    [bold]Examples[/bold]
+
+      gradflow blocks sample_models/prenorm_transformer.py
+
+      gradflow blocks model.onnx --format json
+    """
+    with guard(debug):
+        from gradflow.render.blocks import print_blocks
+
+        rows = _static_onnx(source) if source.lower().endswith(".onnx") else None
+        if rows is None:
+            loaded, _ = load(source, arch, trust)
+            probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype,
+                                                     input_high, dim, batch_size, seed))
+            from gradflow.measure import locate
+
+            located = locate(loaded.module, probe, seed=seed)
+            rows = [
+                {"index": j.index, "name": j.name, "module": j.module, "skip": j.skip,
+                 "block_modules": list(j.block_modules), "skip_modules": list(j.skip_modules),
+                 "params": j.params, "location": j.location}
+                for j in located
+            ]
+        print_blocks(source, rows, format)
+
+
+def _static_onnx(source: str) -> list[dict] | None:
+    from pathlib import Path
+
+    from gradflow.errors import SourceError
+
+    try:
+        from gradflow.onnx import load_onnx_model
+        from gradflow.onnx.static import static_junctions
+    except ImportError:
+        return None
+    if not Path(source).is_file():
+        raise SourceError(f"no such file: {source}")
+    found = static_junctions(load_onnx_model(source))
+    return [
+        {"index": i, "name": j.name, "module": j.module, "skip": j.skip,
+         "block_modules": list(j.block_nodes), "skip_modules": list(j.skip_nodes),
+         "params": j.params, "location": j.name, "fork": j.fork}
+        for i, j in enumerate(found)
+    ]

@@ -1,0 +1,113 @@
+"""gradflow compare: the baseline beside stop-gradient variants, or two models side by side."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from gradflow.cli.options import (
+    Arch, At, BatchSize, DeadBelow, Debug, Dims, ExplodingAbove, Format, FormatOpt, InputDtype,
+    InputFile, InputHigh, InputShape, LossOpt, LossOption, ModeOpt, ModeOption, OutputOpt, Seed,
+    SgBlock, SgSkip, Source, Trust, VanishingBelow,
+)
+from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
+from gradflow.errors import OptionError
+from gradflow.report import METRICS
+
+Second = Annotated[Optional[str], typer.Argument(
+    help="A second model or checkpoint with the same junction names, compared against the first.",
+    show_default=False)]
+Metric = Annotated[str, typer.Option(
+    "--metric", help=f"The number compared: {', '.join(METRICS)}.")]
+
+
+def compare_command(
+    source: Source,
+    other: Second = None,
+    arch: Arch = None,
+    trust: Trust = False,
+    sg_skip: SgSkip = False,
+    sg_block: SgBlock = False,
+    at: At = None,
+    metric: Metric = "grad_in",
+    input_file: InputFile = None,
+    input_shape: InputShape = None,
+    input_dtype: InputDtype = "float32",
+    input_high: InputHigh = None,
+    dim: Dims = None,
+    batch_size: BatchSize = 8,
+    seed: Seed = 0,
+    loss: LossOpt = LossOption.AUTO,
+    mode: ModeOpt = ModeOption.TRAIN,
+    vanishing_below: VanishingBelow = 1e-3,
+    exploding_above: ExplodingAbove = 1e3,
+    dead_below: DeadBelow = 1e-3,
+    format: FormatOpt = Format.TABLE,
+    output: OutputOpt = None,
+    debug: Debug = False,
+) -> None:
+    """Compare gradient flow: the baseline beside --sg-skip and/or --sg-block, or two models.
+
+    Rows are junctions matched by name; each variant shows --metric and its ratio to the
+    baseline. Stop-gradient variants share one forward pass: k variants cost one forward and
+    k backward passes.
+
+    [bold]Examples[/bold]
+
+      gradflow compare model.py --sg-skip
+
+      gradflow compare model.py --sg-skip --sg-block --at 'layer3.*'
+
+      gradflow compare before.pt after.pt --arch net.py:Net
+    """
+    with guard(debug):
+        if metric not in METRICS:
+            raise OptionError(f"unknown --metric {metric!r}: choose one of {', '.join(METRICS)}")
+        if other is not None and (sg_skip or sg_block):
+            raise OptionError("compare takes either two sources or stop-gradient flags on one source, not both")
+        if other is None and not (sg_skip or sg_block):
+            raise OptionError("nothing to compare: add --sg-skip and/or --sg-block, or give a second source")
+        if at and not (sg_skip or sg_block):
+            raise OptionError("--at chooses where a stop-gradient goes: add --sg-skip or --sg-block")
+        from gradflow.compare import compare, two_source_names
+        from gradflow.measure import BASELINE, VariantSpec, measure
+
+        loaded, load_seconds = load(source, arch, trust)
+        probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high,
+                                                 dim, batch_size, seed))
+        common = dict(loss=loss.value, mode=mode.value, seed=seed,
+                      thresholds=thresholds(vanishing_below, exploding_above, dead_below))
+        if other is None:
+            specs = [BASELINE]
+            if sg_skip:
+                specs.append(VariantSpec("sg-skip", sg_skip=True))
+            if sg_block:
+                specs.append(VariantSpec("sg-block", sg_block=True))
+            reports = measure(loaded.module, probe, specs, at=at, source=source,
+                              source_format=loaded.format, timings={"load": load_seconds}, **common)
+            variants = {spec.name: report for spec, report in zip(specs, reports)}
+        else:
+            second, second_seconds = load(other, arch, trust)
+            first_name, second_name = two_source_names(source, other)
+            (a,) = measure(loaded.module, probe, source=source, source_format=loaded.format,
+                           timings={"load": load_seconds}, **common)
+            (b,) = measure(second.module, probe, source=other, source_format=second.format,
+                           timings={"load": second_seconds}, **common)
+            variants = {first_name: a, second_name: b}
+        emit_comparison(compare(variants, metric), format, output)
+
+
+def emit_comparison(comparison, format: Format, output) -> None:  # type: ignore[no-untyped-def]
+    from gradflow.render.compare import comparison_markdown, print_comparison
+    from gradflow.render.json import compare_json
+
+    if output is not None:
+        as_markdown = format is Format.MARKDOWN or (format is Format.TABLE and output.suffix == ".md")
+        write_output(output, comparison_markdown(comparison) if as_markdown else compare_json(comparison.variants))
+    if format is Format.JSON and output is None:
+        print(compare_json(comparison.variants))
+    elif format is Format.MARKDOWN and output is None:
+        print(comparison_markdown(comparison), end="")
+    elif format is Format.TABLE:
+        print_comparison(comparison)

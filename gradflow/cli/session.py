@@ -1,0 +1,166 @@
+"""What every command does before measuring: load the model, build the probe, map errors.
+
+`guard` is the one place where failures become exit codes: a GradflowError prints one line on
+stderr and exits 2; anything else is an internal error, also one line unless --debug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from gradflow.errors import GradflowError, OptionError, ProbeError
+
+if TYPE_CHECKING:
+    from gradflow.loaders import LoadedModel
+    from gradflow.probe import Probe
+
+
+@contextmanager
+def guard(debug: bool) -> Iterator[None]:
+    """Turn failures into a one-line message and an exit code (tracebacks only with --debug)."""
+    debug = debug or os.environ.get("GRADFLOW_DEBUG") == "1"
+    try:
+        yield
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except GradflowError as e:
+        if debug:
+            raise
+        _fail(f"gradflow: error: {_one_line(str(e))}", e.exit_code)
+    except KeyboardInterrupt:
+        _fail("gradflow: interrupted", 130)
+    except Exception as e:  # a bug in gradflow, or a failure nobody anticipated
+        if debug:
+            raise
+        _fail(
+            f"gradflow: internal error: {type(e).__name__}: {_one_line(str(e))} "
+            "(run again with --debug for the traceback)",
+            2,
+        )
+
+
+def _fail(message: str, code: int) -> None:
+    print(message, file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " ".join(lines[:1]) if lines else "(no message)"
+
+
+@dataclass
+class ProbeOptions:
+    input_file: Path | None = None
+    input_shapes: Sequence[str] | None = None
+    input_dtype: str = "float32"
+    input_high: int | None = None
+    dims: Sequence[str] | None = None
+    batch_size: int = 8
+    seed: int = 0
+
+
+def load(source: str, arch: str | None, trust: bool) -> tuple[LoadedModel, float]:
+    from gradflow.loaders import load_source
+
+    tick = time.perf_counter()
+    loaded = load_source(source, arch=arch, trust=trust)
+    return loaded, time.perf_counter() - tick
+
+
+def build_probe(loaded: LoadedModel, options: ProbeOptions) -> Probe:
+    """Probe inputs, by precedence: --input, --input-shape, example_input(), the ONNX graph's
+    input signature, inference from the model's first layer."""
+    from gradflow import probe as p
+
+    if options.input_file is not None and options.input_shapes:
+        raise OptionError("--input and --input-shape both give the probe input: use one of them")
+    if options.input_file is not None:
+        return p.from_file(options.input_file)
+    if options.input_shapes:
+        dtype = p.parse_dtype(options.input_dtype)
+        shapes = [p.parse_shape(s) for s in options.input_shapes]
+        high = options.input_high or _vocabulary(loaded.module) or 2
+        return p.from_shapes(shapes, dtype, options.seed, high)
+    if loaded.example_input is not None:
+        return p.from_example(loaded.example_input)
+    if loaded.input_specs:
+        return _from_specs(loaded.input_specs, options)
+    return p.infer(loaded.module, options.batch_size, options.seed)
+
+
+def _vocabulary(module: Any) -> int | None:
+    import torch
+
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Embedding):
+            return int(sub.num_embeddings)
+    return None
+
+
+def parse_dims(dims: Sequence[str] | None) -> dict[str, int]:
+    parsed: dict[str, int] = {}
+    for item in dims or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.strip().isdigit():
+            raise OptionError(f"bad --dim {item!r}: write NAME=VALUE, e.g. --dim seq_len=128")
+        parsed[name.strip()] = int(value)
+    return parsed
+
+
+def _from_specs(specs: Sequence[Any], options: ProbeOptions) -> Probe:
+    """Inputs from an ONNX graph's signature: named dimensions from --dim, the first from
+    --batch-size, other unknown ones refused with the flag to set them."""
+    from gradflow import probe as p
+
+    dims = parse_dims(options.dims)
+    import torch
+
+    generator = torch.Generator().manual_seed(options.seed)
+    tensors: dict[str, Any] = {}
+    for spec in specs:
+        shape = []
+        for axis, dim in enumerate(spec.shape):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim)
+            elif isinstance(dim, str) and dim in dims:
+                shape.append(dims[dim])
+            elif axis == 0:
+                shape.append(options.batch_size)
+            else:
+                raise ProbeError(
+                    f"input {spec.name!r} has an unknown dimension {dim or '?'} at axis {axis}: "
+                    f"set it with --dim {dim or 'NAME'}=VALUE or give --input-shape"
+                )
+        high = options.input_high or 2
+        tensors[spec.name] = p.random_tensor(shape, spec.dtype, generator, high)
+    return p.Probe((), tensors)
+
+
+def thresholds(vanishing_below: float, exploding_above: float, dead_below: float) -> Any:
+    from gradflow.report import Thresholds
+
+    return Thresholds(vanishing_below, exploding_above, dead_below)
+
+
+def write_output(path: Path, text: str) -> None:
+    try:
+        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as e:
+        raise OptionError(f"cannot write {path}: {e.strerror or e}") from e
+    print(f"gradflow: wrote {path}", file=sys.stderr)
+
+
+def run_timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    tick = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - tick

@@ -1,0 +1,113 @@
+"""Comparisons of reports junction by junction: stop-gradient variants, or two models."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gradflow.report import METRICS, Report
+
+
+@dataclass(frozen=True)
+class Row:
+    """One junction across variants; a value is None where the variant lacks the junction."""
+
+    name: str
+    values: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    baseline: str
+    variants: dict[str, Report]
+    rows: tuple[Row, ...]
+
+    def ratio(self, row: Row, variant: str) -> float | None:
+        return ratio(row.values.get(variant), row.values.get(self.baseline))
+
+    def only_in(self, variant: str) -> list[str]:
+        """Junctions that this variant has and the baseline lacks (or the reverse, for baseline)."""
+        other = next((v for v in self.variants if v != variant), variant)
+        mine = {j.name for j in self.variants[variant].junctions}
+        theirs = {j.name for j in self.variants[other].junctions}
+        return [n for n in (j.name for j in self.variants[variant].junctions) if n not in theirs] if mine else []
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    if value is None or base is None or not math.isfinite(value) or not math.isfinite(base):
+        return None
+    if base == 0:
+        return None if value == 0 else math.inf
+    return value / base
+
+
+def compare(variants: Mapping[str, Report], metric: str = "grad_in") -> Comparison:
+    """Line up reports by junction name; the first variant is the baseline."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
+    names: list[str] = []
+    for report in variants.values():
+        for junction in report.junctions:
+            if junction.name not in names:
+                names.append(junction.name)
+    lookup = {k: {j.name: j for j in r.junctions} for k, r in variants.items()}
+    rows = tuple(
+        Row(name, {k: (lookup[k][name].metric(metric) if name in lookup[k] else None) for k in variants})
+        for name in names
+    )
+    return Comparison(metric, next(iter(variants)), dict(variants), rows)
+
+
+def describe(comparison: Comparison, variant: str) -> str:
+    """One sentence on what changed in `variant` relative to the baseline."""
+    base = comparison.variants[comparison.baseline]
+    report = comparison.variants[variant]
+    metric = comparison.metric
+    shared = [r for r in comparison.rows if r.values.get(variant) is not None
+              and r.values.get(comparison.baseline) is not None]
+    if not shared:
+        return f"{variant}: no junction in common with {comparison.baseline}"
+    first = shared[0]
+    first_ratio = comparison.ratio(first, variant)
+    ratios = [x for x in (comparison.ratio(r, variant) for r in shared) if x is not None and math.isfinite(x)]
+    collapsed = sum(1 for x in ratios if x < 0.1)
+    grew = sum(1 for x in ratios if x > 10)
+    parts = [f"{variant}: {metric} at the first junction ({first.name}) is "
+             f"{_times(first_ratio)} the {comparison.baseline}"]
+    if ratios:
+        parts.append(f"median {_times(statistics.median(ratios))} over {len(ratios)} junctions")
+    if collapsed:
+        parts.append(f"{collapsed} fell below 0.1×")
+    if grew:
+        parts.append(f"{grew} rose above 10×")
+    newly = {f.name for f in report.summary.flagged} - {f.name for f in base.summary.flagged}
+    if newly:
+        parts.append(f"{len(newly)} newly flagged")
+    return "; ".join(parts)
+
+
+def _times(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return "0×"
+    if not math.isfinite(value):
+        return "∞×"
+    if 0.01 <= value < 1000:
+        return f"{value:.3g}×"
+    return f"{value:.1e}×"
+
+
+def two_source_names(a: str, b: str) -> tuple[str, str]:
+    """Variant labels for `compare A B`: the file names, or A/B when they clash."""
+    from pathlib import PurePath
+
+    na, nb = PurePath(a).name or a, PurePath(b).name or b
+    return (na, nb) if na != nb else ("A", "B")
+
+
+def metric_names() -> Sequence[str]:
+    return METRICS

@@ -1,0 +1,82 @@
+"""Rendering of a Comparison: a table with each variant's metric and its ratio to the baseline."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from gradflow.compare import Comparison, describe
+from gradflow.render.numbers import num, ratio
+from gradflow.render.table import console, probe_line
+
+
+def ratio_style(value: float | None) -> str:
+    """Collapse in red, loss in yellow, growth in magenta, near the baseline in green."""
+    if value is None:
+        return "dim"
+    if value == 0 or value < 0.1:
+        return "bold red"
+    if value < 0.5:
+        return "yellow"
+    if not math.isfinite(value) or value > 10:
+        return "magenta"
+    return "green"
+
+
+def compare_table(c: Comparison) -> Table:
+    base = c.variants[c.baseline]
+    table = Table(title=f"gradflow compare · {c.metric} · baseline: {c.baseline}",
+                  caption=probe_line(base), title_justify="left", caption_justify="left",
+                  header_style="bold", pad_edge=False)
+    table.add_column("junction", overflow="fold", max_width=40)
+    table.add_column(c.baseline, justify="right")
+    others = [v for v in c.variants if v != c.baseline]
+    for name in others:
+        table.add_column(name, justify="right")
+        table.add_column("ratio", justify="right")
+    for row in c.rows:
+        cells: list = [row.name, num(row.values.get(c.baseline)) if row.values.get(c.baseline) is not None else Text("absent", style="dim")]
+        for name in others:
+            value = row.values.get(name)
+            if value is None:
+                cells += [Text("absent", style="dim"), ""]
+                continue
+            r = c.ratio(row, name)
+            cells += [num(value), Text(ratio(r), style=ratio_style(r))]
+        table.add_row(*cells)
+    return table
+
+
+def print_comparison(c: Comparison) -> None:
+    parts: list = [compare_table(c)]
+    for name in c.variants:
+        if name != c.baseline:
+            parts.append(Text(describe(c, name)))
+    for name, report in c.variants.items():
+        names = {j.name for j in report.junctions}
+        missing = [r.name for r in c.rows if r.name not in names]
+        if missing:
+            parts.append(Text(f"only in others, absent from {name}: " + ", ".join(missing[:8])
+                              + (" …" if len(missing) > 8 else ""), style="yellow"))
+    console().print(Group(*parts))
+
+
+def comparison_markdown(c: Comparison) -> str:
+    others = [v for v in c.variants if v != c.baseline]
+    head = f"| junction | {c.baseline} | " + " | ".join(f"{o} | ratio" for o in others) + " |"
+    rule = "|---|--:|" + "--:|--:|" * len(others)
+    lines = [f"### gradflow compare · {c.metric}", "", head, rule]
+    for row in c.rows:
+        cells = [f"`{row.name}`", num(row.values.get(c.baseline)) if row.values.get(c.baseline) is not None else "absent"]
+        for o in others:
+            value = row.values.get(o)
+            r = c.ratio(row, o)
+            flag = " 🔻" if r is not None and r < 0.1 else ""
+            cells += ["absent", ""] if value is None else [num(value), ratio(r) + flag]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"- {describe(c, o)}" for o in others]
+    return "\n".join(lines) + "\n"

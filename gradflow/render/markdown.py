@@ -1,0 +1,25 @@
+"""Markdown for pull-request comments."""
+
+from __future__ import annotations
+
+from gradflow.render.numbers import num, ratio
+from gradflow.report import Report
+
+
+def report_markdown(report: Report) -> str:
+    lines = [
+        f"### gradflow · `{report.model.source}`",
+        "",
+        "| # | junction | skip | grad_out | grad_skip | grad_block | grad_in | block/skip | param_grad | status |",
+        "|--:|---|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for j in report.junctions:
+        lines.append(
+            f"| {j.index} | `{j.name}` | {j.skip} | {num(j.grad_out)} | {num(j.grad_skip)} | "
+            f"{num(j.grad_block)} | {num(j.grad_in)} | {ratio(j.block_ratio)} | {num(j.param_grad)} | "
+            f"{'✅' if j.status == 'ok' else '⚠️'} {j.status} |"
+        )
+    s = report.summary
+    lines += ["", f"{s.junctions} junctions · survival {ratio(s.survival)} · "
+                  f"flagged: {len(s.flagged) or 'none'}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,182 @@
+"""gradflow inspect / compare / blocks through Typer's runner: output, JSON schema, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import torch
+
+from tests.conftest import ROOT, SAMPLES
+
+import importlib.util
+
+
+def _load_sample(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(f"sample_{name}", SAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inspect_prints_a_table_with_every_junction(gradflow_cli) -> None:
+    result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py")
+    assert result.exit_code == 0, result.output
+    for name in ("layer1.0", "layer2.0", "layer3.1", "grad_skip", "grad_block", "proj", "identity"):
+        assert name in result.stdout
+    assert "6 junctions" in result.stdout
+
+
+def test_inspect_json_is_the_report_and_nothing_else(gradflow_cli, report_schema) -> None:
+    result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", "--format", "json")
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, report_schema)
+    assert [j["skip"] for j in document["junctions"]] == ["identity", "identity", "projection", "identity", "projection", "identity"]
+
+
+def test_json_numbers_agree_with_autograd_on_the_seed_example(gradflow_cli, report_schema) -> None:
+    result = gradflow_cli("inspect", SAMPLES / "seed_example.py", "--loss", "sum", "--format", "json")
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, report_schema)
+    # Independent: autograd on the sample's own computation.
+    sample = _load_sample("seed_example")
+    model = sample.build()
+    values = sample.computation(model.x, model.y, model.z, model.w)
+    g_residual, g_xy = torch.autograd.grad(values["cost"], [values["residual"], values["xy"]], retain_graph=True)
+    grads = torch.autograd.grad(values["cost"], [model.x, model.y, model.z, model.w])
+    (junction,) = document["junctions"]
+    assert junction["grad_out"] == pytest.approx(g_residual.item()) == 2.0
+    assert junction["grad_in"] == pytest.approx(g_xy.item()) == 4.0
+    assert junction["grad_skip"] == junction["grad_block"] == 2.0
+    by_name = {p["name"]: p["grad_value"] for p in document["parameters"]}
+    assert [by_name[n] for n in "xyzw"] == [g.item() for g in grads] == [-16.0, 12.0, 2.0, 0.0]
+
+
+def test_seed_example_with_sg_skip_has_two_at_the_fork(gradflow_cli) -> None:
+    result = gradflow_cli("inspect", SAMPLES / "seed_example.py", "--loss", "sum", "--sg-skip", "--format", "json")
+    (junction,) = json.loads(result.stdout)["junctions"]
+    assert junction["grad_in"] == 2.0 and junction["grad_skip"] == 0.0
+
+
+def test_output_file_gets_the_json_and_stdout_the_table(gradflow_cli, tmp_path, report_schema) -> None:
+    target = tmp_path / "report.json"
+    result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", "-o", target)
+    assert result.exit_code == 0
+    assert "layer1.0" in result.stdout
+    jsonschema.validate(json.loads(target.read_text()), report_schema)
+
+
+def test_markdown_output(gradflow_cli) -> None:
+    result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", "--format", "markdown")
+    assert result.stdout.startswith("### gradflow")
+    assert "| 0 | `layer1.0` | identity |" in result.stdout
+
+
+def test_model_without_junctions_is_not_an_error(gradflow_cli) -> None:
+    result = gradflow_cli("inspect", SAMPLES / "plain_net.py")
+    assert result.exit_code == 0
+    assert "No residual junction found" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["inspect", "nope.py"], "nope.py"),
+        (["inspect", "model.xyz"], "model.xyz"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--input-shape", "8,5,32,32"], "input 0: 8x5x32x32 float32"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--input-shape", "8,three"], "--input-shape"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--at", "layer1.*"], "--sg-skip or --sg-block"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--sg-skip", "--at", "layer9.*"], "junctions are: layer1.0"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--input-shape", "4,3,32,32", "--input", "x.pt"], "use one of them"),
+        (["compare", SAMPLES / "tiny_resnet.py"], "nothing to compare"),
+        (["compare", SAMPLES / "tiny_resnet.py", "--sg-skip", "--metric", "speed"], "unknown --metric"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(gradflow_cli, args, needle) -> None:
+    result = gradflow_cli(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gradflow: error:")
+    assert str(needle) in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_output_without_floating_tensor_is_a_clear_error(gradflow_cli, tmp_path) -> None:
+    source = tmp_path / "intout.py"
+    source.write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__(); self.l = torch.nn.Linear(4, 4)\n"
+        "    def forward(self, x):\n        return self.l(x).argmax(-1)\n"
+        "def build():\n    return M()\n"
+    )
+    result = gradflow_cli("inspect", source)
+    assert result.exit_code == 2
+    assert "no floating-point tensor" in result.stderr
+
+
+def test_debug_shows_the_traceback(runner) -> None:
+    from gradflow.cli.app import app
+
+    result = runner.invoke(app, ["inspect", "nope.py", "--debug"])
+    assert result.exit_code != 0
+    assert result.exception is not None  # re-raised instead of mapped to one line
+
+
+def test_compare_sg_skip_collapses_the_deep_mlp(gradflow_cli) -> None:
+    result = gradflow_cli("compare", SAMPLES / "deep_mlp.py", "--sg-skip", "--format", "json")
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)
+    assert document["schema"] == "gradflow/compare@1"
+    assert list(document["variants"]) == ["baseline", "sg-skip"]
+    base = document["variants"]["baseline"]["junctions"][0]["grad_in"]
+    stopped = document["variants"]["sg-skip"]["junctions"][0]["grad_in"]
+    assert stopped / base < 1e-6
+
+
+def test_compare_table_and_markdown(gradflow_cli) -> None:
+    table = gradflow_cli("compare", SAMPLES / "tiny_resnet.py", "--sg-skip", "--sg-block")
+    assert table.exit_code == 0
+    assert "sg-skip" in table.stdout and "sg-block" in table.stdout and "ratio" in table.stdout
+    assert "at the first junction (layer1.0)" in table.stdout
+    md = gradflow_cli("compare", SAMPLES / "tiny_resnet.py", "--sg-skip", "--format", "markdown")
+    assert "| `layer1.0` |" in md.stdout
+
+
+def test_compare_two_checkpoints(gradflow_cli, tmp_path) -> None:
+    sample = _load_sample("tiny_resnet")
+    torch.manual_seed(1)
+    before, after = sample.build(), sample.build()
+    with torch.no_grad():
+        after.layer3[1].conv2.weight.mul_(0.0)  # kill one block
+    torch.save(before.state_dict(), tmp_path / "before.pt")
+    torch.save(after.state_dict(), tmp_path / "after.pt")
+    result = gradflow_cli("compare", tmp_path / "before.pt", tmp_path / "after.pt",
+                          "--arch", f"{SAMPLES / 'tiny_resnet.py'}", "--metric", "grad_block", "--format", "json")
+    assert result.exit_code == 0, result.output
+    variants = json.loads(result.stdout)["variants"]
+    assert list(variants) == ["before.pt", "after.pt"]
+    assert variants["after.pt"]["junctions"][5]["grad_block"] == 0.0
+    assert variants["before.pt"]["junctions"][5]["grad_block"] > 0
+
+
+def test_blocks_lists_junctions_without_measuring(gradflow_cli) -> None:
+    result = gradflow_cli("blocks", SAMPLES / "prenorm_transformer.py", "--format", "json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)["junctions"]
+    assert [r["name"] for r in rows][:2] == ["h.0#0", "h.0#1"]
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from gradflow.cli.app import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_python_dash_m_works() -> None:
+    out = subprocess.run([sys.executable, "-m", "gradflow", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("gradflow ")
