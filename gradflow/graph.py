@@ -72,20 +72,22 @@ def all_nodes(roots: Iterable[Any]) -> list[Any]:
     return out
 
 
-def find_junctions(roots: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any]) -> list[FoundJunction]:
+def find_junctions(roots: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any],
+                   nodes: Iterable[Any] | None = None) -> list[FoundJunction]:
     """Find every junction in the graph behind `roots`, in forward order.
 
     Args:
         roots: autograd nodes to walk back from (the loss's grad_fn).
         params: the model's trainable parameters (leaves that may make a branch a block).
         inputs: probe input tensors that require grad (leaves that may be a fork).
+        nodes: every node behind `roots`, when the caller has already walked the graph.
     Returns:
         FoundJunctions sorted by the add's position in the forward pass.
     """
     param_ids = {id(p) for p in params}
     input_ids = {id(t) for t in inputs}
     found = []
-    for node in all_nodes(roots):
+    for node in all_nodes(roots) if nodes is None else nodes:
         if type(node).__name__ not in ADD_NODES:
             continue
         operands = node.next_functions

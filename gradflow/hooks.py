@@ -105,12 +105,19 @@ class Taps:
     """Hooks for a set of junctions; one `run` per variant over the same retained graph."""
 
     def __init__(self, junctions: Sequence[FoundJunction], output: torch.Tensor,
-                 fork_leaves: dict[int, torch.Tensor]) -> None:
+                 fork_leaves: dict[int, torch.Tensor], measured: Sequence[int] | None = None) -> None:
+        """Args:
+            junctions: every junction of the graph; any of them can be stopped.
+            output: the model output the loss is taken on (its gradient is the reference).
+            fork_leaves: id(AccumulateGrad node) -> the input tensor it feeds, for input forks.
+            measured: indices of the junctions to measure (default all); `run` reports these.
+        """
         self.junctions = list(junctions)
+        self.measured = list(range(len(junctions))) if measured is None else list(measured)
         self.output = output
-        self.fork_leaves = fork_leaves  # id(AccumulateGrad node) -> the input tensor it feeds
+        self.fork_leaves = fork_leaves
         self.variant = Variant("baseline")
-        self.taps: list[_JunctionTap] = []
+        self.taps: dict[int, _JunctionTap] = {}
         self.grad_output: torch.Tensor | None = None
         self.handles: list[Any] = []
 
@@ -135,6 +142,8 @@ class Taps:
         forks: dict[Any, list[tuple[int, int]]] = {}
         for index, junction in enumerate(self.junctions):
             plans.setdefault(junction.add, _NodePlan()).junction = index
+        for index in self.measured:
+            junction = self.junctions[index]
             for side in (SKIP, BLOCK):
                 for edge in junction.edges[side]:
                     plans.setdefault(edge.consumer, _NodePlan()).taps.append((index, side, edge.index))
@@ -164,7 +173,7 @@ class Taps:
         def hook(grad_inputs: tuple[torch.Tensor | None, ...],
                  grad_outputs: tuple[torch.Tensor | None, ...]) -> tuple[Any, ...] | None:
             replaced = None
-            if plan.junction is not None:
+            if plan.junction is not None and (self.variant.stop_skip or self.variant.stop_block):
                 replaced = self._stop(plan.junction, grad_inputs)
                 if replaced is not None:
                     grad_inputs = replaced
@@ -213,11 +222,12 @@ class Taps:
         """One backward pass under `variant`; returns its numbers on the host."""
         self.variant = variant
         self.grad_output = None
-        self.taps = [
-            _JunctionTap((len(j.edges[SKIP]), len(j.edges[BLOCK]))) for j in self.junctions
-        ]
+        self.taps = {
+            i: _JunctionTap((len(self.junctions[i].edges[SKIP]), len(self.junctions[i].edges[BLOCK])))
+            for i in self.measured
+        }
         grads = torch.autograd.grad(loss, list(wrt), retain_graph=retain_graph, allow_unused=True)
-        for tap in self.taps:
+        for tap in self.taps.values():
             tap.finish()
         return self._collect(grads[: len(params)], params, loss)
 
@@ -228,7 +238,7 @@ class Taps:
         zero = torch.zeros((), dtype=torch.float32, device=device)
         nan = torch.full((), float("nan"), dtype=torch.float32, device=device)
         values: list[torch.Tensor] = []
-        for tap in self.taps:
+        for tap in (self.taps[i] for i in self.measured):
             values += [
                 tap.grad_out if tap.grad_out is not None else zero,
                 tap.norm[SKIP] if tap.norm[SKIP] is not None else zero,

@@ -15,10 +15,20 @@ from typing import Any
 import torch
 
 from gradflow._version import __version__
-from gradflow.errors import GradflowError, ModelError, ProbeError
-from gradflow.graph import BLOCK, SKIP, FoundJunction, find_junctions
+from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
+from gradflow.graph import BLOCK, SKIP, FoundJunction, all_nodes, find_junctions
 from gradflow.hooks import Measured, Taps, Variant, preserved
-from gradflow.probe import Loss, Mode, Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
+from gradflow.probe import (
+    Loss,
+    Mode,
+    Probe,
+    as_probe,
+    detached_inputs,
+    parse_dtype,
+    probe_loss,
+    resolve_loss,
+    select_output,
+)
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import (
     Flag,
@@ -97,12 +107,24 @@ def measure(
     mode: Mode | str = Mode.TRAIN,
     seed: int = 0,
     at: Sequence[str] | None = None,
+    only: Sequence[str] | None = None,
+    max_junctions: int | None = None,
+    dtype: str | torch.dtype | None = None,
     thresholds: Thresholds | None = None,
     source: str = "<module>",
     source_format: str = "module",
     timings: dict[str, float] | None = None,
 ) -> list[Report]:
-    """One forward pass and one backward pass per variant over the same graph; a Report each."""
+    """One forward pass and one backward pass per variant over the same graph; a Report each.
+
+    Args:
+        variants: the backward passes to make (see VariantSpec); the forward pass is shared.
+        at: the junctions a stop-gradient applies to (names, globs, indices, ranges).
+        only: measure only these junctions (same patterns); the others cost nothing.
+        max_junctions: measure at most this many, evenly spread over depth.
+        dtype: run the probe under torch.autocast with this dtype (bfloat16, float16);
+            norms are accumulated in float32 whatever the dtype.
+    """
     thresholds = thresholds or Thresholds()
     mode = Mode(mode)
     started = time.perf_counter()
@@ -110,14 +132,18 @@ def measure(
     device = _model_device(model)
     params = _trainable(model)
     param_names = {id(p): n for n, p in model.named_parameters()}
+    autocast = _autocast(dtype, device)
     with preserved(model, [device]):
-        graph = _forward_and_find(model, inputs, mode, seed, loss, params, param_names, timings)
+        with autocast:
+            graph = _forward_and_find(model, inputs, mode, seed, loss, params, param_names, timings)
         names = [n.name for n in graph.naming]
         stops = [_resolve(v, names, at) for v in variants]
+        chosen = _measured(names, only, max_junctions)
+        notes = graph.notes + _subset_note(len(chosen), len(names), only, max_junctions)
         fork_leaves = {id(j.fork): j.fork.variable for j in graph.found if _is_leaf(j.fork)}
         measured: list[Measured] = []
         tick = time.perf_counter()
-        with Taps(graph.found, graph.output, fork_leaves) as taps:
+        with Taps(graph.found, graph.output, fork_leaves, chosen) as taps:
             for k, variant in enumerate(stops):
                 try:
                     measured.append(
@@ -137,10 +163,39 @@ def measure(
         loss=str(graph.loss_kind), mode=str(mode), seed=seed, device=str(device),
     )
     return [
-        _report(graph.found, graph.naming, stop, values, params, param_names, thresholds,
-                model_info, probe_info, timings)
+        _report(graph.found, graph.naming, chosen, stop, values, params, param_names, thresholds,
+                model_info, probe_info, timings, notes)
         for stop, values in zip(stops, measured)
     ]
+
+
+def _measured(names: Sequence[str], only: Sequence[str] | None, limit: int | None) -> list[int]:
+    chosen = select(only, names) if only else list(range(len(names)))
+    if limit is not None and 0 < limit < len(chosen):
+        step = (len(chosen) - 1) / (limit - 1) if limit > 1 else 0.0
+        chosen = sorted({chosen[round(i * step)] for i in range(limit)})
+    return chosen
+
+
+def _subset_note(kept: int, total: int, only: Sequence[str] | None, limit: int | None) -> tuple[str, ...]:
+    if kept == total:
+        return ()
+    how = " and ".join(w for w, on in (("--at", only), ("--max-junctions", limit)) if on)
+    return (f"measured {kept} of {total} junctions ({how})",)
+
+
+def _autocast(dtype: str | torch.dtype | None, device: torch.device) -> Any:
+    """torch.autocast for a low-precision probe; a no-op for float32 or None."""
+    import contextlib
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    resolved = dtype if isinstance(dtype, torch.dtype) else parse_dtype(str(dtype))
+    if resolved == torch.float32:
+        return contextlib.nullcontext()
+    if resolved not in (torch.bfloat16, torch.float16):
+        raise OptionError(f"--dtype {dtype} is not a probe precision: use float32, bfloat16 or float16")
+    return torch.autocast(device_type=device.type, dtype=resolved)
 
 
 @dataclass(frozen=True)
@@ -180,6 +235,7 @@ class _Graph:
     loss_kind: Loss
     found: list[FoundJunction]
     naming: list[_Naming]
+    notes: tuple[str, ...] = ()
 
 
 def _forward_and_find(model: torch.nn.Module, inputs: Any, mode: Mode, seed: int,
@@ -201,10 +257,24 @@ def _forward_and_find(model: torch.nn.Module, inputs: Any, mode: Mode, seed: int
             "(are all parameters frozen, or is the output detached?)"
         )
     tick = time.perf_counter()
-    found = find_junctions([loss_tensor.grad_fn], params, leaves)
+    nodes = all_nodes([loss_tensor.grad_fn])
+    found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes)
     timings["detect"] = time.perf_counter() - tick
     naming = _names(found, recorder, param_names)
-    return _Graph(probe, leaves, chosen, loss_tensor, resolve_loss(loss, chosen), found, naming)
+    return _Graph(probe, leaves, chosen, loss_tensor, resolve_loss(loss, chosen), found, naming,
+                  _graph_notes(nodes))
+
+
+def _graph_notes(nodes: Sequence[Any]) -> tuple[str, ...]:
+    """What the autograd graph hides from junction detection, said plainly (or refused)."""
+    hidden = sum(1 for n in nodes if type(n).__name__ == "CheckpointFunctionBackward")
+    if hidden:
+        raise ModelError(
+            f"the model runs {hidden} torch.utils.checkpoint segment(s) with use_reentrant=True: "
+            "they build no autograd graph inside and cannot be differentiated with "
+            "torch.autograd.grad; use checkpoint(..., use_reentrant=False) to inspect it"
+        )
+    return ()
 
 
 @dataclass(frozen=True)
@@ -264,17 +334,18 @@ def _resolve(spec: VariantSpec, names: Sequence[str], at: Sequence[str] | None) 
     )
 
 
-def _report(found: Sequence[FoundJunction], naming: Sequence[_Naming], variant: Variant,
-            values: Measured, params: Sequence[torch.Tensor], param_names: dict[int, str],
-            thresholds: Thresholds, model_info: ModelInfo, probe_info: ProbeInfo,
-            timings: dict[str, float]) -> Report:
+def _report(found: Sequence[FoundJunction], naming: Sequence[_Naming], chosen: Sequence[int],
+            variant: Variant, values: Measured, params: Sequence[torch.Tensor],
+            param_names: dict[int, str], thresholds: Thresholds, model_info: ModelInfo,
+            probe_info: ProbeInfo, timings: dict[str, float], notes: tuple[str, ...]) -> Report:
     index_of = {id(p): i for i, p in enumerate(params)}
     junctions = []
-    for i, (fj, nm) in enumerate(zip(found, naming)):
-        skip, block = values.grad_skip[i], values.grad_block[i]
+    for k, i in enumerate(chosen):
+        fj, nm = found[i], naming[i]
+        skip, block = values.grad_skip[k], values.grad_block[k]
         squares = [values.param_norms[index_of[id(p)]] for p in fj.params[BLOCK]]
         param_grad = math.sqrt(sum((s or 0.0) ** 2 for s in squares))
-        dot = values.dot[i]
+        dot = values.dot[k]
         cosine = None
         if dot is not None and skip > 0 and block > 0 and math.isfinite(dot):
             cosine = max(-1.0, min(1.0, dot / (skip * block)))
@@ -283,8 +354,8 @@ def _report(found: Sequence[FoundJunction], naming: Sequence[_Naming], variant: 
             index=i, name=nm.name, module=nm.module, location=nm.location, skip=fj.skip,
             block_modules=nm.block_modules, skip_modules=nm.skip_modules,
             params=sum(p.numel() for p in fj.params[BLOCK]),
-            grad_out=values.grad_out[i], grad_skip=skip, grad_block=block,
-            grad_in=values.grad_in[i], block_ratio=ratio, cosine=cosine, param_grad=param_grad,
+            grad_out=values.grad_out[k], grad_skip=skip, grad_block=block,
+            grad_in=values.grad_in[k], block_ratio=ratio, cosine=cosine, param_grad=param_grad,
             status=Status.OK,
         )
         junctions.append(_with_status(junction, values.grad_output, thresholds))
@@ -307,8 +378,10 @@ def _report(found: Sequence[FoundJunction], naming: Sequence[_Naming], variant: 
         params_nonfinite=tuple(
             p.name for p in parameters if p.grad_norm is not None and not math.isfinite(p.grad_norm)
         ),
+        found=len(found),
+        notes=notes,
     )
-    names = [j.name for j in junctions]
+    names = [n.name for n in naming]
     return Report(
         model=model_info,
         probe=probe_info,

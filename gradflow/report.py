@@ -148,6 +148,8 @@ class Summary:
     flagged: tuple[Flag, ...]
     params_without_grad: tuple[str, ...]
     params_nonfinite: tuple[str, ...]
+    found: int = 0          # junctions in the model; `junctions` counts the ones measured
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,8 @@ class Report:
         summary["flagged"] = tuple(Flag(f["name"], Status(f["status"])) for f in summary["flagged"])
         summary["params_without_grad"] = tuple(summary["params_without_grad"])
         summary["params_nonfinite"] = tuple(summary["params_nonfinite"])
+        summary["notes"] = tuple(summary.get("notes", ()))
+        summary.setdefault("found", summary["junctions"])
         return cls(
             model=ModelInfo(**data["model"]),
             probe=ProbeInfo(**probe),

@@ -89,7 +89,7 @@ def test_model_without_junctions_is_not_an_error(gradflow_cli) -> None:
         (["inspect", "model.xyz"], "model.xyz"),
         (["inspect", SAMPLES / "tiny_resnet.py", "--input-shape", "8,5,32,32"], "input 0: 8x5x32x32 float32"),
         (["inspect", SAMPLES / "tiny_resnet.py", "--input-shape", "8,three"], "--input-shape"),
-        (["inspect", SAMPLES / "tiny_resnet.py", "--at", "layer1.*"], "--sg-skip or --sg-block"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--input-shape", "4,3,32,32", "--input-dtype", "int8"], "unknown dtype 'int8'"),
         (["inspect", SAMPLES / "tiny_resnet.py", "--sg-skip", "--at", "layer9.*"], "junctions are: layer1.0"),
         (["inspect", SAMPLES / "tiny_resnet.py", "--input-shape", "4,3,32,32", "--input", "x.pt"], "use one of them"),
         (["compare", SAMPLES / "tiny_resnet.py"], "nothing to compare"),

@@ -6,6 +6,13 @@ from gradflow.cli.options import (
     Arch, BatchSize, Debug, Dims, Format, FormatOpt, InputDtype, InputFile, InputHigh, InputShape,
     Seed, Source, Trust,
 )
+from typing import Annotated
+
+import typer
+
+BlocksDevice = Annotated[str, typer.Option(
+    "--device", help="cpu, cuda, ... or meta: build the model without memory for its weights and find the "
+    "junctions from a forward pass on meta tensors (for models too large to materialise).")]
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load
 
 
@@ -20,6 +27,7 @@ def blocks_command(
     dim: Dims = None,
     batch_size: BatchSize = 8,
     seed: Seed = 0,
+    device: BlocksDevice = "cpu",
     format: FormatOpt = Format.TABLE,
     debug: Debug = False,
 ) -> None:
@@ -33,13 +41,15 @@ def blocks_command(
       gradflow blocks sample_models/prenorm_transformer.py
 
       gradflow blocks model.onnx --format json
+
+      gradflow blocks llama.py:build --device meta --input-shape 1,64 --input-dtype int64
     """
     with guard(debug):
         from gradflow.render.blocks import print_blocks
 
         rows = _static_onnx(source) if source.lower().endswith(".onnx") else None
         if rows is None:
-            loaded, _ = load(source, arch, trust)
+            loaded, _ = load(source, arch, trust, device)
             probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype,
                                                      input_high, dim, batch_size, seed))
             from gradflow.measure import locate

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 import typer
 
 from gradflow.cli.options import (
-    Arch, At, BatchSize, DeadBelow, Debug, Dims, ExplodingAbove, Format, FormatOpt, InputDtype,
-    InputFile, InputHigh, InputShape, LossOpt, LossOption, ModeOpt, ModeOption, OutputOpt, Seed,
-    SgBlock, SgSkip, Source, Trust, VanishingBelow,
+    Arch, At, BatchSize, DeadBelow, Debug, DeviceOpt, Dims, DtypeOpt, ExplodingAbove, Format,
+    FormatOpt, InputDtype, InputFile, InputHigh, InputShape, LossOpt, LossOption, MaxJunctions,
+    ModeOpt, ModeOption, OutputOpt, Seed, SgBlock, SgSkip, Source, Trust, VanishingBelow,
 )
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
 from gradflow.errors import OptionError
@@ -40,6 +40,9 @@ def compare_command(
     seed: Seed = 0,
     loss: LossOpt = LossOption.AUTO,
     mode: ModeOpt = ModeOption.TRAIN,
+    max_junctions: MaxJunctions = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
     vanishing_below: VanishingBelow = 1e-3,
     exploding_above: ExplodingAbove = 1e3,
     dead_below: DeadBelow = 1e-3,
@@ -68,16 +71,14 @@ def compare_command(
             raise OptionError("compare takes either two sources or stop-gradient flags on one source, not both")
         if other is None and not (sg_skip or sg_block):
             raise OptionError("nothing to compare: add --sg-skip and/or --sg-block, or give a second source")
-        if at and not (sg_skip or sg_block):
-            raise OptionError("--at chooses where a stop-gradient goes: add --sg-skip or --sg-block")
         from gradflow.compare import compare, two_source_names
         from gradflow.measure import BASELINE, VariantSpec, measure
 
-        loaded, load_seconds = load(source, arch, trust)
+        loaded, load_seconds = load(source, arch, trust, device)
         probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high,
                                                  dim, batch_size, seed))
-        common = dict(loss=loss.value, mode=mode.value, seed=seed,
-                      thresholds=thresholds(vanishing_below, exploding_above, dead_below))
+        common = dict(loss=loss.value, mode=mode.value, seed=seed, max_junctions=max_junctions,
+                      dtype=dtype, thresholds=thresholds(vanishing_below, exploding_above, dead_below))
         if other is None:
             specs = [BASELINE]
             if sg_skip:
@@ -88,11 +89,11 @@ def compare_command(
                               source_format=loaded.format, timings={"load": load_seconds}, **common)
             variants = {spec.name: report for spec, report in zip(specs, reports)}
         else:
-            second, second_seconds = load(other, arch, trust)
+            second, second_seconds = load(other, arch, trust, device)
             first_name, second_name = two_source_names(source, other)
-            (a,) = measure(loaded.module, probe, source=source, source_format=loaded.format,
+            (a,) = measure(loaded.module, probe, only=at, source=source, source_format=loaded.format,
                            timings={"load": load_seconds}, **common)
-            (b,) = measure(second.module, probe, source=other, source_format=second.format,
+            (b,) = measure(second.module, probe, only=at, source=other, source_format=second.format,
                            timings={"load": second_seconds}, **common)
             variants = {first_name: a, second_name: b}
         emit_comparison(compare(variants, metric), format, output)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from gradflow.cli.options import (
-    Arch, At, BatchSize, DeadBelow, Debug, Dims, ExplodingAbove, Format, FormatOpt, InputDtype,
-    InputFile, InputHigh, InputShape, LossOpt, LossOption, ModeOpt, ModeOption, OutputOpt, Seed,
-    SgBlock, SgSkip, Source, Trust, VanishingBelow,
+    Arch, At, BatchSize, DeadBelow, Debug, DeviceOpt, Dims, DtypeOpt, ExplodingAbove, Format,
+    FormatOpt, InputDtype, InputFile, InputHigh, InputShape, LossOpt, LossOption, MaxJunctions,
+    ModeOpt, ModeOption, OutputOpt, Seed, SgBlock, SgSkip, Source, Trust, VanishingBelow,
 )
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
-from gradflow.errors import OptionError
 
 
 def inspect_command(
@@ -29,6 +28,9 @@ def inspect_command(
     sg_skip: SgSkip = False,
     sg_block: SgBlock = False,
     at: At = None,
+    max_junctions: MaxJunctions = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "float32",
     vanishing_below: VanishingBelow = 1e-3,
     exploding_above: ExplodingAbove = 1e3,
     dead_below: DeadBelow = 1e-3,
@@ -51,11 +53,12 @@ def inspect_command(
       gradflow inspect checkpoint.pt --arch my_net.py:Net --format json
 
       gradflow inspect model.py --sg-block --at 'layer3.*'
+
+      gradflow inspect big_model.py --max-junctions 12 --device cuda --dtype bfloat16
     """
     with guard(debug):
-        if at and not (sg_skip or sg_block):
-            raise OptionError("--at chooses where a stop-gradient goes: add --sg-skip or --sg-block")
-        loaded, load_seconds = load(source, arch, trust)
+        stopping = sg_skip or sg_block
+        loaded, load_seconds = load(source, arch, trust, device)
         probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high,
                                                  dim, batch_size, seed))
         from gradflow.measure import VariantSpec, measure
@@ -63,7 +66,8 @@ def inspect_command(
         name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)
         (report,) = measure(
             loaded.module, probe, [VariantSpec(name or "baseline", sg_skip, sg_block)],
-            loss=loss.value, mode=mode.value, seed=seed, at=at,
+            loss=loss.value, mode=mode.value, seed=seed, at=at if stopping else None,
+            only=None if stopping else at, max_junctions=max_junctions, dtype=dtype,
             thresholds=thresholds(vanishing_below, exploding_above, dead_below),
             source=source, source_format=loaded.format, timings={"load": load_seconds},
         )

@@ -77,8 +77,17 @@ DeadBelow = Annotated[float, typer.Option(
 SgSkip = Annotated[bool, typer.Option("--sg-skip", help="Stop the gradient on the skip path: sg(x) + f(x).")]
 SgBlock = Annotated[bool, typer.Option("--sg-block", help="Stop the gradient on the block path: x + sg(f(x)).")]
 At = Annotated[Optional[list[str]], typer.Option(
-    "--at", help="Junctions the stop-gradient applies to: a glob on names (layer3.*), an index (3) or a range (3:7, end excluded); repeatable. Default: all.",
+    "--at", help="Select junctions: a glob on names (layer3.*), an index (3) or a range (3:7, end excluded); repeatable. With --sg-skip/--sg-block: where the stop-gradient goes (every junction is still reported). Alone: the only junctions measured.",
     show_default=False)]
+MaxJunctions = Annotated[Optional[int], typer.Option(
+    "--max-junctions", min=1, help="Measure at most N junctions, evenly spread over depth (keeps a 100-layer model cheap).",
+    show_default=False)]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="Where the probe runs: auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps.",
+    rich_help_panel=PROBE)]
+DtypeOpt = Annotated[str, typer.Option(
+    "--dtype", help="Probe precision: float32, or bfloat16 / float16 under torch.autocast (norms are always accumulated in float32).",
+    rich_help_panel=PROBE)]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json (the report only) or markdown.", rich_help_panel=OUTPUT)]
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Also write the report to this file (.json, or .md for Markdown).", rich_help_panel=OUTPUT, show_default=False)]

@@ -69,12 +69,45 @@ class ProbeOptions:
     seed: int = 0
 
 
-def load(source: str, arch: str | None, trust: bool) -> tuple[LoadedModel, float]:
+def load(source: str, arch: str | None, trust: bool, device: str = "cpu") -> tuple[LoadedModel, float]:
+    """Load the model and put it on `device` (see resolve_device); "meta" builds it without
+    weights."""
     from gradflow.loaders import load_source
 
     tick = time.perf_counter()
+    if device == "meta":
+        return load_source(source, arch=arch, trust=trust, meta=True), time.perf_counter() - tick
+    target = resolve_device(device)
     loaded = load_source(source, arch=arch, trust=trust)
+    if target.type != "cpu":
+        try:
+            loaded.module = loaded.module.to(target)
+        except Exception as e:
+            raise OptionError(f"cannot move the model to {target}: {_one_line(str(e))}") from e
     return loaded, time.perf_counter() - tick
+
+
+def resolve_device(option: str) -> Any:
+    """auto: cuda if present, else cpu (loaded models start on the cpu). Named devices must exist."""
+    import torch
+
+    option = option.strip().lower()
+    if option == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(option)
+    except RuntimeError:
+        raise OptionError(f"unknown --device {option!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError("--device cuda: no CUDA device is available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise OptionError(f"--device {option}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise OptionError("--device mps: MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise OptionError(f"--device {option}: use auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 def build_probe(loaded: LoadedModel, options: ProbeOptions) -> Probe:

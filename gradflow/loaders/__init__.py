@@ -39,7 +39,9 @@ from gradflow.loaders.registry import SourceKind, get_loader, register
 __all__ = ["LoadedModel", "SourceKind", "load_module", "load_source", "register"]
 
 
-def load_source(spec: str, *, arch: str | None = None, trust: bool = False) -> LoadedModel:
+def load_source(
+    spec: str, *, arch: str | None = None, trust: bool = False, meta: bool = False
+) -> LoadedModel:
     """Load the model that `spec` names.
 
     Args:
@@ -48,6 +50,8 @@ def load_source(spec: str, *, arch: str | None = None, trust: bool = False) -> L
             when `spec` is a state-dict checkpoint, and refused for every other kind.
         trust: allow unpickling a checkpoint that holds Python objects; this runs code from
             the file.
+        meta: build the model on the meta device (no memory for weights): for code sources,
+            and for a state dict with `arch` (whose weights are then not needed).
 
     Returns:
         The LoadedModel, its module on CPU.
@@ -62,6 +66,8 @@ def load_source(spec: str, *, arch: str | None = None, trust: bool = False) -> L
     """
     kind = detect(spec)
     loader = get_loader(kind)
+    if meta:
+        return _on_meta(spec, kind, arch)
     if arch is not None and not loader.takes_arch:
         raise OptionError(
             f"--arch applies only to state-dict checkpoints; {spec} is a {kind.name} source"
@@ -85,6 +91,22 @@ def load_module(spec: str) -> LoadedModel:
         )
     loaded = get_loader(kind).load(spec, LoadOptions())
     loaded.module = _on_cpu(loaded.module, spec)
+    return loaded
+
+
+def _on_meta(spec: str, kind: SourceKind, arch: str | None) -> LoadedModel:
+    """Build from code under `torch.device("meta")`: structure without storage."""
+    import torch
+
+    code = spec if kind in (PYTHON, IMPORT) else arch
+    if code is None:
+        raise OptionError(
+            f"--device meta builds the model from code without weights: {spec} is a "
+            f"{get_loader(kind).form}; give the code with --arch, or use --device cpu"
+        )
+    with torch.device("meta"):
+        loaded = get_loader(detect(code)).load(code, LoadOptions())
+    loaded.source = spec
     return loaded
 
 
