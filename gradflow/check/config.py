@@ -1,0 +1,114 @@
+"""`[tool.gradflow.check]`: found in the nearest pyproject.toml, or read from `--config FILE`.
+
+Keys are the long flag names with `_` or `-` (`dead_below`, `allow-unused`); unknown keys and
+wrong types are errors that name the key, so a typo cannot silently switch a rule off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradflow.check.settings import CONFIG_KEYS
+from gradflow.errors import OptionError
+
+TABLE = ("tool", "gradflow", "check")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The check table's values (keys normalised to `_`), and the file they came from."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The first pyproject.toml in `start` or one of its parents."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config:
+    """The configuration from `explicit` (which must exist), else from the pyproject.toml found
+    from `cwd` (default: the working directory); an empty Config when there is none.
+
+    An explicit file holds either a `[tool.gradflow.check]` table or the keys at its top level.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise OptionError(f"--config {explicit}: no such file")
+        document = _read(explicit)
+        table = _table(document, explicit)
+        return Config(_validated(document if table is None else table, explicit), explicit)
+    found = find_pyproject(cwd or Path.cwd())
+    if found is None:
+        return Config()
+    table = _table(_read(found), found)
+    return Config({}, None) if table is None else Config(_validated(table, found), found)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise OptionError(f"reading {path} needs Python 3.11 or `pip install tomli`") from None
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise OptionError(f"cannot read {path}: {e.strerror or e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise OptionError(f"{path} is not valid TOML: {e}") from e
+
+
+def _table(document: Mapping[str, Any], path: Path) -> Mapping[str, Any] | None:
+    node: Any = document
+    for key in TABLE:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    if not isinstance(node, Mapping):
+        raise OptionError(f"{path}: [tool.gradflow.check] must be a table")
+    return node
+
+
+def _validated(table: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for raw, given in table.items():
+        key = raw.replace("-", "_")
+        if key not in CONFIG_KEYS:
+            known = ", ".join(k.replace("_", "-") for k in CONFIG_KEYS)
+            raise OptionError(
+                f"{path}: unknown key {raw!r} in [tool.gradflow.check] (known: {known})"
+            )
+        value = _typed(raw, given, CONFIG_KEYS[key], path)
+        if key == "baseline":
+            value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
+        values[key] = value
+    return values
+
+
+def _typed(raw: str, value: Any, want: type, path: Path) -> Any:
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want is list and isinstance(value, str):
+        value = [value]
+    if not isinstance(value, want) or isinstance(value, bool):
+        raise OptionError(f"{path}: {raw} must be a {_kind(want)}, got {value!r}")
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        raise OptionError(f"{path}: {raw} must be a list of strings, got {value!r}")
+    return value
+
+
+def _kind(want: type) -> str:
+    return {float: "number", int: "whole number", list: "list of strings", str: "string"}[want]

@@ -1,0 +1,167 @@
+"""The outcome of a check: every rule's worst value and violations over the seeds, and the
+reports they came from. `to_dict()` is the `gradflow/check@1` JSON."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from gradflow.check.rules import Subject, Violation
+from gradflow.check.settings import CheckSettings, Level
+from gradflow.report import Report
+
+CHECK_SCHEMA = "gradflow/check@1"
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One rule over every seed.
+
+    worst: the most extreme value the rule measured on any seed (failing or not), at
+    `worst_subject` on seed `worst_seed`; None when it had nothing to measure.
+    applicable: False when the rule had nothing to judge (no junctions; no baseline).
+    """
+
+    rule: str
+    title: str
+    fires: str
+    level: Level
+    threshold: float | None
+    worst: float | None
+    worst_subject: str | None
+    worst_seed: int | None
+    violations: tuple[Violation, ...]
+    applicable: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.level is Level.ERROR and bool(self.violations)
+
+    @property
+    def status(self) -> str:
+        """passed | failed | warning | off | n/a"""
+        if self.level is Level.OFF:
+            return "off"
+        if self.violations:
+            return "failed" if self.level is Level.ERROR else "warning"
+        return "passed" if self.applicable else "n/a"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What `gradflow check` and `gradflow.testing` decide on.
+
+    reports: one per seed, in seed order; the first is the one `--write-baseline` writes.
+    outcomes: one per registered rule, in registry order (rules that are off included).
+    """
+
+    reports: tuple[Report, ...]
+    outcomes: tuple[RuleOutcome, ...]
+    settings: CheckSettings
+    baseline: str | None = None
+
+    @property
+    def report(self) -> Report:
+        return self.reports[0]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(r.probe.seed for r in self.reports)
+
+    @property
+    def violations(self) -> tuple[Violation, ...]:
+        """Every violation of a rule that is on, errors and warnings, in rule order."""
+        return tuple(v for o in self.outcomes if o.level is not Level.OFF for v in o.violations)
+
+    @property
+    def errors(self) -> tuple[Violation, ...]:
+        return tuple(v for o in self.outcomes if o.level is Level.ERROR for v in o.violations)
+
+    @property
+    def warnings(self) -> tuple[Violation, ...]:
+        return tuple(v for o in self.outcomes if o.level is Level.WARNING for v in o.violations)
+
+    @property
+    def passed(self) -> bool:
+        return not any(o.failed for o in self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every rule that is on passes, 1 when one fails."""
+        return 0 if self.passed else 1
+
+    def outcome(self, rule: str) -> RuleOutcome:
+        for o in self.outcomes:
+            if o.rule == rule:
+                return o
+        raise KeyError(rule)
+
+    def level(self, violation: Violation) -> Level:
+        return self.outcome(violation.rule).level
+
+    def verdict(self) -> str:
+        """One line: passed or failed, how many violations of which rules, over what."""
+        on = [o for o in self.outcomes if o.level is not Level.OFF]
+        judged = [o for o in on if o.applicable]
+        seeds = len(self.reports)
+        scope = (f"{len(judged)} rule{'s' if len(judged) != 1 else ''} · "
+                 f"{self.report.summary.junctions} junctions · "
+                 f"{seeds} seed{'s' if seeds != 1 else ''}")
+        if not self.passed:
+            failed = [o for o in on if o.failed]
+            count = sum(len(o.violations) for o in failed)
+            names = ", ".join(f"{o.rule} ({len(o.violations)})" for o in failed)
+            line = f"FAILED: {count} violation{'s' if count != 1 else ''} of {names} · {scope}"
+        else:
+            line = f"passed: {scope}"
+        if self.warnings:
+            line += f" · {len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": CHECK_SCHEMA,
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "verdict": self.verdict(),
+            "source": self.report.model.source,
+            "seeds": list(self.seeds),
+            "baseline": self.baseline,
+            "rules": [
+                {
+                    "rule": o.rule, "title": o.title, "level": o.level.value, "status": o.status,
+                    "threshold": _number(o.threshold), "worst": _number(o.worst),
+                    "worst_subject": o.worst_subject, "worst_seed": o.worst_seed,
+                    "violations": len(o.violations),
+                }
+                for o in self.outcomes
+            ],
+            "violations": [
+                {
+                    "rule": v.rule, "level": self.level(v).value, "kind": str(v.kind),
+                    "subject": v.subject, "value": _number(v.value), "value_text": _text(v.value),
+                    "threshold": _number(v.threshold), "message": v.message, "seed": v.seed,
+                    "location": v.location,
+                }
+                for v in self.violations
+            ],
+            "report": self.report.to_dict(),
+        }
+
+
+def _number(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _text(value: float | None) -> str | None:
+    if value is None:
+        return None
+    if value != value:
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.6g}"
+
+
+__all__ = ["CHECK_SCHEMA", "CheckResult", "RuleOutcome", "Subject", "Violation"]

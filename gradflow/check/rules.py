@@ -1,0 +1,396 @@
+"""The check rules: pure functions from a measured Report (and a baseline) to violations.
+
+Each rule is registered once under a `RuleKey`; `evaluate` runs every enabled rule on every
+seed's report and keeps the worst case. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+from gradflow.check.settings import CheckSettings
+from gradflow.errors import OptionError
+from gradflow.report import Junction, Report
+
+
+class Subject(str, Enum):
+    """What a violation is about."""
+
+    MODEL = "model"
+    JUNCTION = "junction"
+    PARAMETER = "parameter"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One rule broken by one junction, parameter or model-wide number.
+
+    value: the measured number (None where there is none, e.g. a junction missing from the
+        baseline); threshold: the limit it crossed (None for rules without one).
+    seed: the probe seed that gave this (worst) value.
+    location: `file:line` of the junction's add, when known.
+    """
+
+    rule: str
+    subject: str
+    kind: Subject
+    value: float | None
+    threshold: float | None
+    message: str
+    seed: int = 0
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one rule saw on one report: the worst value it measured and its violations.
+
+    worst / worst_subject: the most extreme value the rule looked at, failing or not (None when
+    the rule had nothing to look at, e.g. no junctions, or no baseline for `regression`).
+    """
+
+    worst: float | None
+    worst_subject: str | None
+    violations: tuple[Violation, ...]
+    applicable: bool = True
+
+
+RuleFn = Callable[[Report, CheckSettings, "Report | None"], Finding]
+
+
+class RuleKey(NamedTuple):
+    """A rule's id as written on the command line, in configuration and in every output."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: RuleKey
+    title: str
+    fires: str  # one line: what makes it fail, with its threshold setting
+    threshold: str | None  # the CheckSettings field holding its threshold
+    badness: Callable[[float | None], float]  # larger is worse: how seeds are merged
+    run: RuleFn
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+
+_RULES: dict[RuleKey, Rule] = {}
+
+
+def register(name: str, *, title: str, fires: str, threshold: str | None = None,
+             badness: Callable[[float | None], float] | None = None) -> Callable[[RuleFn], RuleFn]:
+    """Register the decorated function as the rule `RuleKey(name)`.
+
+    Raises:
+        ValueError: a rule of that name is already registered.
+    """
+    key = RuleKey(name)
+
+    def decorator(run: RuleFn) -> RuleFn:
+        if key in _RULES:
+            raise ValueError(f"a rule {key!r} is already registered")
+        _RULES[key] = Rule(key, title, fires, threshold, badness or _higher, run)
+        return run
+
+    return decorator
+
+
+def get_rule(name: str) -> Rule:
+    """The rule registered as `name`; an OptionError naming it and the known rules otherwise."""
+    try:
+        return _RULES[RuleKey(name)]
+    except KeyError:
+        known = ", ".join(rule_names())
+        raise OptionError(f"unknown rule {name!r}: the rules are {known}") from None
+
+
+def rules() -> tuple[Rule, ...]:
+    """Every registered rule, in registration (and report) order."""
+    return tuple(_RULES.values())
+
+
+def rule_names() -> tuple[str, ...]:
+    return tuple(k.name for k in _RULES)
+
+
+def _higher(value: float | None) -> float:
+    if value is None or value != value:
+        return math.inf
+    return value
+
+
+def _lower(value: float | None) -> float:
+    if value is None or value != value:
+        return math.inf
+    return -value
+
+
+def _farther(value: float | None) -> float:
+    """How far a ratio is from 1, in either direction (0 and inf are infinitely far)."""
+    if value is None or value != value or value <= 0 or math.isinf(value):
+        return math.inf
+    return abs(math.log(value))
+
+
+def num(value: float | None) -> str:
+    """A number for a message: 3 significant digits, or nan / inf / none."""
+    if value is None:
+        return "none"
+    if not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    return "0" if value == 0 else f"{value:.3g}"
+
+
+def ratio(value: float | None) -> str:
+    return num(value) + "×"
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+# --- non-finite -------------------------------------------------------------------------------
+
+
+@register("nonfinite", title="Non-finite values",
+          fires="any NaN or Inf in the loss, the output gradient, a junction metric or a "
+                "parameter gradient")
+def nonfinite(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    found: list[Violation] = []
+    s = report.summary
+    for subject, value in (("loss", s.loss), ("|dL/d output|", s.grad_output)):
+        if value is not None and not math.isfinite(value):
+            found.append(Violation("nonfinite", subject, Subject.MODEL, value, None,
+                                   f"the {subject} is {num(value)}", report.probe.seed))
+    for j in report.junctions:
+        bad = [(m, v) for m, v in _junction_numbers(j) if v is not None and not math.isfinite(v)]
+        if bad:
+            shown = ", ".join(f"{m} {num(v)}" for m, v in bad)
+            found.append(Violation("nonfinite", j.name, Subject.JUNCTION, bad[0][1], None,
+                                   shown, report.probe.seed, j.location))
+    grads = {p.name: p for p in report.parameters}
+    for name in s.params_nonfinite:
+        value = grads[name].grad_norm if name in grads else math.nan
+        found.append(Violation("nonfinite", name, Subject.PARAMETER, value, None,
+                               f"gradient norm {num(value)}", report.probe.seed))
+    return Finding(float(len(found)), None, tuple(found))
+
+
+def _junction_numbers(j: Junction) -> Iterator[tuple[str, float | None]]:
+    for metric in ("grad_out", "grad_skip", "grad_block", "grad_in", "block_ratio", "cosine",
+                   "param_grad"):
+        yield metric, j.metric(metric)
+
+
+# --- parameters without gradient --------------------------------------------------------------
+
+
+@register("no-grad", title="Parameters without gradient",
+          fires="a trainable parameter whose gradient is None or exactly zero after the probe, "
+                "unless --allow-unused matches its name")
+def no_grad(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    grads = {p.name: p for p in report.parameters}
+    found = []
+    for name in report.summary.params_without_grad:
+        if allowed(name, settings.allow_unused):
+            continue
+        p = grads.get(name)
+        if p is not None and p.has_grad:
+            value: float | None = p.grad_norm
+            message = ("gradient exactly 0: everything in front of it is zero (a zero-initialised "
+                       "gate or weight, dead ReLUs, a fully masked path)")
+        else:
+            value = None
+            message = ("no gradient: not reached from the loss (a layer built but not used, a "
+                       "stray .detach() or no_grad, a branch cut by control flow)")
+        found.append(Violation("no-grad", name, Subject.PARAMETER, value, None, message,
+                               report.probe.seed))
+    return Finding(float(len(found)), None, tuple(found))
+
+
+def allowed(name: str, patterns: tuple[str, ...]) -> bool:
+    """A glob on the parameter name (`pooler.*`, `*.alpha`) or a module prefix (`pooler`)."""
+    return any(
+        fnmatch.fnmatchcase(name, p) or name.startswith(p.rstrip(".") + ".") for p in patterns
+    )
+
+
+# --- vanishing with depth ---------------------------------------------------------------------
+
+
+@register("vanishing", title="Vanishing with depth",
+          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below",
+          threshold="vanishing_below", badness=_lower)
+def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    if not report.junctions:
+        return Finding(None, None, (), applicable=False)
+    first, last = report.junctions[0], report.junctions[-1]
+    subject = first.name if first is last else f"{first.name} … {last.name}"
+    survival = report.summary.survival
+    if survival is None:
+        if last.grad_out == 0:
+            message = f"no gradient arrives at the last junction ({last.name})"
+            return Finding(0.0, subject, (Violation(
+                "vanishing", subject, Subject.MODEL, 0.0, settings.vanishing_below, message,
+                report.probe.seed, first.location),))
+        return Finding(None, subject, ())
+    if not math.isfinite(survival) or survival >= settings.vanishing_below:
+        return Finding(survival, subject, ())
+    message = (f"grad_in at the first junction ({first.name}) is {ratio(survival)} the grad_out "
+               f"at the last ({last.name}): the gradient fades with depth (broken or scaled "
+               "skips, a plain stack without residual paths)")
+    return Finding(survival, subject, (Violation(
+        "vanishing", subject, Subject.MODEL, survival, settings.vanishing_below, message,
+        report.probe.seed, first.location),))
+
+
+# --- dead blocks ------------------------------------------------------------------------------
+
+
+@register("dead", title="Dead blocks",
+          fires="a junction's block_ratio (grad_block / grad_skip) is below --dead-below",
+          threshold="dead_below", badness=_lower)
+def dead(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    measured = [j for j in report.junctions if _finite(j.block_ratio)]
+    if not measured:
+        return Finding(None, None, (), applicable=bool(report.junctions))
+    worst = min(measured, key=lambda j: j.block_ratio or 0.0)
+    found = []
+    for j in measured:
+        assert j.block_ratio is not None
+        if j.block_ratio >= settings.dead_below:
+            continue
+        if j.block_ratio == 0:
+            message = ("the block passes back exactly 0 (a zero-initialised gate as in ReZero or "
+                       "LayerScale, a .detach() or no_grad inside the block, dead ReLUs)")
+        else:
+            message = (f"the block passes back {ratio(j.block_ratio)} of what the skip does: it "
+                       "barely trains (a tiny scale or gate, saturated activations)")
+        found.append(Violation("dead", j.name, Subject.JUNCTION, j.block_ratio,
+                               settings.dead_below, message, report.probe.seed, j.location))
+    return Finding(worst.block_ratio, worst.name, tuple(found))
+
+
+# --- exploding --------------------------------------------------------------------------------
+
+
+@register("exploding", title="Exploding",
+          fires="a junction's grad_out or grad_in / |dL/d output| is above --exploding-above",
+          threshold="exploding_above")
+def exploding(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    reference = report.summary.grad_output
+    if not report.junctions:
+        return Finding(None, None, (), applicable=False)
+    if not reference or not math.isfinite(reference):
+        return Finding(None, None, ())  # nothing to scale by; `nonfinite` reports a bad one
+    rows = []
+    for j in report.junctions:
+        values = [v for v in (j.grad_out, j.grad_in) if v is not None and math.isfinite(v)]
+        if values:
+            rows.append((max(values) / reference, j))
+    if not rows:
+        return Finding(None, None, ())
+    worst_value, worst = max(rows, key=lambda r: r[0])
+    found = tuple(
+        Violation("exploding", j.name, Subject.JUNCTION, value, settings.exploding_above,
+                  f"the gradient here is {ratio(value)} the gradient at the output (a block scaled "
+                  "up, a missing normalisation, a too-large init)", report.probe.seed, j.location)
+        for value, j in rows if value > settings.exploding_above
+    )
+    return Finding(worst_value, worst.name, found)
+
+
+# --- regression against a baseline ------------------------------------------------------------
+
+COMPARED = ("grad_out", "grad_skip", "grad_block", "grad_in", "block_ratio", "param_grad")
+
+
+@register("regression", title="Regression against the baseline",
+          fires="with --baseline: a junction missing or new, or a metric that moved by more than "
+                "--tolerance times in either direction",
+          threshold="tolerance", badness=_farther)
+def regression(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    if baseline is None:
+        return Finding(None, None, (), applicable=False)
+    seed = report.probe.seed
+    found: list[Violation] = []
+    worst: tuple[float, float | None, str] | None = None  # (distance, moved, subject)
+    current = {j.name: j for j in report.junctions}
+    before = {j.name: j for j in baseline.junctions}
+    for name, j in before.items():
+        if name not in current:
+            found.append(Violation("regression", name, Subject.JUNCTION, None, None,
+                                   "missing: the baseline has this junction, the model no longer "
+                                   "does", seed, j.location))
+    for name, j in current.items():
+        if name not in before:
+            found.append(Violation("regression", name, Subject.JUNCTION, None, None,
+                                   "new: the model has a junction the baseline lacks (refresh the "
+                                   "baseline if intended)", seed, j.location))
+            continue
+        moves = [(m, *_move(before[name].metric(m), j.metric(m))) for m in COMPARED]
+        moves = [mv for mv in moves if mv[1] is not None]
+        if not moves:
+            continue
+        metric, moved, old, new = max(moves, key=lambda mv: _farther(mv[1]))
+        if worst is None or _farther(moved) > worst[0]:
+            worst = (_farther(moved), moved, name)
+        over = [mv for mv in moves if _farther(mv[1]) > math.log(settings.tolerance)]
+        if over:
+            shown = "; ".join(f"{m} {num(o)} → {num(n)} ({ratio(v)})" for m, v, o, n in over)
+            found.append(Violation("regression", name, Subject.JUNCTION, moved, settings.tolerance,
+                                   f"moved more than {settings.tolerance:g}×: {shown}", seed,
+                                   j.location))
+    moved_survival = _move(baseline.summary.survival, report.summary.survival)
+    if moved_survival[0] is not None:
+        value, old, new = moved_survival
+        if worst is None or _farther(value) > worst[0]:
+            worst = (_farther(value), value, "survival")
+        if _farther(value) > math.log(settings.tolerance):
+            found.append(Violation("regression", "survival", Subject.MODEL, value,
+                                   settings.tolerance,
+                                   f"survival (first grad_in / last grad_out) moved "
+                                   f"{num(old)} → {num(new)} ({ratio(value)})", seed))
+    return Finding(None if worst is None else worst[1], None if worst is None else worst[2],
+                   tuple(found))
+
+
+def _move(old: float | None, new: float | None) -> tuple[float | None, float | None, float | None]:
+    """(new / old, old, new); new / old is inf when only the baseline was 0, None when either is
+    missing or non-finite, or both are 0."""
+    if not _finite(old) or not _finite(new):
+        return (None, old, new)
+    assert old is not None and new is not None
+    if old == 0:
+        return (None, old, new) if new == 0 else (math.inf, old, new)
+    return (new / old, old, new)
+
+
+def baseline_mismatch(baseline: Report, report: Report) -> str | None:
+    """Why the baseline's numbers cannot be compared with this run's, or None if they can."""
+    def inputs(r: Report) -> str:
+        return ", ".join("x".join(map(str, i.shape)) + f" {i.dtype}" for i in r.probe.inputs)
+
+    for what, old, new in (
+        ("probe inputs", inputs(baseline), inputs(report)),
+        ("loss", baseline.probe.loss, report.probe.loss),
+        ("mode", baseline.probe.mode, report.probe.mode),
+        ("stop-gradient", str(baseline.stop_gradient), str(report.stop_gradient)),
+    ):
+        if old != new:
+            return (f"the baseline was measured with {what} {old or 'none'}, this run uses "
+                    f"{new or 'none'}: use the same probe options or rewrite it with "
+                    "--write-baseline")
+    return None

@@ -1,0 +1,125 @@
+"""What a check judges by: the rule thresholds and each rule's level, with their defaults.
+
+The defaults (see docs/ci.md for the measurements behind them):
+
+    vanishing_below  1e-2  survival (first grad_in / last grad_out); healthy models: 0.9 to 11
+    dead_below       1e-3  block_ratio; healthy models: 6e-3 (small BERT) to 1.1
+    exploding_above  1e3   max(grad_in, grad_out) / |dL/d output|; healthy models: 0.03 to 36
+    tolerance        4     baseline drift; a new init or probe batch moves metrics by up to 2.7x
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+from gradflow.errors import OptionError
+
+VANISHING_BELOW = 1e-2
+DEAD_BELOW = 1e-3
+EXPLODING_ABOVE = 1e3
+TOLERANCE = 4.0
+
+
+class Level(str, Enum):
+    """What a rule's violations do: fail the check, only warn, or nothing (the rule is off)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    OFF = "off"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """Thresholds and levels for one check. Levels not listed are `error`."""
+
+    vanishing_below: float = VANISHING_BELOW
+    dead_below: float = DEAD_BELOW
+    exploding_above: float = EXPLODING_ABOVE
+    tolerance: float = TOLERANCE
+    allow_unused: tuple[str, ...] = ()
+    levels: tuple[tuple[str, Level], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for name in ("vanishing_below", "dead_below"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value != value or value < 0:
+                raise OptionError(f"{_flag(name)} must be a number >= 0, got {value!r}")
+        if not isinstance(self.exploding_above, (int, float)) or not self.exploding_above > 0:
+            raise OptionError(
+                f"--exploding-above must be a number > 0, got {self.exploding_above!r}"
+            )
+        if not isinstance(self.tolerance, (int, float)) or not self.tolerance >= 1 \
+                or math.isinf(self.tolerance):
+            raise OptionError(f"--tolerance must be a finite factor >= 1, got {self.tolerance!r}")
+
+    def level(self, rule: str) -> Level:
+        for name, level in reversed(self.levels):
+            if name == rule:
+                return level
+        return Level.ERROR
+
+    def with_levels(self, rules: Iterable[str], level: Level) -> CheckSettings:
+        from gradflow.check.rules import get_rule
+
+        added = tuple((get_rule(r).name, level) for r in rules)
+        return replace(self, levels=self.levels + added)
+
+    def threshold(self, name: str | None) -> float | None:
+        return None if name is None else float(getattr(self, name))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# What `[tool.gradflow.check]` may hold, with the type each key must have. `disable` and `warn`
+# are lists of rule names; `baseline` and `seeds` are used by the command, not by the rules.
+CONFIG_KEYS: dict[str, type] = {
+    "vanishing_below": float,
+    "dead_below": float,
+    "exploding_above": float,
+    "tolerance": float,
+    "allow_unused": list,
+    "disable": list,
+    "warn": list,
+    "baseline": str,
+    "seeds": int,
+}
+
+
+def settings_from(config: Mapping[str, Any], **flags: Any) -> CheckSettings:
+    """Defaults, then the configuration file, then the flags (a flag of None is not given).
+
+    Flags: vanishing_below, dead_below, exploding_above, tolerance, allow_unused (replaces the
+    configured list), and enable / warn / disable (lists of rule names; they set those rules'
+    levels and leave the others as configured).
+    """
+    values: dict[str, Any] = {}
+    for name in ("vanishing_below", "dead_below", "exploding_above", "tolerance"):
+        chosen = flags.get(name)
+        if chosen is None:
+            chosen = config.get(name)
+        if chosen is not None:
+            values[name] = float(chosen)
+    allow = flags.get("allow_unused")
+    if not allow:
+        allow = config.get("allow_unused", ())
+    values["allow_unused"] = tuple(str(p) for p in allow)
+    settings = CheckSettings(**values)
+    settings = settings.with_levels(config.get("warn", ()), Level.WARNING)
+    settings = settings.with_levels(config.get("disable", ()), Level.OFF)
+    for key, level in (("enable", Level.ERROR), ("warn", Level.WARNING), ("disable", Level.OFF)):
+        settings = settings.with_levels(flags.get(key) or (), level)
+    enable, warn, disable = (set(flags.get(k) or ()) for k in ("enable", "warn", "disable"))
+    clash = (enable & disable) | (warn & (enable | disable))
+    if clash:
+        raise OptionError(f"rule {sorted(clash)[0]!r} is given two levels on the command line "
+                          "(--enable, --warn, --disable): give it one")
+    return settings
