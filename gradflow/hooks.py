@@ -205,15 +205,18 @@ class Taps:
         return hook
 
     def _input_hook(self, targets: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
-        def hook(grad: torch.Tensor) -> None:
+        def hook(grad: torch.Tensor | None) -> None:
+            if grad is None:  # every path into the input was stopped
+                return
             for index, _ in targets:
                 self.taps[index].grad_in = _norm(grad)
 
         return hook
 
     def _output_hook(self):  # type: ignore[no-untyped-def]
-        def hook(grad: torch.Tensor) -> None:
-            self.grad_output = _norm(grad)
+        def hook(grad: torch.Tensor | None) -> None:
+            if grad is not None:
+                self.grad_output = _norm(grad)
 
         return hook
 

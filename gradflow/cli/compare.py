@@ -9,7 +9,7 @@ import typer
 from gradflow.cli.options import (
     Arch, At, BatchSize, DeadBelow, Debug, DeviceOpt, Dims, DtypeOpt, ExplodingAbove, Format,
     FormatOpt, InputDtype, InputFile, InputHigh, InputShape, LossOpt, LossOption, MaxJunctions,
-    ModeOpt, ModeOption, OutputOpt, Seed, SgBlock, SgSkip, Source, Trust, VanishingBelow,
+    MemoryLimit, ModeOpt, ModeOption, OutputOpt, Seed, SgBlock, SgSkip, Source, Trust, VanishingBelow,
 )
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
 from gradflow.errors import OptionError
@@ -43,6 +43,7 @@ def compare_command(
     max_junctions: MaxJunctions = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    memory_limit: MemoryLimit = "auto",
     vanishing_below: VanishingBelow = 1e-3,
     exploding_above: ExplodingAbove = 1e3,
     dead_below: DeadBelow = 1e-3,
@@ -76,7 +77,7 @@ def compare_command(
 
         loaded, load_seconds = load(source, arch, trust, device)
         probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high,
-                                                 dim, batch_size, seed))
+                                                 dim, batch_size, seed, memory_limit))
         common = dict(loss=loss.value, mode=mode.value, seed=seed, max_junctions=max_junctions,
                       dtype=dtype, thresholds=thresholds(vanishing_below, exploding_above, dead_below))
         if other is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from gradflow.cli.options import (
     Arch, At, BatchSize, DeadBelow, Debug, DeviceOpt, Dims, DtypeOpt, ExplodingAbove, Format,
     FormatOpt, InputDtype, InputFile, InputHigh, InputShape, LossOpt, LossOption, MaxJunctions,
-    ModeOpt, ModeOption, OutputOpt, Seed, SgBlock, SgSkip, Source, Trust, VanishingBelow,
+    MemoryLimit, ModeOpt, ModeOption, OutputOpt, Seed, SgBlock, SgSkip, Source, Trust, VanishingBelow,
 )
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
 
@@ -31,6 +31,7 @@ def inspect_command(
     max_junctions: MaxJunctions = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    memory_limit: MemoryLimit = "auto",
     vanishing_below: VanishingBelow = 1e-3,
     exploding_above: ExplodingAbove = 1e3,
     dead_below: DeadBelow = 1e-3,
@@ -60,7 +61,7 @@ def inspect_command(
         stopping = sg_skip or sg_block
         loaded, load_seconds = load(source, arch, trust, device)
         probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high,
-                                                 dim, batch_size, seed))
+                                                 dim, batch_size, seed, memory_limit))
         from gradflow.measure import VariantSpec, measure
 
         name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)

@@ -92,3 +92,6 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json (
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Also write the report to this file (.json, or .md for Markdown).", rich_help_panel=OUTPUT, show_default=False)]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback when something fails.", rich_help_panel=OUTPUT)]
+MemoryLimit = Annotated[str, typer.Option(
+    "--memory-limit", help="Refuse a probe whose batch, or batch plus parameter gradients, would not fit: auto (memory free on the device), a size such as 8GiB, or none.",
+    rich_help_panel=PROBE)]

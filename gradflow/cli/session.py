@@ -11,12 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from gradflow import memory
 from gradflow.errors import GradflowError, OptionError, ProbeError
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class ProbeOptions:
     dims: Sequence[str] | None = None
     batch_size: int = 8
     seed: int = 0
+    memory_limit: str = "auto"
 
 
 def load(source: str, arch: str | None, trust: bool, device: str = "cpu") -> tuple[LoadedModel, float]:
@@ -112,7 +114,14 @@ def resolve_device(option: str) -> Any:
 
 def build_probe(loaded: LoadedModel, options: ProbeOptions) -> Probe:
     """Probe inputs, by precedence: --input, --input-shape, example_input(), the ONNX graph's
-    input signature, inference from the model's first layer."""
+    input signature, inference from the model's first layer. The memory guard runs before the
+    batch is allocated and again before the model runs."""
+    probe = _probe(loaded, options, _limit(options.memory_limit, loaded.module))
+    memory.check_run(loaded.module, probe.tensors(), _limit(options.memory_limit, loaded.module))
+    return probe
+
+
+def _probe(loaded: LoadedModel, options: ProbeOptions, limit: int | None) -> Probe:
     from gradflow import probe as p
 
     if options.input_file is not None and options.input_shapes:
@@ -122,13 +131,34 @@ def build_probe(loaded: LoadedModel, options: ProbeOptions) -> Probe:
     if options.input_shapes:
         dtype = p.parse_dtype(options.input_dtype)
         shapes = [p.parse_shape(s) for s in options.input_shapes]
+        memory.check_probe(((s, dtype.itemsize) for s in shapes), limit)
         high = options.input_high or _vocabulary(loaded.module) or 2
         return p.from_shapes(shapes, dtype, options.seed, high)
     if loaded.example_input is not None:
         return p.from_example(loaded.example_input)
     if loaded.input_specs:
+        one = _from_specs(loaded.input_specs, replace(options, batch_size=1))
+        memory.check_probe(((_batched(t.shape, options.batch_size), t.element_size())
+                            for t in one.tensors()), limit)
         return _from_specs(loaded.input_specs, options)
+    one = p.infer(loaded.module, 1, options.seed)
+    memory.check_probe(((_batched(t.shape, options.batch_size), t.element_size())
+                        for t in one.tensors()), limit)
     return p.infer(loaded.module, options.batch_size, options.seed)
+
+
+def _batched(shape: Sequence[int], batch: int) -> tuple[int, ...]:
+    return (batch, *shape[1:]) if len(shape) else ()
+
+
+def _limit(option: str, module: Any) -> int | None:
+    """--memory-limit: auto is the memory free on the model's device now."""
+    if option.strip().lower() != "auto":
+        return memory.parse_size(option)
+    device = next((t.device for t in module.parameters()), None)
+    if device is not None and device.type == "meta":
+        return None
+    return memory.available(device or "cpu")
 
 
 def _vocabulary(module: Any) -> int | None:
