@@ -33,7 +33,9 @@ class Comparison:
         other = next((v for v in self.variants if v != variant), variant)
         mine = {j.name for j in self.variants[variant].junctions}
         theirs = {j.name for j in self.variants[other].junctions}
-        return [n for n in (j.name for j in self.variants[variant].junctions) if n not in theirs] if mine else []
+        return (
+            [n for n in (j.name for j in self.variants[variant].junctions) if n not in theirs] if mine else []
+        )
 
 
 def ratio(value: float | None, base: float | None) -> float | None:
@@ -66,8 +68,11 @@ def describe(comparison: Comparison, variant: str) -> str:
     base = comparison.variants[comparison.baseline]
     report = comparison.variants[variant]
     metric = comparison.metric
-    shared = [r for r in comparison.rows if r.values.get(variant) is not None
-              and r.values.get(comparison.baseline) is not None]
+    shared = [
+        r
+        for r in comparison.rows
+        if r.values.get(variant) is not None and r.values.get(comparison.baseline) is not None
+    ]
     if not shared:
         return f"{variant}: no junction in common with {comparison.baseline}"
     first = shared[0]
@@ -75,8 +80,10 @@ def describe(comparison: Comparison, variant: str) -> str:
     ratios = [x for x in (comparison.ratio(r, variant) for r in shared) if x is not None and math.isfinite(x)]
     collapsed = sum(1 for x in ratios if x < 0.1)
     grew = sum(1 for x in ratios if x > 10)
-    parts = [f"{variant}: {metric} at the first junction ({first.name}) is "
-             f"{_times(first_ratio)} the {comparison.baseline}"]
+    parts = [
+        f"{variant}: {metric} at the first junction ({first.name}) is "
+        f"{_times(first_ratio)} the {comparison.baseline}"
+    ]
     if ratios:
         parts.append(f"median {_times(statistics.median(ratios))} over {len(ratios)} junctions")
     if collapsed:

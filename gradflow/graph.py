@@ -36,15 +36,15 @@ class Edge:
 class FoundJunction:
     """A junction located in the autograd graph (before it is named or measured)."""
 
-    add: Any                 # the AddBackward node of y
-    fork: Any                # node producing x (AccumulateGrad when x is a model input)
-    fork_output: int         # which output of `fork` is x
-    skip_operand: int        # 0 or 1: which operand of the add is the skip branch
-    skip: str                # "identity" | "projection"
-    edges: tuple[list[Edge], list[Edge]]          # consumer edges into x, per side
-    nodes: tuple[list[Any], list[Any]]            # branch nodes strictly between x and y, per side
-    params: tuple[list[Any], list[Any]]           # trainable parameter tensors, per side
-    order: int = field(default=0)                 # the add's sequence number (forward order)
+    add: Any  # the AddBackward node of y
+    fork: Any  # node producing x (AccumulateGrad when x is a model input)
+    fork_output: int  # which output of `fork` is x
+    skip_operand: int  # 0 or 1: which operand of the add is the skip branch
+    skip: str  # "identity" | "projection"
+    edges: tuple[list[Edge], list[Edge]]  # consumer edges into x, per side
+    nodes: tuple[list[Any], list[Any]]  # branch nodes strictly between x and y, per side
+    params: tuple[list[Any], list[Any]]  # trainable parameter tensors, per side
+    order: int = field(default=0)  # the add's sequence number (forward order)
 
     @property
     def block_operand(self) -> int:
@@ -72,8 +72,9 @@ def all_nodes(roots: Iterable[Any]) -> list[Any]:
     return out
 
 
-def find_junctions(roots: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any],
-                   nodes: Iterable[Any] | None = None) -> list[FoundJunction]:
+def find_junctions(
+    roots: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any], nodes: Iterable[Any] | None = None
+) -> list[FoundJunction]:
     """Find every junction in the graph behind `roots`, in forward order.
 
     Args:
@@ -187,7 +188,9 @@ def _search(add: Any, param_ids: set[int], input_ids: set[int]) -> FoundJunction
     return _classify(add, fork, fork_output, walk, param_ids)
 
 
-def _classify(add: Any, fork: Any, fork_output: int, walk: _Walk, param_ids: set[int]) -> FoundJunction | None:
+def _classify(
+    add: Any, fork: Any, fork_output: int, walk: _Walk, param_ids: set[int]
+) -> FoundJunction | None:
     nodes: tuple[list[Any], list[Any]] = ([], [])
     params: tuple[list[Any], list[Any]] = ([], [])
     seen_params: tuple[set[int], set[int]] = (set(), set())
@@ -235,8 +238,13 @@ def _classify(add: Any, fork: Any, fork_output: int, walk: _Walk, param_ids: set
     )
 
 
-def _add_param(leaf: Any, side: int, params: tuple[list[Any], list[Any]],
-               seen: tuple[set[int], set[int]], param_ids: set[int]) -> None:
+def _add_param(
+    leaf: Any,
+    side: int,
+    params: tuple[list[Any], list[Any]],
+    seen: tuple[set[int], set[int]],
+    param_ids: set[int],
+) -> None:
     tensor = leaf.variable
     if id(tensor) in param_ids and id(tensor) not in seen[side]:
         seen[side].add(id(tensor))

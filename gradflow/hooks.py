@@ -82,7 +82,7 @@ class _JunctionTap:
 class _NodePlan:
     """What the hooks on one autograd node do: stop operands of its junction, tap its edges."""
 
-    junction: int | None = None             # index of the junction whose add this node is
+    junction: int | None = None  # index of the junction whose add this node is
     taps: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, input index)
 
 
@@ -104,13 +104,18 @@ class Measured:
 class Taps:
     """Hooks for a set of junctions; one `run` per variant over the same retained graph."""
 
-    def __init__(self, junctions: Sequence[FoundJunction], output: torch.Tensor,
-                 fork_leaves: dict[int, torch.Tensor], measured: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        junctions: Sequence[FoundJunction],
+        output: torch.Tensor,
+        fork_leaves: dict[int, torch.Tensor],
+        measured: Sequence[int] | None = None,
+    ) -> None:
         """Args:
-            junctions: every junction of the graph; any of them can be stopped.
-            output: the model output the loss is taken on (its gradient is the reference).
-            fork_leaves: id(AccumulateGrad node) -> the input tensor it feeds, for input forks.
-            measured: indices of the junctions to measure (default all); `run` reports these.
+        junctions: every junction of the graph; any of them can be stopped.
+        output: the model output the loss is taken on (its gradient is the reference).
+        fork_leaves: id(AccumulateGrad node) -> the input tensor it feeds, for input forks.
+        measured: indices of the junctions to measure (default all); `run` reports these.
         """
         self.junctions = list(junctions)
         self.measured = list(range(len(junctions))) if measured is None else list(measured)
@@ -170,8 +175,9 @@ class Taps:
         return hook
 
     def _node_hook(self, plan: _NodePlan):  # type: ignore[no-untyped-def]
-        def hook(grad_inputs: tuple[torch.Tensor | None, ...],
-                 grad_outputs: tuple[torch.Tensor | None, ...]) -> tuple[Any, ...] | None:
+        def hook(
+            grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
+        ) -> tuple[Any, ...] | None:
             replaced = None
             if plan.junction is not None and (self.variant.stop_skip or self.variant.stop_block):
                 replaced = self._stop(plan.junction, grad_inputs)
@@ -220,8 +226,14 @@ class Taps:
 
         return hook
 
-    def run(self, variant: Variant, loss: torch.Tensor, wrt: Sequence[torch.Tensor],
-            params: Sequence[torch.Tensor], retain_graph: bool) -> Measured:
+    def run(
+        self,
+        variant: Variant,
+        loss: torch.Tensor,
+        wrt: Sequence[torch.Tensor],
+        params: Sequence[torch.Tensor],
+        retain_graph: bool,
+    ) -> Measured:
         """One backward pass under `variant`; returns its numbers on the host."""
         self.variant = variant
         self.grad_output = None
@@ -234,8 +246,9 @@ class Taps:
             tap.finish()
         return self._collect(grads[: len(params)], params, loss)
 
-    def _collect(self, grads: Sequence[torch.Tensor | None],
-                 params: Sequence[torch.Tensor], loss: torch.Tensor) -> Measured:
+    def _collect(
+        self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], loss: torch.Tensor
+    ) -> Measured:
         """Move every number to the host in one transfer."""
         device = self.output.device
         zero = torch.zeros((), dtype=torch.float32, device=device)
@@ -259,8 +272,8 @@ class Taps:
         values.append(loss.detach().float().reshape(()))
         host = torch.stack([v.to(device) for v in values]).tolist() if values else []
         n = len(self.taps)
-        per_junction = [host[5 * i: 5 * i + 5] for i in range(n)]
-        rest = host[5 * n:]
+        per_junction = [host[5 * i : 5 * i + 5] for i in range(n)]
+        rest = host[5 * n :]
         param_norms: list[float | None] = []
         param_values: list[float | None] = []
         cursor = 0

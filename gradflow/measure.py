@@ -93,8 +93,16 @@ def inspect(
     name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)
     variant = VariantSpec(name or "baseline", sg_skip, sg_block)
     return measure(
-        model, inputs, [variant], loss=loss, mode=mode, seed=seed, at=at,
-        thresholds=thresholds, source=source, source_format=source_format,
+        model,
+        inputs,
+        [variant],
+        loss=loss,
+        mode=mode,
+        seed=seed,
+        at=at,
+        thresholds=thresholds,
+        source=source,
+        source_format=source_format,
     )[0]
 
 
@@ -147,8 +155,13 @@ def measure(
             for k, variant in enumerate(stops):
                 try:
                     measured.append(
-                        taps.run(variant, graph.loss, params + graph.leaves, params,
-                                 retain_graph=k < len(stops) - 1)
+                        taps.run(
+                            variant,
+                            graph.loss,
+                            params + graph.leaves,
+                            params,
+                            retain_graph=k < len(stops) - 1,
+                        )
                     )
                 except GradflowError:
                     raise
@@ -158,13 +171,29 @@ def measure(
     timings["total"] = time.perf_counter() - started + timings.get("load", 0.0)
     model_info = ModelInfo(source, source_format, sum(p.numel() for p in model.parameters()))
     probe_info = ProbeInfo(
-        inputs=tuple(InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", ""))
-                     for t in graph.probe.tensors()),
-        loss=str(graph.loss_kind), mode=str(mode), seed=seed, device=str(device),
+        inputs=tuple(
+            InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in graph.probe.tensors()
+        ),
+        loss=str(graph.loss_kind),
+        mode=str(mode),
+        seed=seed,
+        device=str(device),
     )
     return [
-        _report(graph.found, graph.naming, chosen, stop, values, params, param_names, thresholds,
-                model_info, probe_info, timings, notes)
+        _report(
+            graph.found,
+            graph.naming,
+            chosen,
+            stop,
+            values,
+            params,
+            param_names,
+            thresholds,
+            model_info,
+            probe_info,
+            timings,
+            notes,
+        )
         for stop, values in zip(stops, measured)
     ]
 
@@ -212,16 +241,25 @@ class Located:
     params: int
 
 
-def locate(model: torch.nn.Module, inputs: Any, *, mode: Mode | str = Mode.EVAL,
-           seed: int = 0) -> list[Located]:
+def locate(
+    model: torch.nn.Module, inputs: Any, *, mode: Mode | str = Mode.EVAL, seed: int = 0
+) -> list[Located]:
     """Find the junctions of `model` from one forward pass, without a backward pass."""
     params = _trainable(model)
     param_names = {id(p): n for n, p in model.named_parameters()}
     with preserved(model, [_model_device(model)]):
         graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, params, param_names, {})
     return [
-        Located(i, n.name, n.module, n.location, j.skip, n.block_modules, n.skip_modules,
-                sum(p.numel() for p in j.params[BLOCK]))
+        Located(
+            i,
+            n.name,
+            n.module,
+            n.location,
+            j.skip,
+            n.block_modules,
+            n.skip_modules,
+            sum(p.numel() for p in j.params[BLOCK]),
+        )
         for i, (j, n) in enumerate(zip(graph.found, graph.naming))
     ]
 
@@ -238,9 +276,16 @@ class _Graph:
     notes: tuple[str, ...] = ()
 
 
-def _forward_and_find(model: torch.nn.Module, inputs: Any, mode: Mode, seed: int,
-                      loss: Loss | str, params: list[torch.Tensor], param_names: dict[int, str],
-                      timings: dict[str, float]) -> _Graph:
+def _forward_and_find(
+    model: torch.nn.Module,
+    inputs: Any,
+    mode: Mode,
+    seed: int,
+    loss: Loss | str,
+    params: list[torch.Tensor],
+    param_names: dict[int, str],
+    timings: dict[str, float],
+) -> _Graph:
     """The probe's forward pass (recording add sites) and the junctions in the graph it built."""
     probe, leaves = detached_inputs(as_probe(inputs).to(_model_device(model)))
     model.train(mode is Mode.TRAIN)
@@ -261,8 +306,9 @@ def _forward_and_find(model: torch.nn.Module, inputs: Any, mode: Mode, seed: int
     found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes)
     timings["detect"] = time.perf_counter() - tick
     naming = _names(found, recorder, param_names)
-    return _Graph(probe, leaves, chosen, loss_tensor, resolve_loss(loss, chosen), found, naming,
-                  _graph_notes(nodes))
+    return _Graph(
+        probe, leaves, chosen, loss_tensor, resolve_loss(loss, chosen), found, naming, _graph_notes(nodes)
+    )
 
 
 def _graph_notes(nodes: Sequence[Any]) -> tuple[str, ...]:
@@ -286,8 +332,9 @@ class _Naming:
     skip_modules: tuple[str, ...]
 
 
-def _names(found: Sequence[FoundJunction], recorder: ForwardRecorder,
-           param_names: dict[int, str]) -> list[_Naming]:
+def _names(
+    found: Sequence[FoundJunction], recorder: ForwardRecorder, param_names: dict[int, str]
+) -> list[_Naming]:
     """Name junctions after the innermost module that ran the add, with #k where one runs several."""
     modules = []
     for junction in found:
@@ -302,16 +349,21 @@ def _names(found: Sequence[FoundJunction], recorder: ForwardRecorder,
         k = seen.get(module, 0)
         seen[module] = k + 1
         name = module if module and counts[module] == 1 else f"{module}#{k}"
-        named.append(_Naming(
-            name, module, location,
-            _branch_modules(junction, BLOCK, recorder, param_names),
-            _branch_modules(junction, SKIP, recorder, param_names),
-        ))
+        named.append(
+            _Naming(
+                name,
+                module,
+                location,
+                _branch_modules(junction, BLOCK, recorder, param_names),
+                _branch_modules(junction, SKIP, recorder, param_names),
+            )
+        )
     return named
 
 
-def _branch_modules(junction: FoundJunction, side: int, recorder: ForwardRecorder,
-                    param_names: dict[int, str]) -> tuple[str, ...]:
+def _branch_modules(
+    junction: FoundJunction, side: int, recorder: ForwardRecorder, param_names: dict[int, str]
+) -> tuple[str, ...]:
     """The outermost modules a branch passes through, in forward order."""
     listed: list[str] = []
     for node in sorted(junction.nodes[side], key=lambda n: n._sequence_nr()):
@@ -334,10 +386,20 @@ def _resolve(spec: VariantSpec, names: Sequence[str], at: Sequence[str] | None) 
     )
 
 
-def _report(found: Sequence[FoundJunction], naming: Sequence[_Naming], chosen: Sequence[int],
-            variant: Variant, values: Measured, params: Sequence[torch.Tensor],
-            param_names: dict[int, str], thresholds: Thresholds, model_info: ModelInfo,
-            probe_info: ProbeInfo, timings: dict[str, float], notes: tuple[str, ...]) -> Report:
+def _report(
+    found: Sequence[FoundJunction],
+    naming: Sequence[_Naming],
+    chosen: Sequence[int],
+    variant: Variant,
+    values: Measured,
+    params: Sequence[torch.Tensor],
+    param_names: dict[int, str],
+    thresholds: Thresholds,
+    model_info: ModelInfo,
+    probe_info: ProbeInfo,
+    timings: dict[str, float],
+    notes: tuple[str, ...],
+) -> Report:
     index_of = {id(p): i for i, p in enumerate(params)}
     junctions = []
     for k, i in enumerate(chosen):
@@ -351,17 +413,32 @@ def _report(found: Sequence[FoundJunction], naming: Sequence[_Naming], chosen: S
             cosine = max(-1.0, min(1.0, dot / (skip * block)))
         ratio = block / skip if skip > 0 and math.isfinite(skip) else None
         junction = Junction(
-            index=i, name=nm.name, module=nm.module, location=nm.location, skip=fj.skip,
-            block_modules=nm.block_modules, skip_modules=nm.skip_modules,
+            index=i,
+            name=nm.name,
+            module=nm.module,
+            location=nm.location,
+            skip=fj.skip,
+            block_modules=nm.block_modules,
+            skip_modules=nm.skip_modules,
             params=sum(p.numel() for p in fj.params[BLOCK]),
-            grad_out=values.grad_out[k], grad_skip=skip, grad_block=block,
-            grad_in=values.grad_in[k], block_ratio=ratio, cosine=cosine, param_grad=param_grad,
+            grad_out=values.grad_out[k],
+            grad_skip=skip,
+            grad_block=block,
+            grad_in=values.grad_in[k],
+            block_ratio=ratio,
+            cosine=cosine,
+            param_grad=param_grad,
             status=Status.OK,
         )
         junctions.append(_with_status(junction, values.grad_output, thresholds))
     parameters = tuple(
-        ParamGrad(param_names.get(id(p), f"<param {k}>"), p.numel(), values.param_norms[k] is not None,
-                  values.param_norms[k], values.param_values[k])
+        ParamGrad(
+            param_names.get(id(p), f"<param {k}>"),
+            p.numel(),
+            values.param_norms[k] is not None,
+            values.param_norms[k],
+            values.param_values[k],
+        )
         for k, p in enumerate(params)
     )
     first, last = (junctions[0], junctions[-1]) if junctions else (None, None)

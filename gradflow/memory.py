@@ -18,9 +18,26 @@ from typing import Any
 
 from gradflow.errors import OptionError, ProbeError
 
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
-          "g": 1e9, "gb": 1e9, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}
-OVERRIDE = "lower --batch-size or --input-shape, or raise the limit with --memory-limit SIZE (none turns the guard off)"
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1e3,
+    "kb": 1e3,
+    "kib": 2**10,
+    "m": 1e6,
+    "mb": 1e6,
+    "mib": 2**20,
+    "g": 1e9,
+    "gb": 1e9,
+    "gib": 2**30,
+    "t": 1e12,
+    "tb": 1e12,
+    "tib": 2**40,
+}
+OVERRIDE = (
+    "lower --batch-size or --input-shape, or raise the limit with --memory-limit SIZE "
+    "(none turns the guard off)"
+)
 
 
 def parse_size(text: str) -> int | None:

@@ -69,8 +69,7 @@ def as_probe(inputs: Any) -> Probe:
     if isinstance(inputs, __import__("numpy").ndarray):
         return Probe((torch.from_numpy(inputs),))
     raise ProbeError(
-        f"probe inputs must be a tensor, a tuple of tensors or a dict of tensors, "
-        f"not {type(inputs).__name__}"
+        f"probe inputs must be a tensor, a tuple of tensors or a dict of tensors, not {type(inputs).__name__}"
     )
 
 
@@ -95,10 +94,18 @@ def detached_inputs(probe: Probe) -> tuple[Probe, list[torch.Tensor]]:
 
 
 _DTYPES = {
-    "float32": torch.float32, "float": torch.float32, "float64": torch.float64,
-    "double": torch.float64, "float16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "int64": torch.int64, "long": torch.int64,
-    "int32": torch.int32, "int": torch.int32, "bool": torch.bool,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "float64": torch.float64,
+    "double": torch.float64,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "long": torch.int64,
+    "int32": torch.int32,
+    "int": torch.int32,
+    "bool": torch.bool,
 }
 
 
@@ -106,9 +113,7 @@ def parse_dtype(name: str) -> torch.dtype:
     try:
         return _DTYPES[name.lower()]
     except KeyError:
-        raise ProbeError(
-            f"unknown dtype {name!r}: use one of {', '.join(sorted(set(_DTYPES)))}"
-        ) from None
+        raise ProbeError(f"unknown dtype {name!r}: use one of {', '.join(sorted(set(_DTYPES)))}") from None
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -117,14 +122,17 @@ def parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:
-        raise ProbeError(f"bad --input-shape {text!r}: write sizes separated by commas, e.g. 8,3,32,32") from None
+        raise ProbeError(
+            f"bad --input-shape {text!r}: write sizes separated by commas, e.g. 8,3,32,32"
+        ) from None
     if not shape or any(s <= 0 for s in shape):
         raise ProbeError(f"bad --input-shape {text!r}: every size must be a positive integer")
     return shape
 
 
-def random_tensor(shape: Sequence[int], dtype: torch.dtype, generator: torch.Generator,
-                  high: int = 2) -> torch.Tensor:
+def random_tensor(
+    shape: Sequence[int], dtype: torch.dtype, generator: torch.Generator, high: int = 2
+) -> torch.Tensor:
     """Seeded normal noise for floating dtypes, uniform integers in [0, high) otherwise."""
     if dtype.is_floating_point:
         return torch.randn(tuple(shape), generator=generator).to(dtype)
@@ -133,8 +141,7 @@ def random_tensor(shape: Sequence[int], dtype: torch.dtype, generator: torch.Gen
     return torch.randint(0, max(1, high), tuple(shape), generator=generator, dtype=dtype)
 
 
-def from_shapes(shapes: Sequence[tuple[int, ...]], dtype: torch.dtype, seed: int,
-                high: int = 2) -> Probe:
+def from_shapes(shapes: Sequence[tuple[int, ...]], dtype: torch.dtype, seed: int, high: int = 2) -> Probe:
     generator = torch.Generator().manual_seed(seed)
     return Probe(tuple(random_tensor(s, dtype, generator, high) for s in shapes))
 
@@ -175,8 +182,9 @@ def infer(model: torch.nn.Module, batch_size: int, seed: int) -> Probe:
             ids = torch.randint(0, module.num_embeddings, (batch_size, 16), generator=generator)
             return Probe((ids,))
         if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
-            spatial = {torch.nn.Conv1d: (64,), torch.nn.Conv2d: (32, 32),
-                       torch.nn.Conv3d: (16, 16, 16)}[type(module)]
+            spatial = {torch.nn.Conv1d: (64,), torch.nn.Conv2d: (32, 32), torch.nn.Conv3d: (16, 16, 16)}[
+                type(module)
+            ]
             shape = (batch_size, module.in_channels, *spatial)
             return Probe((torch.randn(shape, generator=generator),))
         if isinstance(module, torch.nn.Linear):

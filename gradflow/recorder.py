@@ -91,9 +91,7 @@ class ForwardRecorder:
         try:
             self.sites = self._exit.enter_context(sites.recording())
             self._exit.enter_context(register_module_forward_pre_hook(self._enter_module))
-            self._exit.enter_context(
-                register_module_forward_hook(self._leave_module, always_call=True)
-            )
+            self._exit.enter_context(register_module_forward_hook(self._leave_module, always_call=True))
             self._exit.enter_context(_AddSites(self.stack))
         except BaseException:
             self._exit.close()

@@ -148,7 +148,7 @@ class Summary:
     flagged: tuple[Flag, ...]
     params_without_grad: tuple[str, ...]
     params_nonfinite: tuple[str, ...]
-    found: int = 0          # junctions in the model; `junctions` counts the ones measured
+    found: int = 0  # junctions in the model; `junctions` counts the ones measured
     notes: tuple[str, ...] = ()
 
 
@@ -192,9 +192,7 @@ class Report:
         if data.get("schema") != REPORT_SCHEMA:
             raise ValueError(f"not a {REPORT_SCHEMA} document (schema={data.get('schema')!r})")
         probe = dict(data["probe"])
-        probe["inputs"] = tuple(
-            InputInfo(tuple(i["shape"]), i["dtype"]) for i in probe["inputs"]
-        )
+        probe["inputs"] = tuple(InputInfo(tuple(i["shape"]), i["dtype"]) for i in probe["inputs"])
         summary = dict(data["summary"])
         summary["flagged"] = tuple(Flag(f["name"], Status(f["status"])) for f in summary["flagged"])
         summary["params_without_grad"] = tuple(summary["params_without_grad"])

@@ -22,9 +22,7 @@ def select(patterns: Sequence[str] | None, names: Sequence[str]) -> list[int]:
         matched = _match(pattern.strip(), names)
         if not matched:
             shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
-            raise OptionError(
-                f"--at {pattern!r} matches no junction; junctions are: {shown or '(none)'}"
-            )
+            raise OptionError(f"--at {pattern!r} matches no junction; junctions are: {shown or '(none)'}")
         chosen.update(matched)
     return sorted(chosen)
 

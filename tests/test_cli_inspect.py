@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,8 +12,6 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, SAMPLES
-
-import importlib.util
 
 
 def _load_sample(name: str):  # type: ignore[no-untyped-def]

@@ -83,5 +83,7 @@ def test_random_residual_networks(spec) -> None:  # type: ignore[no-untyped-def]
         skip, block, cos = j.grad_skip, j.grad_block, j.cosine or 0.0
         rebuilt = math.sqrt(max(0.0, skip**2 + block**2 + 2 * cos * skip * block))
         assert math.isclose(j.grad_in, rebuilt, rel_tol=1e-3, abs_tol=1e-7), j
+    assert len(stopped.junctions) == len(report.junctions)
+    assert all(j.grad_skip == 0.0 and j.grad_block == 0.0 for j in stopped.junctions)
     kinds = [j.skip for j in report.junctions]
     assert kinds.count("projection") == sum(1 for b in blocks if b.kind == "projection")

@@ -12,6 +12,7 @@ import gradflow
 from tests.fixtures import models
 from tests.reference import reference
 
+
 def line_of(text: str) -> str:
     """`models.py:N` of the first line of tests/fixtures/models.py containing `text`."""
     lines = Path(models.__file__).read_text().splitlines()

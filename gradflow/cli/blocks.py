@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from gradflow.cli.options import (
-    Arch, BatchSize, Debug, Dims, Format, FormatOpt, InputDtype, InputFile, InputHigh, InputShape,
-    Seed, Source, Trust,
-)
 from typing import Annotated
 
 import typer
 
-BlocksDevice = Annotated[str, typer.Option(
-    "--device", help="cpu, cuda, ... or meta: build the model without memory for its weights and find the "
-    "junctions from a forward pass on meta tensors (for models too large to materialise).")]
+from gradflow.cli.options import (
+    Arch,
+    BatchSize,
+    Debug,
+    Dims,
+    Format,
+    FormatOpt,
+    InputDtype,
+    InputFile,
+    InputHigh,
+    InputShape,
+    Seed,
+    Source,
+    Trust,
+)
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load
+
+BlocksDevice = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="cpu, cuda, ... or meta: build the model without memory for its weights and find the "
+        "junctions from a forward pass on meta tensors (for models too large to materialise).",
+    ),
+]
 
 
 def blocks_command(
@@ -36,7 +53,7 @@ def blocks_command(
     PyTorch sources run one forward pass (no backward); an .onnx graph is read statically,
     without running anything.
 
-    [bold]Examples[/bold]
+    **Examples**
 
       gradflow blocks sample_models/prenorm_transformer.py
 
@@ -50,15 +67,23 @@ def blocks_command(
         rows = _static_onnx(source) if source.lower().endswith(".onnx") else None
         if rows is None:
             loaded, _ = load(source, arch, trust, device)
-            probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype,
-                                                     input_high, dim, batch_size, seed))
+            probe = build_probe(
+                loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high, dim, batch_size, seed)
+            )
             from gradflow.measure import locate
 
             located = locate(loaded.module, probe, seed=seed)
             rows = [
-                {"index": j.index, "name": j.name, "module": j.module, "skip": j.skip,
-                 "block_modules": list(j.block_modules), "skip_modules": list(j.skip_modules),
-                 "params": j.params, "location": j.location}
+                {
+                    "index": j.index,
+                    "name": j.name,
+                    "module": j.module,
+                    "skip": j.skip,
+                    "block_modules": list(j.block_modules),
+                    "skip_modules": list(j.skip_modules),
+                    "params": j.params,
+                    "location": j.location,
+                }
                 for j in located
             ]
         print_blocks(source, rows, format)
@@ -78,8 +103,16 @@ def _static_onnx(source: str) -> list[dict] | None:
         raise SourceError(f"no such file: {source}")
     found = static_junctions(load_onnx_model(source))
     return [
-        {"index": i, "name": j.name, "module": j.module, "skip": j.skip,
-         "block_modules": list(j.block_nodes), "skip_modules": list(j.skip_nodes),
-         "params": j.params, "location": j.name, "fork": j.fork}
+        {
+            "index": i,
+            "name": j.name,
+            "module": j.module,
+            "skip": j.skip,
+            "block_modules": list(j.block_nodes),
+            "skip_modules": list(j.skip_nodes),
+            "params": j.params,
+            "location": j.name,
+            "fork": j.fork,
+        }
         for i, j in enumerate(found)
     ]

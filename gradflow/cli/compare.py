@@ -2,24 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from gradflow.cli.options import (
-    Arch, At, BatchSize, DeadBelow, Debug, DeviceOpt, Dims, DtypeOpt, ExplodingAbove, Format,
-    FormatOpt, InputDtype, InputFile, InputHigh, InputShape, LossOpt, LossOption, MaxJunctions,
-    MemoryLimit, ModeOpt, ModeOption, OutputOpt, Seed, SgBlock, SgSkip, Source, Trust, VanishingBelow,
+    Arch,
+    At,
+    BatchSize,
+    DeadBelow,
+    Debug,
+    DeviceOpt,
+    Dims,
+    DtypeOpt,
+    ExplodingAbove,
+    Format,
+    FormatOpt,
+    InputDtype,
+    InputFile,
+    InputHigh,
+    InputShape,
+    LossOpt,
+    LossOption,
+    MaxJunctions,
+    MemoryLimit,
+    ModeOpt,
+    ModeOption,
+    OutputOpt,
+    Seed,
+    SgBlock,
+    SgSkip,
+    Source,
+    Trust,
+    VanishingBelow,
 )
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
 from gradflow.errors import OptionError
 from gradflow.report import METRICS
 
-Second = Annotated[Optional[str], typer.Argument(
-    help="A second model or checkpoint with the same junction names, compared against the first.",
-    show_default=False)]
-Metric = Annotated[str, typer.Option(
-    "--metric", help=f"The number compared: {', '.join(METRICS)}.")]
+Second = Annotated[
+    str | None,
+    typer.Argument(
+        help="A second model or checkpoint with the same junction names, compared against the first.",
+        show_default=False,
+    ),
+]
+Metric = Annotated[str, typer.Option("--metric", help=f"The number compared: {', '.join(METRICS)}.")]
 
 
 def compare_command(
@@ -57,7 +85,7 @@ def compare_command(
     baseline. Stop-gradient variants share one forward pass: k variants cost one forward and
     k backward passes.
 
-    [bold]Examples[/bold]
+    **Examples**
 
       gradflow compare model.py --sg-skip
 
@@ -69,33 +97,67 @@ def compare_command(
         if metric not in METRICS:
             raise OptionError(f"unknown --metric {metric!r}: choose one of {', '.join(METRICS)}")
         if other is not None and (sg_skip or sg_block):
-            raise OptionError("compare takes either two sources or stop-gradient flags on one source, not both")
+            raise OptionError(
+                "compare takes either two sources or stop-gradient flags on one source, not both"
+            )
         if other is None and not (sg_skip or sg_block):
             raise OptionError("nothing to compare: add --sg-skip and/or --sg-block, or give a second source")
         from gradflow.compare import compare, two_source_names
         from gradflow.measure import BASELINE, VariantSpec, measure
 
         loaded, load_seconds = load(source, arch, trust, device)
-        probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high,
-                                                 dim, batch_size, seed, memory_limit))
-        common = dict(loss=loss.value, mode=mode.value, seed=seed, max_junctions=max_junctions,
-                      dtype=dtype, thresholds=thresholds(vanishing_below, exploding_above, dead_below))
+        probe = build_probe(
+            loaded,
+            ProbeOptions(
+                input_file, input_shape, input_dtype, input_high, dim, batch_size, seed, memory_limit
+            ),
+        )
+        common = dict(
+            loss=loss.value,
+            mode=mode.value,
+            seed=seed,
+            max_junctions=max_junctions,
+            dtype=dtype,
+            thresholds=thresholds(vanishing_below, exploding_above, dead_below),
+        )
         if other is None:
             specs = [BASELINE]
             if sg_skip:
                 specs.append(VariantSpec("sg-skip", sg_skip=True))
             if sg_block:
                 specs.append(VariantSpec("sg-block", sg_block=True))
-            reports = measure(loaded.module, probe, specs, at=at, source=source,
-                              source_format=loaded.format, timings={"load": load_seconds}, **common)
+            reports = measure(
+                loaded.module,
+                probe,
+                specs,
+                at=at,
+                source=source,
+                source_format=loaded.format,
+                timings={"load": load_seconds},
+                **common,
+            )
             variants = {spec.name: report for spec, report in zip(specs, reports)}
         else:
             second, second_seconds = load(other, arch, trust, device)
             first_name, second_name = two_source_names(source, other)
-            (a,) = measure(loaded.module, probe, only=at, source=source, source_format=loaded.format,
-                           timings={"load": load_seconds}, **common)
-            (b,) = measure(second.module, probe, only=at, source=other, source_format=second.format,
-                           timings={"load": second_seconds}, **common)
+            (a,) = measure(
+                loaded.module,
+                probe,
+                only=at,
+                source=source,
+                source_format=loaded.format,
+                timings={"load": load_seconds},
+                **common,
+            )
+            (b,) = measure(
+                second.module,
+                probe,
+                only=at,
+                source=other,
+                source_format=second.format,
+                timings={"load": second_seconds},
+                **common,
+            )
             variants = {first_name: a, second_name: b}
         emit_comparison(compare(variants, metric), format, output)
 
@@ -106,7 +168,9 @@ def emit_comparison(comparison, format: Format, output) -> None:  # type: ignore
 
     if output is not None:
         as_markdown = format is Format.MARKDOWN or (format is Format.TABLE and output.suffix == ".md")
-        write_output(output, comparison_markdown(comparison) if as_markdown else compare_json(comparison.variants))
+        write_output(
+            output, comparison_markdown(comparison) if as_markdown else compare_json(comparison.variants)
+        )
     if format is Format.JSON and output is None:
         print(compare_json(comparison.variants))
     elif format is Format.MARKDOWN and output is None:

@@ -5,9 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from gradflow.cli.options import (
-    Arch, At, BatchSize, DeadBelow, Debug, DeviceOpt, Dims, DtypeOpt, ExplodingAbove, Format,
-    FormatOpt, InputDtype, InputFile, InputHigh, InputShape, LossOpt, LossOption, MaxJunctions,
-    MemoryLimit, ModeOpt, ModeOption, OutputOpt, Seed, SgBlock, SgSkip, Source, Trust, VanishingBelow,
+    Arch,
+    At,
+    BatchSize,
+    DeadBelow,
+    Debug,
+    DeviceOpt,
+    Dims,
+    DtypeOpt,
+    ExplodingAbove,
+    Format,
+    FormatOpt,
+    InputDtype,
+    InputFile,
+    InputHigh,
+    InputShape,
+    LossOpt,
+    LossOption,
+    MaxJunctions,
+    MemoryLimit,
+    ModeOpt,
+    ModeOption,
+    OutputOpt,
+    Seed,
+    SgBlock,
+    SgSkip,
+    Source,
+    Trust,
+    VanishingBelow,
 )
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
 
@@ -45,7 +70,7 @@ def inspect_command(
     grad_skip / grad_block: what reaches the fork x through each path. grad_in: dL/dx from
     every consumer. param_grad: the block's parameter gradients. All are L2 norms over the batch.
 
-    [bold]Examples[/bold]
+    **Examples**
 
       gradflow inspect sample_models/tiny_resnet.py
 
@@ -60,17 +85,30 @@ def inspect_command(
     with guard(debug):
         stopping = sg_skip or sg_block
         loaded, load_seconds = load(source, arch, trust, device)
-        probe = build_probe(loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high,
-                                                 dim, batch_size, seed, memory_limit))
+        probe = build_probe(
+            loaded,
+            ProbeOptions(
+                input_file, input_shape, input_dtype, input_high, dim, batch_size, seed, memory_limit
+            ),
+        )
         from gradflow.measure import VariantSpec, measure
 
         name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)
         (report,) = measure(
-            loaded.module, probe, [VariantSpec(name or "baseline", sg_skip, sg_block)],
-            loss=loss.value, mode=mode.value, seed=seed, at=at if stopping else None,
-            only=None if stopping else at, max_junctions=max_junctions, dtype=dtype,
+            loaded.module,
+            probe,
+            [VariantSpec(name or "baseline", sg_skip, sg_block)],
+            loss=loss.value,
+            mode=mode.value,
+            seed=seed,
+            at=at if stopping else None,
+            only=None if stopping else at,
+            max_junctions=max_junctions,
+            dtype=dtype,
             thresholds=thresholds(vanishing_below, exploding_above, dead_below),
-            source=source, source_format=loaded.format, timings={"load": load_seconds},
+            source=source,
+            source_format=loaded.format,
+            timings={"load": load_seconds},
         )
         emit_report(report, format, output)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,58 +40,189 @@ SOURCE_HELP = (
 )
 
 Source = Annotated[str, typer.Argument(help=SOURCE_HELP, show_default=False)]
-Arch = Annotated[Optional[str], typer.Option(
-    "--arch", help="Code that builds the model for a state-dict checkpoint: file.py[:NAME] or package.module:NAME.",
-    rich_help_panel=MODEL)]
-Trust = Annotated[bool, typer.Option(
-    "--trust", help="Allow unpickling a whole pickled module. Unpickling runs code from the file: only for files you trust.",
-    rich_help_panel=MODEL)]
-InputFile = Annotated[Optional[Path], typer.Option(
-    "--input", help="Probe inputs from a file: .pt (tensor, tuple of positional inputs, or dict of keyword inputs), .npy, .npz.",
-    rich_help_panel=PROBE, show_default=False)]
-InputShape = Annotated[Optional[list[str]], typer.Option(
-    "--input-shape", help="Shape of a probe input, e.g. 8,3,224,224; repeat once per positional input.",
-    rich_help_panel=PROBE, show_default=False)]
-InputDtype = Annotated[str, typer.Option(
-    "--input-dtype", help="dtype of --input-shape inputs: float32, float16, bfloat16, int64, ...",
-    rich_help_panel=PROBE)]
-InputHigh = Annotated[Optional[int], typer.Option(
-    "--input-high", help="Integer inputs are drawn from [0, HIGH); default: the first embedding's vocabulary size.",
-    rich_help_panel=PROBE, show_default=False)]
-Dims = Annotated[Optional[list[str]], typer.Option(
-    "--dim", help="Value of a named (symbolic) input dimension of an ONNX graph, NAME=VALUE; repeatable.",
-    rich_help_panel=PROBE, show_default=False)]
-BatchSize = Annotated[int, typer.Option(
-    "--batch-size", min=1, help="Batch size of an inferred probe input.", rich_help_panel=PROBE)]
-Seed = Annotated[int, typer.Option("--seed", help="Seeds the probe batch, dropout and `ce` labels.", rich_help_panel=PROBE)]
-LossOpt = Annotated[LossOption, typer.Option(
-    "--loss", help="Scalar to differentiate: sum, mean, mse (mean of squares), ce (cross entropy on seeded labels), auto (ce for class scores, else mse).",
-    rich_help_panel=PROBE)]
-ModeOpt = Annotated[ModeOption, typer.Option("--mode", help="Run the probe in train or eval mode.", rich_help_panel=PROBE)]
-VanishingBelow = Annotated[float, typer.Option(
-    "--vanishing-below", help="A junction is `vanishing` when grad_in / |dL/d output| is below this.", rich_help_panel=VERDICT)]
-ExplodingAbove = Annotated[float, typer.Option(
-    "--exploding-above", help="A junction is `exploding` when grad_in or grad_out / |dL/d output| is above this.", rich_help_panel=VERDICT)]
-DeadBelow = Annotated[float, typer.Option(
-    "--dead-below", help="A junction is `dead` when block_ratio (grad_block / grad_skip) is below this.", rich_help_panel=VERDICT)]
+Arch = Annotated[
+    str | None,
+    typer.Option(
+        "--arch",
+        help=(
+            "Code that builds the model for a state-dict checkpoint: file.py[:NAME] or package.module:NAME."
+        ),
+        rich_help_panel=MODEL,
+    ),
+]
+Trust = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help=(
+            "Allow unpickling a whole pickled module. Unpickling runs code from the file: only "
+            "for files you trust."
+        ),
+        rich_help_panel=MODEL,
+    ),
+]
+InputFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--input",
+        help=(
+            "Probe inputs from a file: .pt (tensor, tuple of positional inputs, or dict of "
+            "keyword inputs), .npy, .npz."
+        ),
+        rich_help_panel=PROBE,
+        show_default=False,
+    ),
+]
+InputShape = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-shape",
+        help=("Shape of a probe input, e.g. 8,3,224,224; repeat once per positional input."),
+        rich_help_panel=PROBE,
+        show_default=False,
+    ),
+]
+InputDtype = Annotated[
+    str,
+    typer.Option(
+        "--input-dtype",
+        help=("dtype of --input-shape inputs: float32, float16, bfloat16, int64, ..."),
+        rich_help_panel=PROBE,
+    ),
+]
+InputHigh = Annotated[
+    int | None,
+    typer.Option(
+        "--input-high",
+        help=("Integer inputs are drawn from [0, HIGH); default: the first embedding's vocabulary size."),
+        rich_help_panel=PROBE,
+        show_default=False,
+    ),
+]
+Dims = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--dim",
+        help=("Value of a named (symbolic) input dimension of an ONNX graph, NAME=VALUE; repeatable."),
+        rich_help_panel=PROBE,
+        show_default=False,
+    ),
+]
+BatchSize = Annotated[
+    int,
+    typer.Option("--batch-size", min=1, help="Batch size of an inferred probe input.", rich_help_panel=PROBE),
+]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Seeds the probe batch, dropout and `ce` labels.", rich_help_panel=PROBE)
+]
+LossOpt = Annotated[
+    LossOption,
+    typer.Option(
+        "--loss",
+        help=(
+            "Scalar to differentiate: sum, mean, mse (mean of squares), ce (cross entropy on "
+            "seeded labels), auto (ce for class scores, else mse)."
+        ),
+        rich_help_panel=PROBE,
+    ),
+]
+ModeOpt = Annotated[
+    ModeOption, typer.Option("--mode", help="Run the probe in train or eval mode.", rich_help_panel=PROBE)
+]
+VanishingBelow = Annotated[
+    float,
+    typer.Option(
+        "--vanishing-below",
+        help=("A junction is `vanishing` when grad_in / |dL/d output| is below this."),
+        rich_help_panel=VERDICT,
+    ),
+]
+ExplodingAbove = Annotated[
+    float,
+    typer.Option(
+        "--exploding-above",
+        help=("A junction is `exploding` when grad_in or grad_out / |dL/d output| is above this."),
+        rich_help_panel=VERDICT,
+    ),
+]
+DeadBelow = Annotated[
+    float,
+    typer.Option(
+        "--dead-below",
+        help=("A junction is `dead` when block_ratio (grad_block / grad_skip) is below this."),
+        rich_help_panel=VERDICT,
+    ),
+]
 SgSkip = Annotated[bool, typer.Option("--sg-skip", help="Stop the gradient on the skip path: sg(x) + f(x).")]
-SgBlock = Annotated[bool, typer.Option("--sg-block", help="Stop the gradient on the block path: x + sg(f(x)).")]
-At = Annotated[Optional[list[str]], typer.Option(
-    "--at", help="Select junctions: a glob on names (layer3.*), an index (3) or a range (3:7, end excluded); repeatable. With --sg-skip/--sg-block: where the stop-gradient goes (every junction is still reported). Alone: the only junctions measured.",
-    show_default=False)]
-MaxJunctions = Annotated[Optional[int], typer.Option(
-    "--max-junctions", min=1, help="Measure at most N junctions, evenly spread over depth (keeps a 100-layer model cheap).",
-    show_default=False)]
-DeviceOpt = Annotated[str, typer.Option(
-    "--device", help="Where the probe runs: auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps.",
-    rich_help_panel=PROBE)]
-DtypeOpt = Annotated[str, typer.Option(
-    "--dtype", help="Probe precision: float32, or bfloat16 / float16 under torch.autocast (norms are always accumulated in float32).",
-    rich_help_panel=PROBE)]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json (the report only) or markdown.", rich_help_panel=OUTPUT)]
-OutputOpt = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Also write the report to this file (.json, or .md for Markdown).", rich_help_panel=OUTPUT, show_default=False)]
-Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback when something fails.", rich_help_panel=OUTPUT)]
-MemoryLimit = Annotated[str, typer.Option(
-    "--memory-limit", help="Refuse a probe whose batch, or batch plus parameter gradients, would not fit: auto (memory free on the device), a size such as 8GiB, or none.",
-    rich_help_panel=PROBE)]
+SgBlock = Annotated[
+    bool, typer.Option("--sg-block", help="Stop the gradient on the block path: x + sg(f(x)).")
+]
+At = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--at",
+        help=(
+            "Select junctions: a glob on names (layer3.*), an index (3) or a range (3:7, end "
+            "excluded); repeatable. With --sg-skip/--sg-block: where the stop-gradient goes "
+            "(every junction is still reported). Alone: the only junctions measured."
+        ),
+        show_default=False,
+    ),
+]
+MaxJunctions = Annotated[
+    int | None,
+    typer.Option(
+        "--max-junctions",
+        min=1,
+        help=("Measure at most N junctions, evenly spread over depth (keeps a 100-layer model cheap)."),
+        show_default=False,
+    ),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help=("Where the probe runs: auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps."),
+        rich_help_panel=PROBE,
+    ),
+]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        help=(
+            "Probe precision: float32, or bfloat16 / float16 under torch.autocast (norms are "
+            "always accumulated in float32)."
+        ),
+        rich_help_panel=PROBE,
+    ),
+]
+FormatOpt = Annotated[
+    Format,
+    typer.Option("--format", "-f", help="table, json (the report only) or markdown.", rich_help_panel=OUTPUT),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help=("Also write the report to this file (.json, or .md for Markdown)."),
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+Debug = Annotated[
+    bool,
+    typer.Option("--debug", help="Show the full traceback when something fails.", rich_help_panel=OUTPUT),
+]
+MemoryLimit = Annotated[
+    str,
+    typer.Option(
+        "--memory-limit",
+        help=(
+            "Refuse a probe whose batch, or batch plus parameter gradients, would not fit: auto "
+            "(memory free on the device), a size such as 8GiB, or none."
+        ),
+        rich_help_panel=PROBE,
+    ),
+]

@@ -138,12 +138,14 @@ def _probe(loaded: LoadedModel, options: ProbeOptions, limit: int | None) -> Pro
         return p.from_example(loaded.example_input)
     if loaded.input_specs:
         one = _from_specs(loaded.input_specs, replace(options, batch_size=1))
-        memory.check_probe(((_batched(t.shape, options.batch_size), t.element_size())
-                            for t in one.tensors()), limit)
+        memory.check_probe(
+            ((_batched(t.shape, options.batch_size), t.element_size()) for t in one.tensors()), limit
+        )
         return _from_specs(loaded.input_specs, options)
     one = p.infer(loaded.module, 1, options.seed)
-    memory.check_probe(((_batched(t.shape, options.batch_size), t.element_size())
-                        for t in one.tensors()), limit)
+    memory.check_probe(
+        ((_batched(t.shape, options.batch_size), t.element_size()) for t in one.tensors()), limit
+    )
     return p.infer(loaded.module, options.batch_size, options.seed)
 
 

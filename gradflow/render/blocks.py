@@ -15,16 +15,22 @@ def print_blocks(source: str, rows: list[dict[str, Any]], format: Any) -> None:
         print(dumps({"schema": "gradflow/blocks@1", "source": source, "junctions": rows}))
         return
     if str(getattr(format, "value", format)) == "markdown":
-        print(f"### gradflow blocks · `{source}`\n\n| # | junction | skip | params | block |\n|--:|---|---|--:|---|")
+        print(f"### gradflow blocks · `{source}`\n")
+        print("| # | junction | skip | params | block |\n|--:|---|---|--:|---|")
         for r in rows:
-            print(f"| {r['index']} | `{r['name']}` | {r['skip']} | {r['params']:,} | {', '.join(r['block_modules'][:6])} |")
+            block = ", ".join(r["block_modules"][:6])
+            print(f"| {r['index']} | `{r['name']}` | {r['skip']} | {r['params']:,} | {block} |")
         return
     out = console()
     if not rows:
         out.print("No residual junction found.", style="yellow")
         return
-    table = Table(title=f"gradflow blocks · {source} · {len(rows)} junctions", title_justify="left",
-                  header_style="bold", pad_edge=False)
+    table = Table(
+        title=f"gradflow blocks · {source} · {len(rows)} junctions",
+        title_justify="left",
+        header_style="bold",
+        pad_edge=False,
+    )
     table.add_column("#", justify="right", style="dim")
     table.add_column("junction", overflow="fold", max_width=40)
     table.add_column("skip")
@@ -34,6 +40,12 @@ def print_blocks(source: str, rows: list[dict[str, Any]], format: Any) -> None:
     for r in rows:
         blocks = r["block_modules"]
         shown = ", ".join(blocks[:5]) + (f", … (+{len(blocks) - 5})" if len(blocks) > 5 else "")
-        table.add_row(str(r["index"]), r["name"], "identity" if r["skip"] == "identity" else "proj",
-                      f"{r['params']:,}", shown, r.get("location") or "–")
+        table.add_row(
+            str(r["index"]),
+            r["name"],
+            "identity" if r["skip"] == "identity" else "proj",
+            f"{r['params']:,}",
+            shown,
+            r.get("location") or "–",
+        )
     out.print(table)

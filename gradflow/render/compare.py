@@ -28,9 +28,14 @@ def ratio_style(value: float | None) -> str:
 
 def compare_table(c: Comparison) -> Table:
     base = c.variants[c.baseline]
-    table = Table(title=f"gradflow compare · {c.metric} · baseline: {c.baseline}",
-                  caption=probe_line(base), title_justify="left", caption_justify="left",
-                  header_style="bold", pad_edge=False)
+    table = Table(
+        title=f"gradflow compare · {c.metric} · baseline: {c.baseline}",
+        caption=probe_line(base),
+        title_justify="left",
+        caption_justify="left",
+        header_style="bold",
+        pad_edge=False,
+    )
     table.add_column("junction", overflow="fold", max_width=40)
     table.add_column(c.baseline, justify="right")
     others = [v for v in c.variants if v != c.baseline]
@@ -38,7 +43,12 @@ def compare_table(c: Comparison) -> Table:
         table.add_column(name, justify="right")
         table.add_column("ratio", justify="right")
     for row in c.rows:
-        cells: list = [row.name, num(row.values.get(c.baseline)) if row.values.get(c.baseline) is not None else Text("absent", style="dim")]
+        cells: list = [
+            row.name,
+            num(row.values.get(c.baseline))
+            if row.values.get(c.baseline) is not None
+            else Text("absent", style="dim"),
+        ]
         for name in others:
             value = row.values.get(name)
             if value is None:
@@ -59,8 +69,14 @@ def print_comparison(c: Comparison) -> None:
         names = {j.name for j in report.junctions}
         missing = [r.name for r in c.rows if r.name not in names]
         if missing:
-            parts.append(Text(f"only in others, absent from {name}: " + ", ".join(missing[:8])
-                              + (" …" if len(missing) > 8 else ""), style="yellow"))
+            parts.append(
+                Text(
+                    f"only in others, absent from {name}: "
+                    + ", ".join(missing[:8])
+                    + (" …" if len(missing) > 8 else ""),
+                    style="yellow",
+                )
+            )
     console().print(Group(*parts))
 
 
@@ -70,7 +86,10 @@ def comparison_markdown(c: Comparison) -> str:
     rule = "|---|--:|" + "--:|--:|" * len(others)
     lines = [f"### gradflow compare · {c.metric}", "", head, rule]
     for row in c.rows:
-        cells = [f"`{row.name}`", num(row.values.get(c.baseline)) if row.values.get(c.baseline) is not None else "absent"]
+        cells = [
+            f"`{row.name}`",
+            num(row.values.get(c.baseline)) if row.values.get(c.baseline) is not None else "absent",
+        ]
         for o in others:
             value = row.values.get(o)
             r = c.ratio(row, o)

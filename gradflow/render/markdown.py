@@ -10,7 +10,8 @@ def report_markdown(report: Report) -> str:
     lines = [
         f"### gradflow · `{report.model.source}`",
         "",
-        "| # | junction | skip | grad_out | grad_skip | grad_block | grad_in | block/skip | param_grad | status |",
+        "| # | junction | skip | grad_out | grad_skip | grad_block | grad_in | block/skip "
+        "| param_grad | status |",
         "|--:|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for j in report.junctions:
@@ -20,6 +21,8 @@ def report_markdown(report: Report) -> str:
             f"{'✅' if j.status == 'ok' else '⚠️'} {j.status} |"
         )
     s = report.summary
-    lines += ["", f"{s.junctions} junctions · survival {ratio(s.survival)} · "
-                  f"flagged: {len(s.flagged) or 'none'}"]
+    lines += [
+        "",
+        f"{s.junctions} junctions · survival {ratio(s.survival)} · flagged: {len(s.flagged) or 'none'}",
+    ]
     return "\n".join(lines) + "\n"

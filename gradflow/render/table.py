@@ -61,12 +61,17 @@ def report_table(report: Report) -> Table:
     stopped_block = set(report.stop_gradient.block)
     for j in report.junctions:
         style = STATUS_STYLE[j.status]
-        marks = ("  sg-skip" if j.name in stopped_skip else "") + ("  sg-block" if j.name in stopped_block else "")
+        marks = ("  sg-skip" if j.name in stopped_skip else "") + (
+            "  sg-block" if j.name in stopped_block else ""
+        )
         table.add_row(
             str(j.index),
             Text(j.name) + Text(marks, style="cyan"),
             "identity" if j.skip == "identity" else "proj",
-            num(j.grad_out), num(j.grad_skip), num(j.grad_block), num(j.grad_in),
+            num(j.grad_out),
+            num(j.grad_skip),
+            num(j.grad_block),
+            num(j.grad_in),
             ratio(j.block_ratio),
             "–" if j.cosine is None else f"{j.cosine:+.2f}",
             num(j.param_grad),
@@ -80,12 +85,19 @@ def summary_lines(report: Report) -> list[Text]:
     s = report.summary
     lines = []
     if not report.junctions:
-        lines.append(Text("No residual junction found: no add joins a skip path and a block path "
-                          "from a common tensor. Nothing to measure.", style="yellow"))
+        lines.append(
+            Text(
+                "No residual junction found: no add joins a skip path and a block path "
+                "from a common tensor. Nothing to measure.",
+                style="yellow",
+            )
+        )
     else:
         first, last = report.junctions[0], report.junctions[-1]
-        survived = Text(f"{s.junctions} junctions · gradient reaching the first junction "
-                        f"({first.name}) is {ratio(s.survival)} what arrives at the last ({last.name})")
+        survived = Text(
+            f"{s.junctions} junctions · gradient reaching the first junction "
+            f"({first.name}) is {ratio(s.survival)} what arrives at the last ({last.name})"
+        )
         lines.append(survived)
         if s.flagged:
             counts: dict[str, list[str]] = {}
@@ -109,10 +121,17 @@ def summary_lines(report: Report) -> list[Text]:
     lines.append(Text(extra, style="dim"))
     if s.params_without_grad:
         names = ", ".join(s.params_without_grad[:5]) + (" …" if len(s.params_without_grad) > 5 else "")
-        lines.append(Text(f"{len(s.params_without_grad)} parameter(s) got no gradient: {names}", style="yellow"))
+        lines.append(
+            Text(f"{len(s.params_without_grad)} parameter(s) got no gradient: {names}", style="yellow")
+        )
     if s.params_nonfinite:
-        lines.append(Text(f"{len(s.params_nonfinite)} parameter(s) have non-finite gradients: "
-                          + ", ".join(s.params_nonfinite[:5]), style="bold red"))
+        lines.append(
+            Text(
+                f"{len(s.params_nonfinite)} parameter(s) have non-finite gradients: "
+                + ", ".join(s.params_nonfinite[:5]),
+                style="bold red",
+            )
+        )
     return lines
 
 
