@@ -105,18 +105,18 @@ class CheckResult:
         on = [o for o in self.outcomes if o.level is not Level.OFF]
         judged = [o for o in on if o.applicable]
         seeds = len(self.reports)
-        scope = (f"{len(judged)} rule{'s' if len(judged) != 1 else ''} · "
-                 f"{self.report.summary.junctions} junctions · "
-                 f"{seeds} seed{'s' if seeds != 1 else ''}")
+        scope = " · ".join((_count(len(judged), "rule"),
+                            _count(self.report.summary.junctions, "junction"),
+                            _count(seeds, "seed")))
         if not self.passed:
             failed = [o for o in on if o.failed]
             count = sum(len(o.violations) for o in failed)
             names = ", ".join(f"{o.rule} ({len(o.violations)})" for o in failed)
-            line = f"FAILED: {count} violation{'s' if count != 1 else ''} of {names} · {scope}"
+            line = f"FAILED: {_count(count, 'violation')} of {names} · {scope}"
         else:
             line = f"passed: {scope}"
         if self.warnings:
-            line += f" · {len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}"
+            line += " · " + _count(len(self.warnings), "warning")
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +148,10 @@ class CheckResult:
             ],
             "report": self.report.to_dict(),
         }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _number(value: float | None) -> float | None:

@@ -41,3 +41,4 @@ def _root(
 app.command("inspect")(inspect.inspect_command)
 app.command("compare")(compare.compare_command)
 app.command("blocks")(blocks.blocks_command)
+app.command("check")(__import__("gradflow.cli.check", fromlist=["check_command"]).check_command)

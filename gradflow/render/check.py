@@ -1,0 +1,141 @@
+"""Rendering of a CheckResult for people: a rules table, a violations table, a one-line verdict.
+
+The same tables as plain text make the AssertionError message of `gradflow.testing`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import IO
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from gradflow.check.result import CheckResult, RuleOutcome
+from gradflow.check.rules import Violation
+from gradflow.check.settings import Level
+from gradflow.render.json import dumps
+from gradflow.render.numbers import num, ratio
+from gradflow.render.table import console, probe_line
+
+ROWS_PER_RULE = 10  # the table shows this many violations per rule; JSON, JUnit, GitHub show all
+
+STATUS_STYLE = {"passed": "green", "failed": "bold red", "warning": "yellow", "off": "dim",
+                "n/a": "dim"}
+
+
+def worst_text(o: RuleOutcome) -> str:
+    """The worst value a rule measured, in its own words: `survival 0.94`, `0 parameters`."""
+    describe: dict[str, Callable[[RuleOutcome], str]] = {
+        "nonfinite": lambda o: f"{int(o.worst or 0)} non-finite",
+        "no-grad": lambda o: f"{int(o.worst or 0)} without gradient",
+        "vanishing": lambda o: f"survival {ratio(o.worst)}",
+        "dead": lambda o: f"min block_ratio {ratio(o.worst)}",
+        "exploding": lambda o: f"max {ratio(o.worst)} the output gradient",
+        "regression": lambda o: f"largest drift {ratio(o.worst)}",
+    }
+    if o.level is Level.OFF:
+        return "off"
+    if o.worst is None:
+        return "no baseline" if o.rule == "regression" else "nothing to judge"
+    text = describe.get(o.rule, lambda o: num(o.worst))(o)
+    return text + (f" at {o.worst_subject}" if o.worst_subject else "")
+
+
+def limit_text(o: RuleOutcome) -> str:
+    if o.threshold is None:
+        return "none allowed"
+    return {
+        "vanishing": f"≥ {num(o.threshold)}",
+        "dead": f"≥ {num(o.threshold)}",
+        "exploding": f"≤ {num(o.threshold)}",
+        "regression": f"within {num(o.threshold)}×",
+    }.get(o.rule, num(o.threshold))
+
+
+def value_text(v: Violation) -> str:
+    if v.value is None:
+        return "none" if v.rule == "no-grad" else "–"
+    return num(v.value)
+
+
+def rules_table(result: CheckResult) -> Table:
+    report = result.report
+    seeds = ("seeds " if len(result.seeds) > 1 else "seed ") + ", ".join(map(str, result.seeds))
+    table = Table(title=f"gradflow check · {report.model.source} · {seeds}",
+                  caption=probe_line(report), title_justify="left", caption_justify="left",
+                  header_style="bold", pad_edge=False)
+    table.add_column("rule")
+    table.add_column("result")
+    table.add_column("worst measured", overflow="fold", max_width=70)
+    table.add_column("limit")
+    for o in result.outcomes:
+        status = o.status + (f" ({len(o.violations)})" if o.violations else "")
+        table.add_row(o.rule, Text(status, style=STATUS_STYLE[o.status]), worst_text(o),
+                      limit_text(o) if o.level is not Level.OFF else "–")
+    return table
+
+
+def violations_table(result: CheckResult, rows_per_rule: int = ROWS_PER_RULE) -> Table:
+    several = len(result.seeds) > 1
+    table = Table(title="violations", title_justify="left", header_style="bold", pad_edge=False)
+    table.add_column("rule")
+    table.add_column("junction / parameter", overflow="fold", max_width=44)
+    table.add_column("value", justify="right")
+    table.add_column("threshold", justify="right")
+    if several:
+        table.add_column("seed", justify="right")
+    table.add_column("detail", overflow="fold", max_width=80)
+    for o in result.outcomes:
+        if o.level is Level.OFF or not o.violations:
+            continue
+        style = "red" if o.level is Level.ERROR else "yellow"
+        label = o.rule if o.level is Level.ERROR else f"{o.rule} (warning)"
+        previous = None
+        for v in o.violations[:rows_per_rule]:
+            cells: list[Text | str] = [Text(label, style=style), v.subject, value_text(v),
+                                       num(v.threshold)]
+            if several:
+                cells.append(str(v.seed))
+            # a run of rows with the same detail shows it once
+            cells.append(Text("〃", style="dim") if v.message == previous else v.message)
+            previous = v.message
+            table.add_row(*cells)
+        hidden = len(o.violations) - rows_per_rule
+        if hidden > 0:
+            table.add_row(Text(label, style=style), Text(f"… {hidden} more", style="dim"), "", "",
+                          *([""] if several else []), Text("see --format json", style="dim"))
+    return table
+
+
+def verdict_text(result: CheckResult) -> Text:
+    if result.passed:
+        return Text("✓ gradflow check " + result.verdict(), style="bold green")
+    return Text("✗ gradflow check " + result.verdict(), style="bold red")
+
+
+def render_check(result: CheckResult) -> Group:
+    parts: list = [rules_table(result)]
+    if result.violations:
+        parts.append(violations_table(result))
+    parts.extend(Text(note, style="dim") for note in result.report.summary.notes)
+    parts.append(verdict_text(result))
+    return Group(*parts)
+
+
+def print_check(result: CheckResult, file: IO[str] | None = None) -> None:
+    console(file).print(render_check(result))
+
+
+def check_text(result: CheckResult, width: int = 160) -> str:
+    """The human output as plain text (no colour): the AssertionError message in tests."""
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, highlight=False, soft_wrap=False,
+            force_terminal=False).print(render_check(result))
+    return buffer.getvalue()
+
+
+def check_json(result: CheckResult) -> str:
+    return dumps(result.to_dict())
