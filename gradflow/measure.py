@@ -288,7 +288,11 @@ def _forward_and_find(
 ) -> _Graph:
     """The probe's forward pass (recording add sites) and the junctions in the graph it built."""
     probe, leaves = detached_inputs(as_probe(inputs).to(_model_device(model)))
-    model.train(mode is Mode.TRAIN)
+    notes: tuple[str, ...] = ()
+    try:
+        model.train(mode is Mode.TRAIN)
+    except NotImplementedError:  # torch.export programs fix their mode when exported
+        notes = ("this torch.export program runs in the mode it was exported in; --mode does not change it",)
     torch.manual_seed(seed)
     tick = time.perf_counter()
     with ForwardRecorder(model) as recorder:
@@ -307,7 +311,7 @@ def _forward_and_find(
     timings["detect"] = time.perf_counter() - tick
     naming = _names(found, recorder, param_names)
     return _Graph(
-        probe, leaves, chosen, loss_tensor, resolve_loss(loss, chosen), found, naming, _graph_notes(nodes)
+        probe, leaves, chosen, loss_tensor, resolve_loss(loss, chosen), found, naming, _graph_notes(nodes) + notes
     )
 
 

@@ -178,21 +178,33 @@ def infer(model: torch.nn.Module, batch_size: int, seed: int) -> Probe:
         ids = torch.randint(0, vocab, (batch_size, 16), generator=generator)
         return Probe((), {"input_ids": ids})
     for module in model.modules():
-        if isinstance(module, torch.nn.Embedding):
-            ids = torch.randint(0, module.num_embeddings, (batch_size, 16), generator=generator)
+        # By class name and weight shape, so scripted modules (RecursiveScriptModule) work too.
+        kind = getattr(module, "original_name", None) or type(module).__name__
+        weight = getattr(module, "weight", None)
+        if kind not in _FIRST_LAYERS or not isinstance(weight, torch.Tensor):
+            continue
+        if kind == "Embedding":
+            ids = torch.randint(0, weight.shape[0], (batch_size, 16), generator=generator)
             return Probe((ids,))
-        if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
-            spatial = {torch.nn.Conv1d: (64,), torch.nn.Conv2d: (32, 32), torch.nn.Conv3d: (16, 16, 16)}[
-                type(module)
-            ]
-            shape = (batch_size, module.in_channels, *spatial)
-            return Probe((torch.randn(shape, generator=generator),))
-        if isinstance(module, torch.nn.Linear):
-            return Probe((torch.randn((batch_size, module.in_features), generator=generator),))
+        if kind == "Linear":
+            return Probe((torch.randn((batch_size, weight.shape[1]), generator=generator),))
+        groups = int(getattr(module, "groups", 1) or 1)
+        shape = (batch_size, weight.shape[1] * groups, *_FIRST_LAYERS[kind])
+        return Probe((torch.randn(shape, generator=generator),))
     raise ProbeError(
         "cannot infer a probe input for this model: pass its shape, e.g. --input-shape 8,3,224,224 "
         "(repeat for several inputs), or --input FILE"
     )
+
+
+# Layers a probe can be inferred from, with the spatial size given to convolutions.
+_FIRST_LAYERS: dict[str, tuple[int, ...]] = {
+    "Embedding": (),
+    "Linear": (),
+    "Conv1d": (64,),
+    "Conv2d": (32, 32),
+    "Conv3d": (16, 16, 16),
+}
 
 
 def _takes_token_ids(model: torch.nn.Module) -> bool:
