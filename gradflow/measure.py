@@ -310,9 +310,8 @@ def _forward_and_find(
     found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes)
     timings["detect"] = time.perf_counter() - tick
     naming = _names(found, recorder, param_names)
-    return _Graph(
-        probe, leaves, chosen, loss_tensor, resolve_loss(loss, chosen), found, naming, _graph_notes(nodes) + notes
-    )
+    kind = resolve_loss(loss, chosen)
+    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes)
 
 
 def _graph_notes(nodes: Sequence[Any]) -> tuple[str, ...]:

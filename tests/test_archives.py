@@ -43,7 +43,7 @@ def test_exported_program_keeps_module_names_and_says_mode_is_fixed(gradflow_cli
     report = _report(gradflow_cli, archives / "model.pt2")
     assert [j["name"] for j in report["junctions"]] == ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1"]
     lines = (SAMPLES / "tiny_resnet.py").read_text().splitlines()
-    add_line = next(i for i, line in enumerate(lines, 1) if "out += identity" in line)
+    add_line = next(i for i, line in enumerate(lines, 1) if line.strip() == "out += identity")
     assert report["junctions"][0]["location"].endswith(f"tiny_resnet.py:{add_line}")
     assert any("mode it was exported in" in note for note in report["summary"]["notes"])
 
