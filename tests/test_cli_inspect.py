@@ -179,3 +179,24 @@ def test_help_does_not_import_torch() -> None:
 def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "gradflow", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("gradflow ")
+
+
+def test_compare_lists_junctions_present_in_one_source_only(gradflow_cli, tmp_path) -> None:
+    code = (
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__(); self.blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(n))\n"
+        "    def forward(self, x):\n"
+        "        for b in self.blocks:\n"
+        "            x = x + b(x)\n"
+        "        return x\n"
+        "def build():\n    torch.manual_seed(0); return Net({n})\n"
+        "def example_input():\n    return torch.ones(2, 4)\n"
+    )
+    (tmp_path / "two.py").write_text(code.format(n=2))
+    (tmp_path / "three.py").write_text(code.format(n=3))
+    result = gradflow_cli("compare", tmp_path / "two.py", tmp_path / "three.py")
+    assert result.exit_code == 0, result.output
+    assert "absent from two.py: #2" in result.stdout
+    assert "absent" in result.stdout

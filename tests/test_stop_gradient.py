@@ -97,3 +97,32 @@ def test_at_indices_ranges_and_globs(pattern: str, expected: list[int]) -> None:
     from gradflow.select import select
 
     assert select([pattern], ["b1", "b2"]) == expected
+
+
+def test_deep_mlp_sg_skip_ratio_matches_a_hand_detached_reference() -> None:
+    """Stopping every skip of the 48-block MLP: the tool's ratio at the first junction equals the
+    ratio computed with plain autograd on a hand-written copy, and is orders of magnitude small."""
+    from tests.test_cli_inspect import _load_sample
+
+    sample = _load_sample("deep_mlp")
+    model, x = sample.build(), sample.example_input()
+    base = gradflow.inspect(model, x, loss="mse")
+    stopped = gradflow.inspect(model, x, loss="mse", sg_skip=True)
+    measured = stopped.junctions[0].grad_in / base.junctions[0].grad_in
+
+    def grad_at_input(detach: bool) -> float:
+        h = x.clone().double().requires_grad_(True)  # float64: the stopped gradient underflows float32
+        u = h
+        for block in model.blocks:
+            f = block.fc2.double()(torch.relu(block.fc1.double()(u)))
+            u = (u.detach() if detach else u) + f
+        out = model.head.double()(u)
+        (g,) = torch.autograd.grad(out.pow(2).mean(), h)
+        model.float()
+        return g.norm().item()
+
+    expected = grad_at_input(True) / grad_at_input(False)
+    assert expected < 1e-6  # orders of magnitude: the block path alone barely reaches the input
+    assert measured < 1e-6
+    if expected > 1e-30:  # float32 keeps it: then the ratios agree
+        assert measured == pytest.approx(expected, rel=1e-2)
