@@ -48,7 +48,7 @@ def _merge(rule: Rule, level: Level, settings: CheckSettings, findings: Sequence
            seeds: Sequence[int]) -> RuleOutcome:
     worst: tuple[float | None, str | None, int | None] = (None, None, None)
     kept: dict[tuple[str, str], Violation] = {}
-    for finding, seed in zip(findings, seeds, strict=True):
+    for finding, seed in zip(findings, seeds):
         if finding.worst is not None and (
             worst[0] is None or rule.badness(finding.worst) > rule.badness(worst[0])
         ):
