@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from gradflow._version import __version__
-from gradflow.cli import blocks, compare, inspect
+from gradflow.cli import blocks, compare, inspect, track
 
 app = typer.Typer(
     name="gradflow",
@@ -41,4 +41,5 @@ def _root(
 app.command("inspect")(inspect.inspect_command)
 app.command("compare")(compare.compare_command)
 app.command("blocks")(blocks.blocks_command)
+app.command("track")(track.track_command)
 app.command("check")(__import__("gradflow.cli.check", fromlist=["check_command"]).check_command)

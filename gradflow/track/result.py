@@ -1,0 +1,164 @@
+"""The result of `gradflow track`: frozen records, one per (recorded step, junction).
+
+`track()` builds a Track; renderers (Rich table, JSON, CSV, plot) read it. Nothing here imports
+torch, so the renderers stay light.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gradflow.report import METRICS
+
+TRACK_SCHEMA = "gradflow/track@1"
+
+
+class Optimizer(str, enum.Enum):
+    """The optimizer that steps the training copy (torch.optim defaults besides the lr)."""
+
+    SGD = "sgd"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """One junction's numbers at one recorded step (before that step's parameter update).
+
+    The metrics are those of `gradflow.report.Junction`, measured on the training step's own
+    backward pass; `loss` is that step's training loss.
+    """
+
+    step: int
+    junction: str
+    index: int
+    grad_out: float | None
+    grad_skip: float | None
+    grad_block: float | None
+    grad_in: float | None
+    block_ratio: float | None
+    cosine: float | None
+    param_grad: float | None
+    loss: float | None
+
+    def metric(self, name: str) -> float | None:
+        if name not in METRICS:
+            raise KeyError(name)
+        value: float | None = getattr(self, name)
+        return value
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """What the run was asked to do. `data` is None when training on the probe batch."""
+
+    steps: int
+    every: int
+    optimizer: str
+    lr: float
+    loss: str
+    seed: int
+    batch_size: int | None
+    data: str | None = None
+    samples: int | None = None
+
+
+@dataclass(frozen=True)
+class Track:
+    """Gradient flow over training steps.
+
+    Attributes:
+        source: the model as the user named it.
+        settings: steps asked for, recording interval, optimizer, lr, loss, seed, data.
+        junctions: the recorded junction names, in forward order.
+        records: every (step, junction) record, by step then junction.
+        losses: (step, training loss) at every recorded step, with or without junctions.
+        steps_run: training steps completed (fewer than asked when interrupted).
+        interrupted: True when Ctrl-C stopped the run; the records made until then are kept.
+    """
+
+    source: str
+    settings: TrackSettings
+    junctions: tuple[str, ...]
+    records: tuple[TrackRecord, ...]
+    losses: tuple[tuple[int, float | None], ...]
+    steps_run: int
+    interrupted: bool = False
+    parameters: int = 0
+    gradflow_version: str = ""
+    torch_version: str = ""
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def steps(self) -> list[int]:
+        """The recorded steps, in order."""
+        return [step for step, _ in self.losses]
+
+    def series(self, junction: str, metric: str) -> list[tuple[int, float | None]]:
+        """(step, value) of one metric at one junction, by step."""
+        if junction not in self.junctions:
+            raise KeyError(junction)
+        return [(r.step, r.metric(metric)) for r in self.records if r.junction == junction]
+
+    def crossover(self, junction: str) -> int | None:
+        """The first recorded step at which grad_block exceeds grad_skip after it had not.
+
+        None when the block path never overtook the skip path (including when it led from the
+        first record on: see `leads_from_start`).
+        """
+        behind_seen = False
+        for step, skip, block in self._pairs(junction):
+            if block > skip:
+                if behind_seen:
+                    return step
+            else:
+                behind_seen = True
+        return None
+
+    def leads_from_start(self, junction: str) -> bool:
+        """True when grad_block already exceeds grad_skip at the first record."""
+        pairs = self._pairs(junction)
+        return bool(pairs) and pairs[0][2] > pairs[0][1]
+
+    def _pairs(self, junction: str) -> list[tuple[int, float, float]]:
+        rows = []
+        for r in self.records:
+            if r.junction != junction or r.grad_skip is None or r.grad_block is None:
+                continue
+            if math.isfinite(r.grad_skip) and math.isfinite(r.grad_block):
+                rows.append((r.step, r.grad_skip, r.grad_block))
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `gradflow/track@1` JSON document."""
+        return {
+            "schema": TRACK_SCHEMA,
+            "gradflow_version": self.gradflow_version,
+            "torch_version": self.torch_version,
+            "source": self.source,
+            "parameters": self.parameters,
+            "settings": asdict(self.settings),
+            "steps_run": self.steps_run,
+            "interrupted": self.interrupted,
+            "junctions": [
+                {"name": name, "crossover": self.crossover(name),
+                 "block_leads_from_start": self.leads_from_start(name)}
+                for name in self.junctions
+            ],
+            "losses": [{"step": s, "loss": _finite({"v": v})["v"]} for s, v in self.losses],
+            "records": [_finite(asdict(r)) for r in self.records],
+            "timings_s": {k: round(v, 6) for k, v in self.timings_s.items()},
+        }
+
+
+RECORD_FIELDS = ("step", "junction", "index", *METRICS, "loss")
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN or infinity: such values become null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}

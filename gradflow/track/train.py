@@ -1,0 +1,463 @@
+"""The verb: train a copy of a model and record its junctions' gradient flow every few steps.
+
+Each step is one forward and one backward pass. On a recorded step the forward pass runs under
+the ForwardRecorder (for stable junction names), the junctions are found again in the new graph,
+and the measurement hooks ride on that step's own backward pass; the parameter gradients it
+produces are handed to the optimizer. Other steps are plain `loss.backward()`. Numbers reach the
+host once per recorded step (the measurement's single transfer) and never on other steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gradflow._version import __version__
+from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
+from gradflow.graph import all_nodes, find_junctions
+from gradflow.hooks import Measured, Taps, Variant
+from gradflow.measure import _first_line, _graph_notes, _model_device, _names, _report
+from gradflow.probe import Loss, Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
+from gradflow.recorder import ForwardRecorder, run_forward
+from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
+from gradflow.select import select
+from gradflow.track.data import TrainingData, as_training_data, batches
+from gradflow.track.result import Optimizer, Track, TrackRecord, TrackSettings
+
+_BASELINE = Variant("baseline")
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """Passed to `on_step` after every training step: steps done, steps asked, and the loss
+    at the latest recorded step (None before the first)."""
+
+    done: int
+    total: int
+    loss: float | None
+
+
+def track(
+    model: torch.nn.Module,
+    inputs: Any = None,
+    *,
+    data: TrainingData | tuple[torch.Tensor, torch.Tensor] | dict[str, Any] | None = None,
+    steps: int = 100,
+    every: int = 1,
+    optimizer: Optimizer | str = Optimizer.ADAM,
+    lr: float = 1e-3,
+    loss: Loss | str = Loss.AUTO,
+    batch_size: int = 32,
+    seed: int = 0,
+    at: Sequence[str] | None = None,
+    source: str = "<module>",
+    on_step: Callable[[StepUpdate], None] | None = None,
+) -> Track:
+    """Train a copy of `model` and record every junction's gradient flow every `every` steps.
+
+    Args:
+        model: any nn.Module; it is never modified (a deep copy is trained).
+        inputs: the probe batch to train on when there is no `data` (a tensor, a tuple of
+            positional inputs or a dict of keyword inputs), with the probe loss of `inspect`.
+        data: training inputs and targets (a TrainingData, a pair, or a dict with
+            inputs/x and targets/y); batches of `batch_size` are drawn with `seed`.
+        steps: training steps (optimizer updates).
+        every: record on steps 0, every, 2*every, ... (before that step's update).
+        optimizer: "sgd" | "adam" | "adamw", torch.optim defaults besides `lr`.
+        loss: without data, the probe loss ("auto", "sum", "mean", "mse", "ce" on seeded
+            labels); with data, "ce" (integer class targets), "mse", or "auto" (ce for integer
+            targets, else mse).
+        seed: seeds the global RNG for dropout (as `inspect` does), the `ce` probe labels and
+            the batch order; the caller's RNG state is restored afterwards.
+        at: junction names (globs), indices or ranges to record (default all).
+        on_step: called after every step with a StepUpdate (progress display).
+    Returns:
+        A Track. Ctrl-C (KeyboardInterrupt) stops the run and returns what was recorded, with
+        `interrupted=True`.
+
+    Example:
+        >>> result = track(model, torch.randn(8, 3, 32, 32), steps=50, every=5)
+        >>> result.crossover(result.junctions[0])
+    """
+    if steps < 1:
+        raise OptionError(f"--steps must be at least 1, got {steps}")
+    if every < 1:
+        raise OptionError(f"--every must be at least 1, got {every}")
+    if not lr > 0:
+        raise OptionError(f"--lr must be positive, got {lr}")
+    if batch_size < 1:
+        raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
+    kind: Optimizer = _choice(Optimizer, optimizer, "--optimizer")
+    loss_kind: Loss = _choice(Loss, loss, "--loss")
+    started = time.perf_counter()
+    work = _training_copy(model)
+    device = _model_device(work)
+    params: list[torch.Tensor] = [p for p in work.parameters() if p.requires_grad]
+    if not params:
+        raise ProbeError("the model has no trainable parameter: there is nothing to train")
+    param_names = {id(p): n for n, p in work.named_parameters()}
+    training = _Objective.build(work, inputs, data, loss_kind, batch_size, seed, device)
+    optim = _optimizer(kind, params, lr)
+    settings = TrackSettings(
+        steps=steps, every=every, optimizer=str(kind), lr=lr, loss=str(loss_kind), seed=seed,
+        batch_size=training.batch_size, data=training.data_name, samples=training.samples,
+    )
+    names: list[str] = []
+    chosen: set[str] | None = None  # junction names recorded, fixed by the first record
+    records: list[TrackRecord] = []
+    losses: list[tuple[int, float | None]] = []
+    last_loss: float | None = None
+    done = 0
+    interrupted = False
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        work.train()
+        try:
+            for step in range(steps):
+                args, kwargs, target = training.next_batch()
+                if step % every == 0:
+                    report, grads = _measured_step(work, args, kwargs, target, training, params,
+                                                   param_names, at, chosen)
+                    if chosen is None:
+                        chosen = {j.name for j in report.junctions}
+                        settings = _with_loss(settings, training.loss_kind)
+                    for junction in report.junctions:
+                        if junction.name not in names:
+                            names.append(junction.name)
+                        records.append(_record(step, junction, report.summary.loss))
+                    last_loss = report.summary.loss
+                    losses.append((step, last_loss))
+                    for param, grad in zip(params, grads):
+                        param.grad = grad
+                else:
+                    optim.zero_grad(set_to_none=True)
+                    _plain_step(work, args, kwargs, target, training)
+                optim.step()
+                done = step + 1
+                if on_step is not None:
+                    on_step(StepUpdate(done, steps, last_loss))
+        except KeyboardInterrupt:
+            interrupted = True
+    return Track(
+        source=source,
+        settings=settings,
+        junctions=tuple(names),
+        records=tuple(records),
+        losses=tuple(losses),
+        steps_run=done,
+        interrupted=interrupted,
+        parameters=sum(p.numel() for p in model.parameters()),
+        gradflow_version=__version__,
+        torch_version=torch.__version__,
+        timings_s={"total": time.perf_counter() - started},
+    )
+
+
+class _Objective:
+    """Where each step's batch comes from and how it becomes a scalar loss."""
+
+    def __init__(self, batch_iter: Iterator[tuple[Probe, torch.Tensor | None]],
+                 loss: Loss, seed: int, batch_size: int | None, data_name: str | None,
+                 samples: int | None, targets: torch.Tensor | None) -> None:
+        self._batches = batch_iter
+        self.loss = loss
+        self.seed = seed
+        self.batch_size = batch_size
+        self.data_name = data_name
+        self.samples = samples
+        self.all_targets = targets  # CPU copy, to check class labels once
+        self.loss_kind: Loss | None = None
+        self._labels: torch.Tensor | None = None
+        self._checked = False
+
+    @classmethod
+    def build(cls, model: torch.nn.Module, inputs: Any, data: Any, loss: Loss,
+              batch_size: int, seed: int, device: torch.device) -> _Objective:
+        if data is None:
+            if inputs is None:
+                raise ProbeError("track needs probe inputs or training data")
+            probe = as_probe(inputs).to(device)
+            size = next((int(t.shape[0]) for t in probe.tensors() if t.dim() > 0), None)
+            return cls(_repeat(probe), loss, seed, size, None, None, None)
+        if loss in (Loss.SUM, Loss.MEAN):
+            raise OptionError(f"--loss {loss} takes no targets: with --data use ce or mse")
+        training = as_training_data(data)
+        inputs_tensor = training.inputs
+        dtype = _float_dtype(model)
+        if inputs_tensor.is_floating_point() and dtype is not None:
+            inputs_tensor = inputs_tensor.to(dtype)
+        targets = training.targets
+        kind = loss
+        if kind is Loss.AUTO:
+            kind = Loss.MSE if targets.is_floating_point() else Loss.CE
+        if kind is Loss.CE and (targets.is_floating_point() or targets.dtype == torch.bool):
+            raise ProbeError(
+                f"{training.name}: --loss ce needs integer class targets, got "
+                f"{str(targets.dtype).replace('torch.', '')}; use --loss mse for real-valued targets"
+            )
+        if kind is Loss.CE:
+            targets = targets.long()
+        elif dtype is not None:
+            targets = targets.to(dtype)
+        prepared = TrainingData(inputs_tensor, targets, training.name)
+        drawn = ((Probe((x,)), y) for x, y in batches(prepared, batch_size, seed, device))
+        objective = cls(drawn, kind, seed, min(batch_size, len(prepared)), training.name,
+                        len(prepared), targets if kind is Loss.CE else None)
+        objective.loss_kind = kind
+        return objective
+
+    def next_batch(self) -> tuple[tuple[Any, ...], dict[str, Any], torch.Tensor | None]:
+        probe, target = next(self._batches)
+        return probe.args, probe.kwargs, target
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        if target is None:
+            return self._probe_loss(output)
+        if self.loss is Loss.CE:
+            classes = output.shape[-1] if output.dim() >= 1 else 0
+            if not self._checked:
+                self._check_classes(output)
+            return torch.nn.functional.cross_entropy(output.reshape(-1, classes).float(),
+                                                     target.reshape(-1))
+        if output.shape != target.shape:
+            if output.numel() != target.numel():
+                raise ProbeError(
+                    f"--loss mse: the model output has shape {list(output.shape)} but a batch "
+                    f"of targets has shape {list(target.shape)}"
+                )
+            target = target.reshape(output.shape)
+        return torch.nn.functional.mse_loss(output.float(), target.float())
+
+    def _probe_loss(self, output: torch.Tensor) -> torch.Tensor:
+        """The probe loss of `inspect`. Its `ce` labels are drawn once (the same draw as
+        `gradflow.probe.probe_loss`) and kept on the device, so later steps copy nothing."""
+        kind = resolve_loss(self.loss, output)
+        self.loss_kind = kind
+        if kind is not Loss.CE:
+            return probe_loss(output, kind, self.seed)
+        if self._labels is None:
+            value = probe_loss(output, kind, self.seed)  # checks the output, as inspect does
+            generator = torch.Generator().manual_seed(self.seed)
+            rows = output.numel() // output.shape[-1]
+            self._labels = torch.randint(0, output.shape[-1], (rows,),
+                                         generator=generator).to(output.device)
+            return value
+        classes = output.shape[-1]
+        return torch.nn.functional.cross_entropy(output.reshape(-1, classes).float(), self._labels)
+
+    def _check_classes(self, output: torch.Tensor) -> None:
+        """Class targets must index the output's last dimension (checked once, on the host)."""
+        self._checked = True
+        self.loss_kind = Loss.CE
+        if output.dim() < 1 or output.shape[-1] < 2:
+            raise ProbeError(
+                f"--loss ce needs an output whose last dimension has at least 2 classes, "
+                f"got shape {list(output.shape)}; use --loss mse"
+            )
+        classes = int(output.shape[-1])
+        targets = self.all_targets
+        if targets is not None and targets.numel():
+            low, high = int(targets.min()), int(targets.max())
+            if low < 0 or high >= classes:
+                raise ProbeError(
+                    f"{self.data_name}: class targets range over {low}..{high} but the model "
+                    f"output has {classes} classes"
+                )
+
+
+def _repeat(probe: Probe) -> Iterator[tuple[Probe, torch.Tensor | None]]:
+    while True:
+        yield probe, None
+
+
+def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   target: torch.Tensor | None, objective: _Objective,
+                   params: list[torch.Tensor], param_names: dict[int, str],
+                   at: Sequence[str] | None, chosen: set[str] | None) -> tuple[Report, list[Any]]:
+    """Forward under the recorder, junctions found and named as `inspect` does, hooks on this
+    step's backward pass; returns the step's Report and the parameter gradients.
+
+    The first recorded step resolves `at` to junction names (`chosen`); later steps measure the
+    junctions with those names, so a selection by index or range keeps meaning the same ones.
+    """
+    probe, leaves = detached_inputs(Probe(args, kwargs))
+    with ForwardRecorder(model) as recorder:
+        output = _forward(model, probe.args, probe.kwargs)
+    out = select_output(output)
+    loss = objective(out, target)
+    if loss.grad_fn is None:
+        raise ProbeError(
+            "the loss does not depend on any trainable parameter: nothing to differentiate "
+            "(are all parameters frozen, or is the output detached?)"
+        )
+    nodes = all_nodes([loss.grad_fn])
+    notes = _graph_notes(nodes)  # refuses what autograd.grad cannot differentiate, as inspect does
+    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes)
+    naming = _names(found, recorder, param_names)
+    names = [n.name for n in naming]
+    if chosen is None:
+        measured_at = select(at, names)
+    else:
+        measured_at = [i for i, name in enumerate(names) if name in chosen]
+    fork_leaves = {id(j.fork): j.fork.variable for j in found
+                   if type(j.fork).__name__ == "AccumulateGrad"}
+    grads: list[torch.Tensor | None] = [None] * len(params)
+    handles = [p.register_hook(_keep(grads, i)) for i, p in enumerate(params)]
+    try:
+        with Taps(found, out, fork_leaves, measured_at) as taps:
+            # Input gradients are asked for only where an input is a fork: autograd then
+            # skips the first layer's input gradient, which no junction needs.
+            forks = [t for t in leaves if any(t is f for f in fork_leaves.values())]
+            measured: Measured = taps.run(_BASELINE, loss, [*params, *forks], params,
+                                          retain_graph=False)
+    except GradflowError:
+        raise
+    except Exception as e:
+        raise ModelError(f"the backward pass failed: {type(e).__name__}: {_first_line(e)}") from e
+    finally:
+        for handle in handles:
+            handle.remove()
+    probe_info = ProbeInfo(
+        tuple(InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in probe.tensors()),
+        str(objective.loss_kind), "train", objective.seed, str(out.device),
+    )
+    # The same metric definitions as `inspect` (ratio, cosine, param_grad), from one place.
+    report = _report(found, naming, measured_at, _BASELINE, measured, params, param_names,
+                     Thresholds(), ModelInfo("<track>", "module", 0), probe_info, {}, notes)
+    return report, grads
+
+
+def _keep(grads: list[Any], index: int) -> Callable[[torch.Tensor], None]:
+    """A parameter hook that keeps the gradient autograd computed for it (for the optimizer)."""
+
+    def hook(grad: torch.Tensor) -> None:
+        grads[index] = grad
+
+    return hook
+
+
+def _plain_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                target: torch.Tensor | None, objective: _Objective) -> None:
+    """An unrecorded step: forward and `backward()`, no hooks. Inputs are copied first because
+    a model may write into its inputs, and the probe batch is reused every step."""
+    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    loss = objective(select_output(_forward(model, args, kwargs)), target)
+    try:
+        loss.backward()
+    except Exception as e:
+        raise ModelError(f"the backward pass failed: {type(e).__name__}: {_first_line(e)}") from e
+
+
+def _forward(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return run_forward(model, args, kwargs)
+    except GradflowError:
+        raise
+    except Exception as e:
+        shapes = ", ".join("x".join(map(str, t.shape)) for t in (*args, *kwargs.values())
+                           if isinstance(t, torch.Tensor))
+        raise ProbeError(
+            f"the model's forward pass failed on a training batch ({shapes or 'no tensors'}): "
+            f"{type(e).__name__}: {_first_line(e)}"
+        ) from e
+
+
+def _record(step: int, junction: Junction, loss: float | None) -> TrackRecord:
+    return TrackRecord(
+        step=step, junction=junction.name, index=junction.index,
+        grad_out=junction.grad_out, grad_skip=junction.grad_skip,
+        grad_block=junction.grad_block, grad_in=junction.grad_in,
+        block_ratio=junction.block_ratio, cosine=junction.cosine,
+        param_grad=junction.param_grad, loss=loss,
+    )
+
+
+def _with_loss(settings: TrackSettings, kind: Loss | None) -> TrackSettings:
+    from dataclasses import replace
+
+    return replace(settings, loss=str(kind)) if kind is not None else settings
+
+
+def _training_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy to train. Tensors a module keeps from its last forward pass (activations
+    cached in attributes) cannot be deep-copied; the copy gets them detached instead."""
+    try:
+        work = copy.deepcopy(model)
+    except RuntimeError:
+        try:
+            work = copy.deepcopy(model, _detached_activations(model))
+        except Exception as e:
+            raise ModelError(
+                f"cannot copy the model to train it (the original is never modified): "
+                f"{type(e).__name__}: {_first_line(e)}"
+            ) from e
+    except Exception as e:
+        raise ModelError(
+            f"cannot copy the model to train it (the original is never modified): "
+            f"{type(e).__name__}: {_first_line(e)}"
+        ) from e
+    for param in work.parameters():
+        param.grad = None
+    return work
+
+
+def _detached_activations(model: torch.nn.Module) -> dict[int, Any]:
+    """A deepcopy memo mapping every non-leaf tensor held in module attributes (through lists,
+    tuples, dicts and plain objects, a few levels deep) to a detached copy of it."""
+    memo: dict[int, Any] = {}
+    seen: set[int] = set()
+
+    def visit(value: Any, depth: int) -> None:
+        if id(value) in seen or depth > 4:
+            return
+        seen.add(id(value))
+        if isinstance(value, torch.Tensor):
+            if value.grad_fn is not None:
+                memo[id(value)] = value.detach().clone()
+            return
+        if isinstance(value, (list, tuple, set)):
+            items: Any = value
+        elif isinstance(value, dict):
+            items = value.values()
+        elif hasattr(value, "__dict__") and not isinstance(value, (type, torch.nn.Module)):
+            items = vars(value).values()
+        else:
+            return
+        for item in items:
+            visit(item, depth + 1)
+
+    for module in model.modules():
+        for key, value in vars(module).items():
+            if key not in ("_parameters", "_buffers", "_modules"):
+                visit(value, 0)
+    return memo
+
+
+def _optimizer(kind: Optimizer, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    if kind is Optimizer.SGD:
+        return torch.optim.SGD(params, lr=lr)
+    if kind is Optimizer.ADAM:
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.AdamW(params, lr=lr)
+
+
+def _choice(enum_type: Any, value: Any, flag: str) -> Any:
+    try:
+        return enum_type(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in enum_type)
+        raise OptionError(f"unknown {flag} {value!r}: choose one of {allowed}") from None
+
+
+def _float_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
