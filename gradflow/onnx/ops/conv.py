@@ -1,0 +1,105 @@
+"""Convolutions: Conv and ConvTranspose (1-D, 2-D and 3-D)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gradflow.onnx.context import NodeContext
+from gradflow.onnx.ops.spatial import pad_spatial, same_pads, symmetric
+from gradflow.onnx.registry import Kernel, register
+
+_CONV: dict[int, Callable[..., torch.Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T: dict[int, Callable[..., torch.Tensor]] = {
+    1: F.conv_transpose1d,
+    2: F.conv_transpose2d,
+    3: F.conv_transpose3d,
+}
+
+
+def _spatial_rank(ctx: NodeContext) -> int:
+    rank = ctx.input_rank(1) or ctx.input_rank(0)
+    kernel_shape = ctx.attr("kernel_shape")
+    if kernel_shape:
+        return len(kernel_shape)
+    if rank is None:
+        raise ctx.unsupported("convolution of unknown rank")
+    return rank - 2
+
+
+@register("Conv", since=13)
+def conv(ctx: NodeContext) -> Kernel:
+    n = _spatial_rank(ctx)
+    if n not in _CONV:
+        raise ctx.unsupported(f"{n}-D convolution")
+    fn = _CONV[n]
+    strides = tuple(ctx.attr("strides") or (1,) * n)
+    dilations = tuple(ctx.attr("dilations") or (1,) * n)
+    groups = int(ctx.attr("group", 1))
+    pads = tuple(ctx.attr("pads") or (0,) * (2 * n))
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        upper = auto_pad == "SAME_UPPER"
+
+        def run_same(
+            x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None
+        ) -> torch.Tensor:
+            p = same_pads(x.shape[2:], w.shape[2:], strides, dilations, upper)
+            return fn(pad_spatial(x, p), w, b, strides, 0, dilations, groups)
+
+        return run_same
+    if auto_pad == "VALID":
+        pads = (0,) * (2 * n)
+    if symmetric(pads):
+        padding = pads[:n]
+        return lambda x, w, b=None: fn(x, w, b, strides, padding, dilations, groups)
+    return lambda x, w, b=None: fn(pad_spatial(x, pads), w, b, strides, 0, dilations, groups)
+
+
+@register("ConvTranspose", since=13)
+def conv_transpose(ctx: NodeContext) -> Kernel:
+    n = _spatial_rank(ctx)
+    if n not in _CONV_T:
+        raise ctx.unsupported(f"{n}-D transposed convolution")
+    fn = _CONV_T[n]
+    strides = tuple(ctx.attr("strides") or (1,) * n)
+    dilations = tuple(ctx.attr("dilations") or (1,) * n)
+    groups = int(ctx.attr("group", 1))
+    output_padding = tuple(ctx.attr("output_padding") or (0,) * n)
+    output_shape = ctx.attr("output_shape")
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    fixed_pads = tuple(ctx.attr("pads") or (0,) * (2 * n))
+
+    def pads_for(x: torch.Tensor, w: torch.Tensor) -> list[int]:
+        # ONNX: total padding follows from the requested output shape (or from SAME_*).
+        if output_shape is None and auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+            return list(fixed_pads)
+        sizes = x.shape[2:]
+        kernel = w.shape[2:]
+        target = output_shape[-n:] if output_shape else [s * st for s, st in zip(sizes, strides)]
+        begins, ends = [], []
+        for i in range(n):
+            full = strides[i] * (sizes[i] - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1
+            total = full - target[i]
+            if auto_pad == "SAME_UPPER":
+                begins.append(total // 2)
+                ends.append(total - total // 2)
+            else:
+                begins.append(total - total // 2)
+                ends.append(total // 2)
+        return begins + ends
+
+    def run(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        pads = pads_for(x, w)
+        if symmetric(pads) and min(pads) >= 0:
+            return fn(x, w, b, strides, pads[:n], output_padding, groups, dilations)
+        y = fn(x, w, b, strides, 0, output_padding, groups, dilations)
+        index = [slice(None), slice(None)]
+        for i in range(n):
+            index.append(slice(pads[i], y.shape[2 + i] - pads[i + n]))
+        return y[tuple(index)]
+
+    return run

@@ -1,0 +1,170 @@
+"""Indexing: Gather, GatherElements, GatherND, Slice, Trilu, ScatterND, ScatterElements,
+NonZero."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from gradflow.onnx.context import NodeContext
+from gradflow.onnx.ops.helpers import ints, item, normalize_axis
+from gradflow.onnx.registry import Kernel, register
+
+
+def _nonnegative(indices: torch.Tensor, size: int | torch.Tensor) -> torch.Tensor:
+    # ONNX indices may count from the end; torch's gather/scatter take only [0, size).
+    return torch.where(indices < 0, indices + size, indices)
+
+
+@register("Gather", since=13)
+def gather(ctx: NodeContext) -> Kernel:
+    axis = ctx.attr("axis", 0)
+    const = ctx.const(1)
+    if const is not None and const.dim() == 0:
+        i = int(const.item())
+        return lambda data, _indices: data.select(axis, i)
+
+    # Advanced indexing accepts negative indices and puts the index dims at `axis`.
+    def run(data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        a = normalize_axis(axis, data.dim())
+        if a == 0:
+            return data[indices]
+        return data[(slice(None),) * a + (indices,)]
+
+    return run
+
+
+@register("GatherElements", since=13)
+def gather_elements(ctx: NodeContext) -> Kernel:
+    axis = ctx.attr("axis", 0)
+
+    def run(data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return torch.gather(data, axis, _nonnegative(indices.long(), data.shape[axis]))
+
+    return run
+
+
+@register("GatherND", since=13)
+def gather_nd(ctx: NodeContext) -> Kernel:
+    batch_dims = int(ctx.attr("batch_dims", 0))
+
+    def run(data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        k = indices.shape[-1]
+        batch = 1
+        for d in data.shape[:batch_dims]:
+            batch *= d
+        flat = data.reshape(batch, *data.shape[batch_dims:])
+        idx = indices.long().reshape(batch, -1, k)
+        sizes = torch.tensor(flat.shape[1 : 1 + k], device=idx.device)
+        idx = _nonnegative(idx, sizes)
+        rows = torch.arange(batch, device=idx.device).reshape(batch, 1).expand(idx.shape[:2])
+        picked = flat[(rows, *idx.unbind(-1))]
+        return picked.reshape(*indices.shape[:-1], *flat.shape[1 + k :])
+
+    return run
+
+
+def _slice(
+    x: torch.Tensor,
+    starts: Sequence[int],
+    ends: Sequence[int],
+    axes: Sequence[int] | None,
+    steps: Sequence[int] | None,
+) -> torch.Tensor:
+    rank = x.dim()
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    index: list[slice] = [slice(None)] * rank
+    backwards = []
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        a = normalize_axis(axis, rank)
+        if step > 0:
+            # Python slicing clamps exactly as ONNX does for positive steps.
+            index[a] = slice(start, end, step)
+        else:
+            backwards.append((a, start, end, step))
+    y = x[tuple(index)] if any(s != slice(None) for s in index) else x
+    for a, start, end, step in backwards:
+        # Negative steps: start clamps to [0, dim-1], end to [-1, dim-1].
+        dim = y.shape[a]
+        start = min(max(start + dim if start < 0 else start, 0), dim - 1)
+        end = min(max(end + dim if end < 0 else end, -1), dim - 1)
+        picks = torch.arange(start, end, step, device=y.device)
+        y = y.index_select(a, picks)
+    return y
+
+
+@register("Slice", since=13)
+def slice_(ctx: NodeContext) -> Kernel:
+    consts = [ctx.const_ints(i) if ctx.has_input(i) else None for i in range(1, 5)]
+    known = all(consts[i] is not None or not ctx.has_input(i + 1) for i in range(4))
+    if known:
+        starts, ends, axes, steps = consts
+        return lambda x, *_: _slice(x, starts, ends, axes, steps)  # type: ignore[arg-type]
+
+    def run(
+        x: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        axes: torch.Tensor | None = None,
+        steps: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return _slice(
+            x,
+            ints(starts),
+            ints(ends),
+            None if axes is None else ints(axes),
+            None if steps is None else ints(steps),
+        )
+
+    return run
+
+
+@register("Trilu", since=14)
+def trilu(ctx: NodeContext) -> Kernel:
+    fn = torch.triu if ctx.attr("upper", 1) else torch.tril
+    k_const = ctx.const_scalar(1) if ctx.has_input(1) else 0
+    if k_const is not None:
+        k = int(k_const)
+        return lambda x, *_: fn(x, k)
+    return lambda x, k: fn(x, int(item(k)))
+
+
+@register("ScatterND", since=13)
+def scatter_nd(ctx: NodeContext) -> Kernel:
+    reduction = ctx.attr("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise ctx.unsupported(f"ScatterND reduction='{reduction}'")
+    accumulate = reduction == "add"
+
+    def run(data: torch.Tensor, indices: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        return data.index_put(tuple(indices.long().unbind(-1)), updates, accumulate=accumulate)
+
+    return run
+
+
+_SCATTER_REDUCE = {"mul": "prod", "max": "amax", "min": "amin"}
+
+
+@register("ScatterElements", since=13)
+def scatter_elements(ctx: NodeContext) -> Kernel:
+    axis = ctx.attr("axis", 0)
+    reduction = ctx.attr("reduction", "none")
+
+    def run(data: torch.Tensor, indices: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        idx = _nonnegative(indices.long(), data.shape[axis])
+        if reduction == "none":
+            return torch.scatter(data, axis, idx, updates)
+        if reduction == "add":
+            return torch.scatter_add(data, axis, idx, updates)
+        return torch.scatter_reduce(data, axis, idx, updates, _SCATTER_REDUCE[reduction])
+
+    if reduction not in ("none", "add", *_SCATTER_REDUCE):
+        raise ctx.unsupported(f"ScatterElements reduction='{reduction}'")
+    return run
+
+
+@register("NonZero", since=13)
+def nonzero(ctx: NodeContext) -> Kernel:
+    return lambda x: torch.nonzero(x).t()

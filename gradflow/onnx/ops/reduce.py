@@ -1,0 +1,126 @@
+"""Reductions: ReduceMean/Sum/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare, ArgMax, ArgMin,
+CumSum.
+
+Before opset 18 only ReduceSum took its axes as an input; the others took an `axes` attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from gradflow.onnx.context import NodeContext
+from gradflow.onnx.ops.helpers import ints, item, normalize_axis
+from gradflow.onnx.registry import Kernel, register
+
+Reducer = Callable[[torch.Tensor, tuple[int, ...], bool], torch.Tensor]
+
+
+def _prod(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
+    for d in sorted((normalize_axis(d, x.dim()) for d in dims), reverse=True):
+        x = torch.prod(x, d, keepdim=keep)
+    return x
+
+
+_REDUCERS: dict[str, Reducer] = {
+    "ReduceMean": lambda x, d, k: torch.mean(x, d, keepdim=k),
+    "ReduceSum": lambda x, d, k: torch.sum(x, d, keepdim=k),
+    "ReduceMax": lambda x, d, k: torch.amax(x, d, keepdim=k),
+    "ReduceMin": lambda x, d, k: torch.amin(x, d, keepdim=k),
+    "ReduceProd": _prod,
+    "ReduceL1": lambda x, d, k: torch.sum(torch.abs(x), d, keepdim=k),
+    "ReduceL2": lambda x, d, k: torch.linalg.vector_norm(x, 2, d, keepdim=k),
+    "ReduceLogSum": lambda x, d, k: torch.log(torch.sum(x, d, keepdim=k)),
+    "ReduceLogSumExp": lambda x, d, k: torch.logsumexp(x, d, keepdim=k),
+    "ReduceSumSquare": lambda x, d, k: torch.sum(x * x, d, keepdim=k),
+}
+
+
+def _reduce_kernel(
+    reducer: Reducer, keep: bool, noop_if_empty: bool, axes: Sequence[int] | None
+) -> Callable[[torch.Tensor, Sequence[int] | None], torch.Tensor]:
+    def apply(x: torch.Tensor, runtime_axes: Sequence[int] | None) -> torch.Tensor:
+        chosen = axes if axes is not None else runtime_axes
+        if not chosen:
+            if noop_if_empty:
+                return x
+            # No axes: reduce everything (an explicit tuple, since torch reads () as "all"
+            # for some reductions and as "none" for others).
+            chosen = range(x.dim())
+        return reducer(x, tuple(chosen), keep)
+
+    return apply
+
+
+def _axes_attribute(reducer: Reducer) -> Callable[[NodeContext], Kernel]:
+    def factory(ctx: NodeContext) -> Kernel:
+        axes = ctx.attr("axes")
+        apply = _reduce_kernel(reducer, bool(ctx.attr("keepdims", 1)), False, None)
+        fixed = list(axes) if axes else None
+        return lambda x: apply(x, fixed)
+
+    return factory
+
+
+def _axes_input(reducer: Reducer) -> Callable[[NodeContext], Kernel]:
+    def factory(ctx: NodeContext) -> Kernel:
+        keep = bool(ctx.attr("keepdims", 1))
+        noop = bool(ctx.attr("noop_with_empty_axes", 0))
+        axes = ctx.const_ints(1) if ctx.has_input(1) else ()
+        if axes is not None:
+            apply = _reduce_kernel(reducer, keep, noop, None)
+            fixed = list(axes)
+            return lambda x, *_: apply(x, fixed)
+        apply = _reduce_kernel(reducer, keep, noop, None)
+        return lambda x, axes=None: apply(x, None if axes is None else ints(axes))
+
+    return factory
+
+
+for _op_type, _reducer in _REDUCERS.items():
+    if _op_type == "ReduceSum":
+        register(_op_type, since=13)(_axes_input(_reducer))
+    else:
+        register(_op_type, since=13, until=17)(_axes_attribute(_reducer))
+        register(_op_type, since=18)(_axes_input(_reducer))
+
+
+def _arg(fn: Callable[..., torch.Tensor]) -> Callable[[NodeContext], Kernel]:
+    def factory(ctx: NodeContext) -> Kernel:
+        axis = ctx.attr("axis", 0)
+        keep = bool(ctx.attr("keepdims", 1))
+        last = bool(ctx.attr("select_last_index", 0))
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            if not last:
+                return fn(x, axis, keepdim=keep)
+            # Ties go to the last index: search the flipped tensor and map back.
+            a = normalize_axis(axis, x.dim())
+            flipped = fn(torch.flip(x, (a,)), a, keepdim=keep)
+            return x.shape[a] - 1 - flipped
+
+        return run
+
+    return factory
+
+
+register("ArgMax", since=13)(_arg(torch.argmax))
+register("ArgMin", since=13)(_arg(torch.argmin))
+
+
+@register("CumSum", since=13)
+def cumsum(ctx: NodeContext) -> Kernel:
+    exclusive = bool(ctx.attr("exclusive", 0))
+    reverse = bool(ctx.attr("reverse", 0))
+
+    def run(x: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+        a = normalize_axis(int(item(axis)), x.dim())
+        if reverse:
+            x = torch.flip(x, (a,))
+        y = torch.cumsum(x, a)
+        if exclusive:
+            y = y - x
+        return torch.flip(y, (a,)) if reverse else y
+
+    return run

@@ -1,0 +1,156 @@
+"""The operator registry: which kernel factory implements an ONNX operator at an opset.
+
+Ops register by decorator, one module per op family under `gradflow.onnx.ops`:
+
+    @register("Relu", since=13)
+    def relu(ctx: NodeContext) -> Kernel:
+        return torch.relu
+
+A factory runs once per node at load time (parse attributes, specialise on constant inputs) and
+returns the kernel that runs on every forward: it takes the node's inputs positionally (None for
+an absent optional input) and returns a tensor, or a tuple with one entry per declared output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import onnx
+
+if TYPE_CHECKING:
+    from gradflow.onnx.context import NodeContext
+
+Kernel = Callable[..., Any]
+KernelFactory = Callable[["NodeContext"], Kernel]
+
+# The newest operator versions whose semantics these kernels were written against. A schema
+# introduced later may change semantics, so nodes resolving to it are reported unsupported.
+REVIEWED_OPSET = 28
+
+_STANDARD = ("", "ai.onnx")
+
+
+class OpKey(NamedTuple):
+    """An operator implementation: `op_type` in `domain` for opsets `since`..`until` (inclusive;
+    None = every later opset)."""
+
+    domain: str
+    op_type: str
+    since: int
+    until: int | None = None
+
+    def covers(self, opset: int) -> bool:
+        return self.since <= opset and (self.until is None or opset <= self.until)
+
+    def __str__(self) -> str:
+        domain = f"{self.domain}." if self.domain else ""
+        upper = "" if self.until is None else str(self.until)
+        return f"{domain}{self.op_type}[opset {self.since}..{upper}]"
+
+
+def passthrough(x: Any) -> Any:
+    """The identity kernel. A factory returns this function itself to say "output 0 is input 0";
+    the planner then aliases the two tensors instead of calling anything."""
+    return x
+
+
+PASSTHROUGH: Kernel = passthrough
+
+
+class NotSupported(Exception):
+    """Raised by a kernel factory at load time: the node uses a feature the executor lacks."""
+
+
+class UnknownOp(LookupError):
+    """No registered implementation covers the requested operator and opset."""
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """A registered implementation. `deterministic` ops may be evaluated once at load time when
+    all their inputs are constants."""
+
+    key: OpKey
+    factory: KernelFactory
+    deterministic: bool = True
+
+
+class Registry:
+    """Operator implementations keyed by `OpKey`; ranges of one operator never overlap."""
+
+    def __init__(self) -> None:
+        self._defs: dict[tuple[str, str], list[OpDef]] = {}
+
+    def register(
+        self,
+        op_type: str,
+        since: int,
+        until: int | None = None,
+        *,
+        domain: str = "",
+        deterministic: bool = True,
+    ) -> Callable[[KernelFactory], KernelFactory]:
+        """Decorator registering a kernel factory for `op_type` at opsets `since`..`until`.
+
+        Raises:
+            ValueError: the range overlaps one already registered for the same operator.
+        """
+        key = OpKey(_normal_domain(domain), op_type, since, until)
+
+        def decorate(factory: KernelFactory) -> KernelFactory:
+            defs = self._defs.setdefault((key.domain, key.op_type), [])
+            for other in defs:
+                if _overlap(key, other.key):
+                    raise ValueError(f"duplicate operator registration: {key} overlaps {other.key}")
+            defs.append(OpDef(key, factory, deterministic))
+            return factory
+
+        return decorate
+
+    def find(self, domain: str, op_type: str, opset: int) -> OpDef | None:
+        """The implementation of `op_type` for a model importing `domain` at `opset`, or None."""
+        domain = _normal_domain(domain)
+        for op in self._defs.get((domain, op_type), ()):
+            if op.key.covers(opset):
+                if domain == "" and _schema_version(op_type, opset) > REVIEWED_OPSET:
+                    return None
+                return op
+        return None
+
+    def lookup(self, domain: str, op_type: str, opset: int) -> OpDef:
+        """Like `find`, but a miss raises `UnknownOp` naming the key."""
+        op = self.find(domain, op_type, opset)
+        if op is None:
+            raise UnknownOp(
+                f"no kernel registered for {OpKey(_normal_domain(domain), op_type, opset, opset)}"
+            )
+        return op
+
+    def __iter__(self) -> Iterator[OpDef]:
+        for defs in self._defs.values():
+            yield from defs
+
+
+def _normal_domain(domain: str) -> str:
+    return "" if domain in _STANDARD else domain
+
+
+def _overlap(a: OpKey, b: OpKey) -> bool:
+    a_until = a.until if a.until is not None else 1 << 30
+    b_until = b.until if b.until is not None else 1 << 30
+    return a.since <= b_until and b.since <= a_until
+
+
+@cache
+def _schema_version(op_type: str, opset: int) -> int:
+    try:
+        return int(onnx.defs.get_schema(op_type, opset, "").since_version)
+    except onnx.defs.SchemaError:
+        return opset
+
+
+REGISTRY = Registry()
+register = REGISTRY.register
