@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from gradflow.cli.inspect import HtmlOpt
 from gradflow.cli.options import (
     Arch,
     At,
@@ -77,6 +78,7 @@ def compare_command(
     dead_below: DeadBelow = 1e-3,
     format: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
+    html: HtmlOpt = None,
     debug: Debug = False,
 ) -> None:
     """Compare gradient flow: the baseline beside --sg-skip and/or --sg-block, or two models.
@@ -159,7 +161,12 @@ def compare_command(
                 **common,
             )
             variants = {first_name: a, second_name: b}
-        emit_comparison(compare(variants, metric), format, output)
+        comparison = compare(variants, metric)
+        emit_comparison(comparison, format, output)
+        if html is not None:
+            from gradflow.render.html import comparison_html
+
+            write_output(html, comparison_html(comparison))
 
 
 def emit_comparison(comparison, format: Format, output) -> None:  # type: ignore[no-untyped-def]

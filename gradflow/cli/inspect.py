@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from gradflow.cli.options import (
+    OUTPUT,
     Arch,
     At,
     BatchSize,
@@ -36,6 +40,17 @@ from gradflow.cli.options import (
 )
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
 
+HtmlOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--html",
+        help="Also write a self-contained HTML page: the table and a bar chart per junction "
+        "(it fetches nothing, so it opens offline and travels as one file).",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+
 
 def inspect_command(
     source: Source,
@@ -62,6 +77,7 @@ def inspect_command(
     dead_below: DeadBelow = 1e-3,
     format: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
+    html: HtmlOpt = None,
     debug: Debug = False,
 ) -> None:
     """Measure the gradient on the skip and block path of every residual junction.
@@ -111,6 +127,10 @@ def inspect_command(
             timings={"load": load_seconds},
         )
         emit_report(report, format, output)
+        if html is not None:
+            from gradflow.render.html import report_html
+
+            write_output(html, report_html(report))
 
 
 def emit_report(report, format: Format, output: Path | None) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,166 @@
+"""Self-contained HTML pages for sharing a result: the table and a bar chart per junction.
+
+Everything is inline (CSS, SVG); the page fetches nothing, so it opens offline and in mail
+attachments alike. Every string from the model (names, sources) is escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+
+from gradflow.compare import Comparison, describe
+from gradflow.render.numbers import log_span, num, ratio
+from gradflow.report import Report
+
+_BAR_METRICS = (("grad_out", "#7f8c8d"), ("grad_skip", "#c0392b"),
+                ("grad_block", "#1e8449"), ("grad_in", "#2c3e50"))
+_VARIANT_COLORS = ("#2c3e50", "#c0392b", "#1e8449", "#8e44ad", "#d68910", "#2874a6")
+
+_STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
+       margin: 2rem auto; max-width: 1100px; padding: 0 1rem; }
+h1 { font-size: 1.3rem; margin-bottom: .2rem; }
+.meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; }
+th, td { padding: .25rem .6rem; border-bottom: 1px solid #e5e5e5; text-align: right; }
+th { border-bottom: 2px solid #bbb; font-weight: 600; }
+td.name, th.name { text-align: left; font-family: ui-monospace, monospace; }
+td.left { text-align: left; }
+.ok { color: #1e8449; } .flag { color: #b03a2e; font-weight: 600; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(330px, 1fr)); gap: 1rem; }
+figure { margin: 0; border: 1px solid #e5e5e5; border-radius: 6px; padding: .5rem .7rem; }
+figcaption { font-family: ui-monospace, monospace; font-size: .85rem; margin-bottom: .3rem; }
+svg text { font: 11px system-ui, sans-serif; fill: #333; }
+ul.notes { color: #444; }
+footer { color: #888; font-size: .8rem; margin-top: 2rem; }
+"""
+
+
+def report_html(report: Report) -> str:
+    """The page for one Report: probe summary, the junction table, a bar chart per junction."""
+    values = [j.metric(m) for j in report.junctions for m, _ in _BAR_METRICS]
+    span = log_span(values)
+    rows = []
+    for j in report.junctions:
+        status = "ok" if j.status == "ok" else "flag"
+        rows.append(
+            "<tr>" + f"<td>{j.index}</td><td class=name>{escape(j.name)}</td>"
+            f"<td class=left>{escape(j.skip)}</td>"
+            + "".join(f"<td>{num(j.metric(m))}</td>" for m, _ in _BAR_METRICS)
+            + f"<td>{ratio(j.block_ratio)}</td>"
+            f"<td>{'–' if j.cosine is None else f'{j.cosine:+.2f}'}</td>"
+            f"<td>{num(j.param_grad)}</td><td class='left {status}'>{escape(str(j.status))}</td></tr>"
+        )
+    head = ("<tr><th>#</th><th class=name>junction</th><th class=name>skip</th>"
+            + "".join(f"<th>{m}</th>" for m, _ in _BAR_METRICS)
+            + "<th>block/skip</th><th>cos</th><th>param_grad</th><th class=name>status</th></tr>")
+    charts = [
+        _figure(j.name, [(m, j.metric(m), color) for m, color in _BAR_METRICS], span)
+        for j in report.junctions
+    ]
+    s = report.summary
+    notes = [f"{s.junctions} junctions · survival {ratio(s.survival)} · loss {num(s.loss)} · "
+             f"|dL/d output| {num(s.grad_output)} · flagged: "
+             + (", ".join(f"{escape(f.name)} ({f.status})" for f in s.flagged) or "none")]
+    notes += [escape(n) for n in getattr(s, "notes", ())]
+    if not report.junctions:
+        notes.insert(0, "No residual junction found: nothing to measure.")
+    body = (
+        f"<h1>gradflow · {escape(report.model.source)}</h1>"
+        f"<p class=meta>{report.model.parameters:,} parameters · {escape(_probe(report))}</p>"
+        + (f"<table>{head}{''.join(rows)}</table>" if report.junctions else "")
+        + "<ul class=notes>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>"
+        + (f"<h2>Gradient norms at each junction</h2>{_legend(_BAR_METRICS)}"
+           f"<div class=charts>{''.join(charts)}</div>" if charts else "")
+    )
+    return _page(f"gradflow · {report.model.source}", body, report)
+
+
+def comparison_html(comparison: Comparison) -> str:
+    """The page for a Comparison: the metric per variant with ratios, a bar chart per junction."""
+    c = comparison
+    others = [v for v in c.variants if v != c.baseline]
+    colors = {name: _VARIANT_COLORS[k % len(_VARIANT_COLORS)] for k, name in enumerate(c.variants)}
+    span = log_span([v for row in c.rows for v in row.values.values()])
+    head = (f"<tr><th class=name>junction</th><th>{escape(c.baseline)}</th>"
+            + "".join(f"<th>{escape(o)}</th><th>ratio</th>" for o in others) + "</tr>")
+    rows = []
+    for row in c.rows:
+        cells = [f"<td class=name>{escape(row.name)}</td>", f"<td>{_value(row.values.get(c.baseline))}</td>"]
+        for o in others:
+            r = c.ratio(row, o)
+            style = " class=flag" if r is not None and r < 0.1 else ""
+            cells += [f"<td>{_value(row.values.get(o))}</td>", f"<td{style}>{ratio(r)}</td>"]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    charts = [
+        _figure(row.name, [(v, row.values.get(v), colors[v]) for v in c.variants], span)
+        for row in c.rows
+    ]
+    base = c.variants[c.baseline]
+    body = (
+        f"<h1>gradflow compare · {escape(c.metric)}</h1>"
+        f"<p class=meta>baseline: {escape(c.baseline)} · {escape(base.model.source)} · "
+        f"{escape(_probe(base))}</p>"
+        f"<table>{head}{''.join(rows)}</table>"
+        "<ul class=notes>" + "".join(f"<li>{escape(describe(c, o))}</li>" for o in others) + "</ul>"
+        f"<h2>{escape(c.metric)} at each junction</h2>"
+        f"{_legend([(v, colors[v]) for v in c.variants])}"
+        f"<div class=charts>{''.join(charts)}</div>"
+    )
+    return _page(f"gradflow compare · {c.metric}", body, base)
+
+
+def _figure(title: str, bars: Sequence[tuple[str, float | None, str]],
+            span: tuple[float, float]) -> str:
+    """A horizontal bar chart on a log scale shared by every chart of the page."""
+    label_w, bar_w, row_h = 92, 170, 20
+    width, height = label_w + bar_w + 70, row_h * len(bars) + 6
+    low, high = span
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{escape(title)}">']
+    for k, (label, value, color) in enumerate(bars):
+        y = 3 + k * row_h
+        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{escape(label)}</text>')
+        length = 0.0
+        if value is not None and math.isfinite(value) and value > 0:
+            fraction = (math.log10(value) - low) / (high - low) if high > low else 1.0
+            length = max(1.0, min(1.0, fraction) * bar_w)
+        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{length:.1f}" height="{row_h - 6}" '
+                     f'fill="{color}" rx="2"/>')
+        parts.append(f'<text x="{label_w + length + 5:.1f}" y="{y + 13}">{_value(value)}</text>')
+    parts.append("</svg>")
+    return f"<figure><figcaption>{escape(title)}</figcaption>{''.join(parts)}</figure>"
+
+
+def _legend(items: Sequence[tuple[str, str]]) -> str:
+    swatches = "".join(
+        f'<span style="margin-right:1rem"><span style="display:inline-block;width:.8rem;'
+        f'height:.8rem;background:{color};border-radius:2px;vertical-align:-1px"></span> '
+        f"{escape(label)}</span>"
+        for label, color in items
+    )
+    return f"<p class=meta>{swatches} · bars on a log scale shared by every chart</p>"
+
+
+def _value(value: float | None) -> str:
+    return "absent" if value is None else num(value)
+
+
+def _probe(report: Report) -> str:
+    inputs = ", ".join("×".join(map(str, i.shape)) + f" {i.dtype}" for i in report.probe.inputs)
+    return (f"probe {inputs or 'no tensor inputs'} · loss {report.probe.loss} · "
+            f"{report.probe.mode} mode · seed {report.probe.seed} · {report.probe.device}")
+
+
+def _page(title: str, body: str, report: Report) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>{body}"
+        f"<footer>gradflow {escape(report.gradflow_version)} · torch "
+        f"{escape(report.torch_version)} · grad_skip / grad_block: the gradient reaching the "
+        "fork x through each path; grad_out: arriving at the add; grad_in: dL/dx from every "
+        "consumer. L2 norms over the probe batch.</footer></body></html>\n"
+    )
