@@ -3,7 +3,7 @@
 The defaults (see docs/ci.md for the measurements behind them):
 
     vanishing_below  1e-2  survival (first grad_in / last grad_out); healthy models: 0.9 to 11
-    dead_below       1e-3  block_ratio; healthy models: 6e-3 (small BERT) to 1.1
+    dead_below       1e-3  block_ratio; healthy models: 5.7e-3 (small BERT) to 1.1
     exploding_above  1e3   max(grad_in, grad_out) / |dL/d output|; healthy models: 0.03 to 36
     tolerance        4     baseline drift; a new init or probe batch moves metrics by up to 2.7x
 """

@@ -143,7 +143,7 @@ def check_command(
     - **vanishing**: `grad_in` at the first junction / `grad_out` at the last below 0.01
       (`--vanishing-below`; healthy models measure 0.9 to 11).
     - **dead**: a junction's `block_ratio` (`grad_block` / `grad_skip`) below 0.001
-      (`--dead-below`; healthy models measure 0.006 and up).
+      (`--dead-below`; healthy models measure from about 0.006).
     - **exploding**: a junction's `grad_out` or `grad_in` above 1000 times the gradient at the
       output (`--exploding-above`; healthy models measure up to 36).
     - **regression**: with `--baseline`, a junction missing or new, or a metric moved by more

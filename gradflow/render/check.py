@@ -129,12 +129,12 @@ def print_check(result: CheckResult, file: IO[str] | None = None) -> None:
     console(file).print(render_check(result))
 
 
-def check_text(result: CheckResult, width: int = 160) -> str:
+def check_text(result: CheckResult, width: int = 120) -> str:
     """The human output as plain text (no colour): the AssertionError message in tests."""
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, highlight=False, soft_wrap=False,
             force_terminal=False).print(render_check(result))
-    return buffer.getvalue()
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
 def check_json(result: CheckResult) -> str:
