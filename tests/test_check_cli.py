@@ -93,6 +93,14 @@ def test_junit_xml_has_a_test_case_per_rule_and_a_failure_per_violation(gradflow
     assert root.get("failures") == str(len(failures))
 
 
+@pytest.mark.parametrize(("name", "start"), [("out.xml", "<?xml"), ("out.md", "### ❌"), ("out.json", "{")])
+def test_output_file_suffix_picks_the_format_and_the_table_goes_to_stdout(gradflow_cli, tmp_path, name, start) -> None:
+    result = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "-o", tmp_path / name)
+    assert result.exit_code == 1
+    assert (tmp_path / name).read_text().startswith(start)
+    assert "violations" in result.stdout and "FAILED" in result.stdout
+
+
 def test_junit_on_stdout_passes_for_a_healthy_model(gradflow_cli) -> None:
     result = gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--format", "junit")
     assert result.exit_code == 0

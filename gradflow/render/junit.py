@@ -19,7 +19,10 @@ from gradflow.render.numbers import num
 def check_junit(result: CheckResult) -> str:
     report = result.report
     source = report.model.source
-    total = sum(r.timings_s.get("total", 0.0) for r in result.reports)
+    # each report's total includes the one model load; count it once
+    load = result.report.timings_s.get("load", 0.0)
+    total = load + sum(r.timings_s.get("total", 0.0) - r.timings_s.get("load", 0.0)
+                       for r in result.reports)
     failures = sum(len(o.violations) for o in result.outcomes if o.failed)
     skipped = sum(1 for o in result.outcomes if o.status in ("off", "n/a"))
     counts = {"tests": str(len(result.outcomes)), "failures": str(failures), "errors": "0",
