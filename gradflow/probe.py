@@ -268,7 +268,7 @@ def _first_floating(value: Any) -> torch.Tensor | None:
 
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        return f"a {str(value.dtype).replace('torch.', '')} tensor"
+        return f"a tensor of dtype {str(value.dtype).replace('torch.', '')}"
     return type(value).__name__
 
 

@@ -1,0 +1,106 @@
+"""A matrix of bad inputs for every command: the exit code, one line that names the problem, and
+no traceback. Exit 2 when the run cannot be made; 1 where `check` runs and a rule fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import SAMPLES
+
+RESNET = str(SAMPLES / "tiny_resnet.py")
+
+# What each command needs besides the source to be a valid call.
+EXTRA = {"inspect": [], "compare": ["--sg-skip"], "check": [], "track": ["--steps", "1"], "blocks": []}
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "empty.pt").write_bytes(b"")
+    (folder / "empty.onnx").write_bytes(b"")
+    (folder / "a_directory.pt").mkdir()
+    (folder / "notes.txt").write_text("not a model\n")
+    (folder / "raises.py").write_text("import torch\nraise RuntimeError('broken on import')\n")
+    (folder / "not_module.py").write_text("def build():\n    return 42\n")
+    (folder / "int_output.py").write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__(); self.l = torch.nn.Linear(4, 4)\n"
+        "    def forward(self, x):\n        return self.l(x).argmax(-1)\n"
+        "def build():\n    return M()\n"
+    )
+    (folder / "nan_weights.py").write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.f = torch.nn.Linear(4, 4); self.head = torch.nn.Linear(4, 3)\n"
+        "        with torch.no_grad(): self.f.weight[0, 0] = float('nan')\n"
+        "    def forward(self, x):\n        return self.head(x + self.f(x))\n"
+        "def build():\n    return M()\n"
+    )
+    good = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    torch.save(good.state_dict(), folder / "state.pt")
+    torch.save({"0.weight": torch.zeros(4, 4)}, folder / "missing_keys.pt")
+    torch.save(good.state_dict(), folder / "truncated.pt")
+    data = (folder / "truncated.pt").read_bytes()
+    (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
+    (folder / "seq.py").write_text("import torch\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(4, 4))\n")
+    return folder
+
+
+def case(kind, args, code=2, needle="", commands=tuple(EXTRA)):  # type: ignore[no-untyped-def]
+    return [pytest.param(command, args, code, needle, id=f"{command}-{kind}") for command in commands]
+
+
+CASES = [
+    *case("missing-file", ["{bad}/nope.py"], needle="nope.py"),
+    *case("directory", ["{bad}/a_directory.pt"], needle="a_directory.pt"),
+    *case("empty-checkpoint", ["{bad}/empty.pt"], needle="empty.pt", commands=("inspect", "check", "track")),
+    *case("empty-onnx", ["{bad}/empty.onnx"], needle="empty.onnx", commands=("inspect", "blocks")),
+    *case("truncated-checkpoint", ["{bad}/truncated.pt"], needle="truncated.pt", commands=("inspect", "compare")),
+    *case("wrong-extension", ["{bad}/notes.txt"], needle="notes.txt", commands=("inspect", "check", "blocks")),
+    *case("unknown-form", ["not a source"], needle="not a source", commands=("inspect", "track")),
+    *case("raises-on-import", ["{bad}/raises.py"], needle="broken on import"),
+    *case("factory-not-module", ["{bad}/not_module.py"], needle="int", commands=("inspect", "check", "blocks")),
+    *case("state-dict-without-arch", ["{bad}/state.pt"], needle="--arch", commands=("inspect", "compare", "check")),
+    *case("state-dict-missing-keys", ["{bad}/missing_keys.pt", "--arch", "{bad}/seq.py"], needle="0.bias",
+          commands=("inspect", "check", "track")),
+    *case("shape-rejected", [RESNET, "--input-shape", "4,5,32,32"], needle="input 0: 4x5x32x32",
+          commands=("inspect", "compare", "check", "blocks")),
+    *case("integer-input", [RESNET, "--input-shape", "4,3,32,32", "--input-dtype", "int64"], needle="int64",
+          commands=("inspect", "check")),
+    *case("no-floating-output", ["{bad}/int_output.py"], needle="no floating-point tensor",
+          commands=("inspect", "compare", "check", "track")),
+    *case("bad-at", [RESNET, "--sg-skip", "--at", "layer9.*"], needle="junctions are: layer1.0",
+          commands=("inspect",)),
+    *case("bad-at-compare", [RESNET, "--at", "nothing*"], needle="matches no junction", commands=("compare",)),
+    *case("contradictory-inputs", [RESNET, "--input-shape", "4,3,32,32", "--input", "{bad}/state.pt"],
+          needle="use one of them", commands=("inspect", "check")),
+    *case("bad-device", [RESNET, "--device", "tpu"], needle="--device", commands=("inspect", "compare", "check")),
+    *case("bad-memory-limit", [RESNET, "--memory-limit", "lots"], needle="--memory-limit", commands=("inspect",)),
+    *case("nan-weights", ["{bad}/nan_weights.py", "--input-shape", "2,4"], code=1, needle="nonfinite",
+          commands=("check",)),
+]
+
+
+@pytest.mark.parametrize(("command", "args", "code", "needle"), CASES)
+def test_bad_input(gradflow_cli, bad, command, args, code, needle) -> None:  # type: ignore[no-untyped-def]
+    argv = [command, *(a.format(bad=bad) for a in args), *EXTRA[command]]
+    result = gradflow_cli(*argv)
+    assert result.exit_code == code, (argv, result.output)
+    assert "Traceback" not in result.output
+    if code == 2:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("gradflow: error:"), lines[0]
+        assert needle.format(bad=bad) in lines[0], lines[0]
+    else:
+        assert needle in result.output.lower()
+
+
+def test_the_matrix_is_large_enough() -> None:
+    assert len(CASES) >= 30
+    assert {p.values[0] for p in CASES} == set(EXTRA)
