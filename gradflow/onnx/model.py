@@ -83,7 +83,7 @@ class OnnxModel(torch.nn.Module):
         self._output_slots = plan.output_slots
         self._single_output = len(plan.output_slots) == 1
         # (kernel, input slots, output slot or slots, several outputs?, label for errors)
-        self._loop = tuple(
+        self._loop: tuple[tuple[Any, ...], ...] = tuple(
             (
                 step.run,
                 step.inputs,

@@ -1,10 +1,12 @@
 # Overhead of the ONNX executor against eager PyTorch, forward + backward, on CPU.
 #
-#   python -m tests.onnx.bench_executor [--repeats 30]     (from the repository root)
+#   python -m tests.onnx.bench_executor [--repeats 40] [--threads 1]   (from the repository root)
 #
-# For each model: export it (legacy and dynamo exporters), load the file with the executor,
-# then time eager and executor forward+backward alternately (interleaved, same process, same
-# inputs) and print the medians and their ratio. Not collected by pytest; no thresholds here.
+# For each model and mode: export it (legacy or dynamo exporter), load the file with the
+# executor, then time eager and executor forward+backward alternately (interleaved, same
+# process, same inputs) and print the medians and their ratio. One intra-op thread by default,
+# so that other load on the machine disturbs both sides alike. Not collected by pytest; no
+# thresholds here.
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import argparse
 import statistics
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import torch
 from torch import nn
 
 from gradflow.onnx import load_onnx_model
-from tests.onnx.models import ResNet, TokenEncoder
+from tests.onnx.conftest import export
+from tests.onnx.models import ResNet, TokenEncoder, gpt2
 
 
 def fwd_bwd(model: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
@@ -29,15 +31,6 @@ def fwd_bwd(model: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
     out = model(*args)
     out = out[0] if isinstance(out, tuple) else out
     out.float().square().mean().backward()
-
-
-def export(model: nn.Module, args: tuple[torch.Tensor, ...], path: Path, dynamo: bool) -> None:
-    kwargs: dict[str, object] = {"dynamo": dynamo}
-    if not dynamo and model.training:
-        kwargs.update(training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(path), verbose=False, **kwargs)
 
 
 def interleaved(
@@ -55,41 +48,74 @@ def interleaved(
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def cases() -> list[tuple[str, nn.Module, tuple[torch.Tensor, ...], bool]]:
-    torch.manual_seed(0)
-    resnet = ResNet(width=32, blocks=(2, 2, 2))
-    images = (torch.randn(8, 3, 32, 32),)
-    encoder = TokenEncoder(vocab=1000, dim=128, heads=4, layers=4, max_len=64, dropout=0.0)
-    tokens = (torch.randint(0, 1000, (8, 64)),)
+Case = tuple[str, Callable[[], nn.Module], Callable[[], tuple[torch.Tensor, ...]], bool, bool]
+
+
+def cases() -> list[Case]:
+    def resnet() -> nn.Module:
+        return ResNet(width=32, blocks=(2, 2, 2))
+
+    def encoder() -> nn.Module:
+        return TokenEncoder(vocab=1000, dim=128, heads=4, layers=4, max_len=64, dropout=0.0)
+
+    def images() -> tuple[torch.Tensor, ...]:
+        return (torch.randn(8, 3, 32, 32),)
+
+    def tokens() -> tuple[torch.Tensor, ...]:
+        return (torch.randint(0, 1000, (8, 64)),)
+
+    def gpt2_inputs() -> tuple[torch.Tensor, ...]:
+        return torch.randint(1, 100, (4, 32)), torch.ones(4, 32, dtype=torch.long)
+
+    # The tiny test models, where per-operator Python overhead weighs most.
+    def small_images() -> tuple[torch.Tensor, ...]:
+        return (torch.randn(2, 3, 16, 16),)
+
+    def small_tokens() -> tuple[torch.Tensor, ...]:
+        return (torch.randint(0, 50, (2, 12)),)
+
+    # (label, model, inputs, train mode, dynamo exporter)
     return [
-        ("resnet train  legacy", resnet, images, True),
-        ("resnet eval   legacy", resnet, images, False),
-        ("resnet eval   dynamo", resnet, images, False),
-        ("encoder eval  legacy", encoder, tokens, False),
-        ("encoder eval  dynamo", encoder, tokens, False),
-        ("encoder train dynamo", encoder, tokens, True),
+        ("resnet   train legacy", resnet, images, True, False),
+        ("resnet   eval  legacy", resnet, images, False, False),
+        ("resnet   eval  dynamo", resnet, images, False, True),
+        ("encoder  train legacy", encoder, tokens, True, False),
+        ("encoder  eval  legacy", encoder, tokens, False, False),
+        ("encoder  eval  dynamo", encoder, tokens, False, True),
+        ("gpt2-2L  train legacy", gpt2, gpt2_inputs, True, False),
+        ("gpt2-2L  eval  dynamo", gpt2, gpt2_inputs, False, True),
+        ("tiny-cnn train legacy", ResNet, small_images, True, False),
+        ("tiny-enc eval  legacy", TokenEncoder, small_tokens, False, False),
+        ("tiny-enc eval  dynamo", TokenEncoder, small_tokens, False, True),
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1)
     options = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    print(f"{'model / mode / exporter':24s} {'eager ms':>9s} {'executor ms':>12s} {'ratio':>6s}")
+    torch.set_num_threads(options.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU, "
+          f"median of {options.repeats} interleaved runs")
+    print(f"{'model    mode  exporter':24s} {'eager ms':>9s} {'executor ms':>12s} {'ratio':>6s}")
     with tempfile.TemporaryDirectory() as tmp:
-        for label, model, args, train in cases():
-            model.train(train)
+        for label, make_model, make_args, train, dynamo in cases():
+            torch.manual_seed(0)
+            model = make_model().train(train)
+            args = make_args()
             path = Path(tmp) / "model.onnx"
-            export(model, args, path, dynamo=label.endswith("dynamo"))
+            export(model, args, path, dynamo=dynamo)
             executor = load_onnx_model(path)
-            medians = interleaved(
-                {
-                    "eager": lambda m=model, a=args: fwd_bwd(m, a),
-                    "executor": lambda m=executor, a=args: fwd_bwd(m, a),
-                },
-                options.repeats,
-            )
+
+            def eager_run(m: nn.Module = model, a: tuple[torch.Tensor, ...] = args) -> None:
+                fwd_bwd(m, a)
+
+            def executor_run(m: nn.Module = executor, a: tuple[torch.Tensor, ...] = args) -> None:
+                fwd_bwd(m, a)
+
+            medians = interleaved({"eager": eager_run, "executor": executor_run},
+                                  options.repeats)
             eager, ours = medians["eager"] * 1e3, medians["executor"] * 1e3
             print(f"{label:24s} {eager:9.2f} {ours:12.2f} {ours / eager:6.2f}")
 

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -81,7 +82,7 @@ def case_id(case: tuple[str, str, str, int | None]) -> str:
 def export(model: nn.Module, args: tuple[torch.Tensor, ...], path: Path, *, dynamo: bool,
            opset: int | None = None) -> None:
     """torch.onnx.export, quietly; legacy training-mode exports keep training semantics."""
-    kwargs: dict[str, object] = {"dynamo": dynamo}
+    kwargs: dict[str, Any] = {"dynamo": dynamo}
     if opset is not None:
         kwargs["opset_version"] = opset
     if not dynamo and model.training:

@@ -56,7 +56,7 @@ def test_registered_ops_cover_what_exporters_emit() -> None:
                "MatMul", "MaxPool", "Mod", "Mul", "Not", "Pad", "Pow", "Range", "ReduceMean",
                "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt",
                "Squeeze", "Sub", "Tanh", "Transpose", "Trilu", "Unsqueeze", "Where"]
-    first = {}
+    first: dict[str, int] = {}
     for schema in onnx.defs.get_all_schemas_with_history():
         if schema.domain == "":
             first[schema.name] = min(first.get(schema.name, 1 << 30), schema.since_version)

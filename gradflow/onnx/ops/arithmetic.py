@@ -19,28 +19,27 @@ def add(ctx: NodeContext) -> Kernel:
     # Every Add reports its result, so junctions found on the autograd graph get a name.
     module, location = ctx.module, ctx.name
     a, b = scalar_operands(ctx)
+
+    def add_scalar(x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
+        result = x + b
+        record_add(result, module, location)
+        return result
+
+    def scalar_add(_x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        result = a + y
+        record_add(result, module, location)
+        return result
+
+    def add_tensors(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        result = x + y
+        record_add(result, module, location)
+        return result
+
     if b is not None:
-
-        def run(x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
-            result = x + b
-            record_add(result, module, location)
-            return result
-
-    elif a is not None:
-
-        def run(_x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            result = a + y
-            record_add(result, module, location)
-            return result
-
-    else:
-
-        def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            result = x + y
-            record_add(result, module, location)
-            return result
-
-    return run
+        return add_scalar
+    if a is not None:
+        return scalar_add
+    return add_tensors
 
 
 @register("Sub", since=13)

@@ -38,27 +38,25 @@ _REDUCERS: dict[str, Reducer] = {
 
 
 def _reduce_kernel(
-    reducer: Reducer, keep: bool, noop_if_empty: bool, axes: Sequence[int] | None
+    reducer: Reducer, keep: bool, noop_if_empty: bool
 ) -> Callable[[torch.Tensor, Sequence[int] | None], torch.Tensor]:
-    def apply(x: torch.Tensor, runtime_axes: Sequence[int] | None) -> torch.Tensor:
-        chosen = axes if axes is not None else runtime_axes
-        if not chosen:
+    def apply(x: torch.Tensor, axes: Sequence[int] | None) -> torch.Tensor:
+        if not axes:
             if noop_if_empty:
                 return x
             # No axes: reduce everything (an explicit tuple, since torch reads () as "all"
             # for some reductions and as "none" for others).
-            chosen = range(x.dim())
-        return reducer(x, tuple(chosen), keep)
+            axes = range(x.dim())
+        return reducer(x, tuple(axes), keep)
 
     return apply
 
 
 def _axes_attribute(reducer: Reducer) -> Callable[[NodeContext], Kernel]:
     def factory(ctx: NodeContext) -> Kernel:
-        axes = ctx.attr("axes")
-        apply = _reduce_kernel(reducer, bool(ctx.attr("keepdims", 1)), False, None)
-        fixed = list(axes) if axes else None
-        return lambda x: apply(x, fixed)
+        apply = _reduce_kernel(reducer, bool(ctx.attr("keepdims", 1)), False)
+        axes = list(ctx.attr("axes") or ())
+        return lambda x: apply(x, axes)
 
     return factory
 
@@ -67,13 +65,12 @@ def _axes_input(reducer: Reducer) -> Callable[[NodeContext], Kernel]:
     def factory(ctx: NodeContext) -> Kernel:
         keep = bool(ctx.attr("keepdims", 1))
         noop = bool(ctx.attr("noop_with_empty_axes", 0))
+        apply = _reduce_kernel(reducer, keep, noop)
         axes = ctx.const_ints(1) if ctx.has_input(1) else ()
         if axes is not None:
-            apply = _reduce_kernel(reducer, keep, noop, None)
             fixed = list(axes)
             return lambda x, *_: apply(x, fixed)
-        apply = _reduce_kernel(reducer, keep, noop, None)
-        return lambda x, axes=None: apply(x, None if axes is None else ints(axes))
+        return lambda x, axes: apply(x, ints(axes))
 
     return factory
 
