@@ -92,7 +92,8 @@ class Junction:
 class ParamGrad:
     """Gradient of one trainable parameter after the probe.
 
-    grad_norm is None when the parameter got no gradient or a non-finite one (see has_grad);
+    grad_norm is None when the parameter got no gradient (has_grad is False), and NaN or inf
+    when the gradient is not finite (null in JSON; `Summary.params_nonfinite` names them);
     grad_value is the gradient itself for one-element parameters (gates, scalars), else None.
     """
 
