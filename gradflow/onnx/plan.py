@@ -14,11 +14,12 @@ import onnx
 import torch
 from onnx import ModelProto, NodeProto
 
-from gradflow.errors import UnsupportedOpError
+from gradflow.errors import SourceError, UnsupportedOpError
 from gradflow.onnx.attributes import node_attributes, tensor_from_proto
 from gradflow.onnx.context import NodeContext, ValueInfo
 from gradflow.onnx.dtypes import torch_dtype
 from gradflow.onnx.graph import STANDARD_DOMAINS, Graph, Node
+from gradflow.onnx.messages import first_line
 from gradflow.onnx.registry import PASSTHROUGH, REGISTRY, Kernel, NotSupported, OpDef
 
 # Slot 0 always holds None (absent optional inputs read it); slot 1 receives unused outputs.
@@ -154,8 +155,14 @@ class _Planner:
 
     def _fold(self, node: Node, kernel: Kernel, inputs: tuple[str, ...]) -> None:
         args = [self.constants[name] if name else None for name in inputs]
-        with torch.no_grad():
-            result = kernel(*args)
+        try:
+            with torch.no_grad():
+                result = kernel(*args)
+        except Exception as e:
+            raise SourceError(
+                f"node '{node.name}' ({node.op_type}) fails on its constant inputs "
+                f"({first_line(e)}); the ONNX graph is inconsistent: re-export it"
+            ) from e
         results = (result,) if len(node.outputs) == 1 else tuple(result)
         for name, value in zip(node.outputs, results):
             if name and isinstance(value, torch.Tensor):

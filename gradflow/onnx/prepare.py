@@ -12,6 +12,7 @@ from onnx import ModelProto, NodeProto
 
 from gradflow.errors import SourceError
 from gradflow.onnx.graph import STANDARD_DOMAINS, topological_order
+from gradflow.onnx.messages import first_line
 
 MIN_OPSET = 13
 
@@ -69,14 +70,6 @@ def prepare_model(
     except Exception as e:
         raise SourceError(f"{where}ONNX shape inference fails: {first_line(e)}") from e
     return model
-
-
-def first_line(error: BaseException) -> str:
-    """The first non-empty line of an exception's message, for one-line error messages."""
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip().rstrip(".")
-    return type(error).__name__
 
 
 def _upgrade_opset(model: ModelProto, where: str) -> ModelProto:

@@ -15,7 +15,8 @@ from onnx import AttributeProto, ModelProto, TensorProto
 from onnx.external_data_helper import load_external_data_for_model
 
 from gradflow.errors import SourceError
-from gradflow.onnx.prepare import first_line, prepare_model
+from gradflow.onnx.messages import first_line
+from gradflow.onnx.prepare import prepare_model
 
 
 def read_model(path: str | Path, *, load_data: bool = True) -> ModelProto:
