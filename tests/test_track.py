@@ -323,3 +323,50 @@ def test_cli_leaves_the_model_file_alone(gradflow_cli, tiny) -> None:
     before = tiny.read_bytes()
     assert gradflow_cli("track", tiny, "--steps", "2", "--device", "cpu").exit_code == 0
     assert tiny.read_bytes() == before
+
+
+def _tiny_module(path):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_for_track", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_torchscript_records_every_step_like_the_eager_model(tiny) -> None:
+    """TorchScript's optimizing executor would fuse the graph after a few calls and hide the
+    junctions; track turns it off, so every step is measured and equals the eager model's."""
+    source = _tiny_module(tiny)
+    eager = source.build()
+    scripted = torch.jit.script(source.build())
+    inputs = source.example_input()
+    a = track(eager, inputs, steps=6, loss="mse")
+    b = track(scripted, inputs, steps=6, loss="mse")
+    assert len(b.records) == len(a.records) == 12
+    assert all(p.is_leaf and p.grad is None for p in scripted.parameters())
+    for x, y in zip(a.records, b.records):
+        assert x.step == y.step
+        for metric in ("grad_skip", "grad_block", "grad_in", "param_grad"):
+            assert y.metric(metric) == pytest.approx(x.metric(metric), rel=1e-5), metric
+
+
+def test_cli_ctrl_c_still_writes_the_records(gradflow_cli, tiny, tmp_path, monkeypatch) -> None:
+    from gradflow.cli import track as command
+
+    update = command._Progress.update
+
+    def interrupting(self, step):  # type: ignore[no-untyped-def]
+        update(self, step)
+        if step.done == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(command._Progress, "update", interrupting)
+    target = tmp_path / "flow.json"
+    result = gradflow_cli("track", tiny, "--steps", "50", "-o", target, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "interrupted after 3 of 50 steps" in result.stderr
+    assert "interrupted after 3 of 50 steps" in result.stdout  # the table's note
+    document = json.loads(target.read_text())
+    assert document["interrupted"] is True and document["steps_run"] == 3
+    assert [entry["step"] for entry in document["losses"]] == [0, 1, 2]

@@ -115,7 +115,9 @@ def track(
     done = 0
     interrupted = False
     cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    # TorchScript's optimizing executor would, after a few calls, fuse the graph into nodes
+    # that hide the junctions; every step must build the graph `inspect` sees.
+    with torch.random.fork_rng(devices=cuda), torch.jit.optimized_execution(False):
         torch.manual_seed(seed)
         work.train()
         try:
@@ -365,7 +367,7 @@ def _forward(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
                            if isinstance(t, torch.Tensor))
         raise ProbeError(
             f"the model's forward pass failed on a training batch ({shapes or 'no tensors'}): "
-            f"{type(e).__name__}: {_first_line(e)}"
+            f"{type(e).__name__}: {_first_line(e)}; check the data's shape and --batch-size"
         ) from e
 
 
@@ -386,24 +388,26 @@ def _with_loss(settings: TrackSettings, kind: Loss | None) -> TrackSettings:
 
 
 def _training_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy to train. Tensors a module keeps from its last forward pass (activations
-    cached in attributes) cannot be deep-copied; the copy gets them detached instead."""
+    """A deep copy to train, with the original's requires_grad flags and no grads.
+
+    The copy is made under no_grad: a TorchScript module's deepcopy otherwise clones its
+    parameters inside the autograd graph (non-leaf tensors no optimizer accepts), and under
+    no_grad it drops their requires_grad, hence the flags are set again afterwards. Tensors a
+    module keeps from its last forward pass cannot be deep-copied; the copy gets them detached.
+    """
     try:
-        work = copy.deepcopy(model)
-    except RuntimeError:
-        try:
-            work = copy.deepcopy(model, _detached_activations(model))
-        except Exception as e:
-            raise ModelError(
-                f"cannot copy the model to train it (the original is never modified): "
-                f"{type(e).__name__}: {_first_line(e)}"
-            ) from e
+        with torch.no_grad():
+            try:
+                work = copy.deepcopy(model)
+            except RuntimeError:
+                work = copy.deepcopy(model, _detached_activations(model))
     except Exception as e:
         raise ModelError(
             f"cannot copy the model to train it (the original is never modified): "
             f"{type(e).__name__}: {_first_line(e)}"
         ) from e
-    for param in work.parameters():
+    for original, param in zip(model.parameters(), work.parameters()):
+        param.requires_grad_(original.requires_grad)
         param.grad = None
     return work
 
