@@ -3,6 +3,9 @@ against onnxruntime, its gradients against PyTorch's, and the add sites it repor
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -157,3 +160,29 @@ def test_dropout_in_a_training_export_is_live(tmp_path) -> None:  # type: ignore
     assert not torch.equal(first, second)
     _loss(first).backward()
     assert all(p.grad is not None for p in executor.parameters())
+
+
+@pytest.mark.parametrize("name", ["resnet", "gpt2"])
+def test_dynamic_shapes(tmp_path, name: str) -> None:  # type: ignore[no-untyped-def]
+    # Legacy exports with dynamic axes run at sizes other than the exported ones.
+    make_model, make_args, _, _ = MODELS[name]
+    torch.manual_seed(0)
+    model = make_model().eval()
+    args = make_args()
+    names = ["x"] if name == "resnet" else ["ids", "mask"]
+    axes = {n: {0: "batch", 1: "seq"} for n in names} if name == "gpt2" else {
+        "x": {0: "batch", 2: "height", 3: "width"}}
+    path = tmp_path / "dynamic.onnx"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, str(path), dynamo=False, input_names=names,
+                          dynamic_axes=axes)
+    executor = load_onnx_model(path)
+    assert all(isinstance(d, str) for d in executor.input_specs[0].shape[:1])
+    bigger = tuple(torch.cat([a, a[:1]], 0) for a in args)
+    if name == "resnet":
+        bigger = (torch.randn(3, 3, 20, 24),)
+    else:
+        bigger = tuple(torch.cat([b, b[:, :4]], 1) for b in bigger)
+    expected = run_ort(path, {n: b.numpy() for n, b in zip(names, bigger, strict=True)})[0]
+    assert_matches(executor(*bigger), np.asarray(expected), f"{name} at {bigger[0].shape}")
