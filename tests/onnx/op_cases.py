@@ -409,10 +409,43 @@ def _reduce_cases() -> list[OpCase]:
     return cases
 
 
+def _newest_opset_cases() -> list[OpCase]:
+    # The newest opset the installed onnx knows, for the operators exporters emit most.
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    cases = [
+        case("Add", f32(2, 3), f32(3)),
+        case("MatMul", f32(2, 3), f32(3, 4)),
+        case("Reshape", f32(2, 3, 4), i64([0, -1]), const=(1,)),
+        case("Conv", f32(1, 2, 5, 5), f32(3, 2, 3, 3), attrs={"pads": [1, 1, 1, 1]}),
+        case("LayerNormalization", f32(2, 4), f32(4), f32(4), const=(1, 2)),
+        case("Attention", f32(2, 4, 5, 8), f32(2, 4, 5, 8), f32(2, 4, 5, 8),
+             attrs={"is_causal": 1}),
+        case("Attention", f32(2, 4, 6, 8), f32(2, 4, 6, 8), f32(2, 4, 6, 8), label="window",
+             attrs={"is_causal": 1, "left_window_size": 2, "right_window_size": 0}),
+        case("Cast", f32(3), attrs={"to": 7}),
+        case("Softmax", f32(2, 3)),
+        case("Gelu", f32(4)),
+        case("Split", f32(4, 2), attrs={"num_outputs": 2}, n_outputs=2),
+        case("ReduceMean", f32(2, 3), i64([1]), const=(1,)),
+        case("MaxPool", f32(1, 1, 5, 5), attrs={"kernel_shape": [2, 2]}),
+        case("Shape", f32(2, 3)),
+        case("Squeeze", f32(2, 1), i64([1]), const=(1,)),
+        case("Where", b([True, False]), f32(2), f32(2)),
+        case("Flatten", f32(2, 3, 4)),
+        case("Pad", f32(2, 3), i64([1, 1, 1, 1]), const=(1,)),
+        case("ConstantOfShape", i64([2, 3])),
+        case("Range", i64(0), i64(5), i64(1)),
+    ]
+    return [OpCase(c.op, c.inputs, c.attrs, newest, c.n_outputs, c.const, c.always_const,
+                   c.label or "newest") for c in cases]
+
+
 def all_cases() -> list[OpCase]:
     return (
         _unary_cases() + _binary_cases() + _activation_cases() + _logic_cases()
         + _linalg_cases() + _cast_cases() + _conv_cases() + _pool_cases() + _norm_cases()
         + _attention_cases() + _dropout_cases() + _generator_cases() + _shape_cases()
-        + _indexing_cases() + _joining_cases() + _reduce_cases()
+        + _indexing_cases() + _joining_cases() + _reduce_cases() + _newest_opset_cases()
     )
