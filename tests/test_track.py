@@ -370,3 +370,18 @@ def test_cli_ctrl_c_still_writes_the_records(gradflow_cli, tiny, tmp_path, monke
     document = json.loads(target.read_text())
     assert document["interrupted"] is True and document["steps_run"] == 3
     assert [entry["step"] for entry in document["losses"]] == [0, 1, 2]
+
+
+def test_table_fits_a_narrow_terminal() -> None:
+    from rich.console import Console
+
+    from gradflow.render.track import render_track
+
+    result = _track([(1.0, 0.1), (1.0, 0.5), (1.0, 2.0)])
+    for width, wide in ((80, False), (140, True)):
+        out = io.StringIO()
+        Console(file=out, width=width, color_system=None).print(render_track(result, width))
+        text = out.getvalue()
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert ("first → last" in text) is wide
+        assert "step 4" in text and "▁" in text

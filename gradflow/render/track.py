@@ -74,7 +74,10 @@ def overtook(track: Track, name: str) -> Text:
     return Text("never", style="dim")
 
 
-def track_table(track: Track) -> Table:
+def track_table(track: Track, width: int | None = None) -> Table:
+    """The table; below 120 columns the sparklines shorten and the first → last columns go."""
+    narrow = width is not None and width < 120
+    spark_width = 12 if narrow else SPARK_WIDTH
     s = track.settings
     title = (f"gradflow track · {track.source} · {track.parameters:,} parameters · "
              f"{s.optimizer} lr {s.lr:g} · {track.steps_run} steps, every {s.every} recorded")
@@ -87,23 +90,26 @@ def track_table(track: Track) -> Table:
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("junction", overflow="fold", min_width=8, max_width=28)
     table.add_column(Text("grad_skip", style=SKIP_STYLE), no_wrap=True)
-    table.add_column("first → last", justify="right", no_wrap=True)
+    if not narrow:
+        table.add_column("first → last", justify="right", no_wrap=True)
     table.add_column(Text("grad_block", style=BLOCK_STYLE), no_wrap=True)
-    table.add_column("first → last", justify="right", no_wrap=True)
+    if not narrow:
+        table.add_column("first → last", justify="right", no_wrap=True)
     table.add_column("block/skip", justify="right", no_wrap=True)
     table.add_column("block overtook", no_wrap=True)
     for k, name in enumerate(track.junctions):
         skips = [v for _, v in track.series(name, "grad_skip")]
         blocks = [v for _, v in track.series(name, "grad_block")]
-        shared = log_span(_bucket(skips, SPARK_WIDTH, True) + _bucket(blocks, SPARK_WIDTH, True),
+        shared = log_span(_bucket(skips, spark_width, True) + _bucket(blocks, spark_width, True),
                           min_decades=0.5)
         last_ratio = track.series(name, "block_ratio")[-1][1] if skips else None
-        table.add_row(
-            str(k), name,
-            Text(spark(skips, shared), style=SKIP_STYLE), _first_last(skips),
-            Text(spark(blocks, shared), style=BLOCK_STYLE), _first_last(blocks),
-            ratio(last_ratio), overtook(track, name),
-        )
+        skip_cells: list = [Text(spark(skips, shared, spark_width), style=SKIP_STYLE)]
+        block_cells: list = [Text(spark(blocks, shared, spark_width), style=BLOCK_STYLE)]
+        if not narrow:
+            skip_cells.append(_first_last(skips))
+            block_cells.append(_first_last(blocks))
+        table.add_row(str(k), name, *skip_cells, *block_cells, ratio(last_ratio),
+                      overtook(track, name))
     return table
 
 
@@ -120,7 +126,7 @@ def loss_line(track: Track) -> Text:
     finite = [(step, v) for step, v in track.losses if v is not None and math.isfinite(v)]
     text = Text("loss ", style="bold")
     text.append(f"{num(losses[0])} ")
-    text.append(spark(losses, log=False), style="cyan")
+    text.append(spark(losses, width=SPARK_WIDTH, log=False), style="cyan")
     text.append(f" {num(losses[-1])}")
     if finite:
         best_step, best = min(finite, key=lambda sv: sv[1])
@@ -131,10 +137,10 @@ def loss_line(track: Track) -> Text:
     return text
 
 
-def render_track(track: Track) -> Group:
+def render_track(track: Track, width: int | None = None) -> Group:
     parts: list = []
     if track.junctions:
-        parts.append(track_table(track))
+        parts.append(track_table(track, width))
     else:
         parts.append(Text("No residual junction found (or none selected): only the loss was "
                           "recorded.", style="yellow"))
@@ -146,7 +152,8 @@ def render_track(track: Track) -> Group:
 
 
 def print_track(track: Track, file: IO[str] | None = None) -> None:
-    console(file).print(render_track(track))
+    out = console(file)
+    out.print(render_track(track, out.width))
 
 
 def track_json(track: Track) -> str:
