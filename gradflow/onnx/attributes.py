@@ -9,6 +9,9 @@ import onnx
 import torch
 from onnx import AttributeProto, NodeProto, TensorProto, numpy_helper
 
+from gradflow.errors import SourceError
+from gradflow.onnx.dtypes import torch_dtype, type_name
+from gradflow.onnx.messages import first_line
 from gradflow.onnx.registry import NotSupported
 
 
@@ -64,13 +67,19 @@ def tensor_from_proto(tensor: TensorProto) -> torch.Tensor:
 
     Raises:
         NotSupported: strings, or an element type torch has no dtype for.
+        SourceError: the tensor's data does not match its declared shape and type.
     """
     if tensor.data_type == TensorProto.STRING:
         raise NotSupported(f"string tensor '{tensor.name}'")
+    if torch_dtype(tensor.data_type) is None:
+        raise NotSupported(f"tensor '{tensor.name}' of type {type_name(tensor.data_type)}")
     try:
         array = numpy_helper.to_array(tensor)
     except Exception as e:
-        raise NotSupported(f"tensor '{tensor.name}' ({e})") from e
+        raise SourceError(
+            f"the data of tensor '{tensor.name}' does not match its shape and type "
+            f"({first_line(e)}); the ONNX file is corrupt: re-export it"
+        ) from e
     if tensor.data_type == TensorProto.BFLOAT16:
         # numpy has no bfloat16: onnx hands back an ml_dtypes array, its bit pattern, or floats.
         if array.dtype.itemsize != 2:

@@ -64,7 +64,13 @@ def prepare_model(
         ) from e
     model = _upgrade_opset(model, where)
     if model.functions:
-        model = onnx.inliner.inline_local_functions(model)
+        try:
+            model = onnx.inliner.inline_local_functions(model)
+        except Exception as e:
+            raise SourceError(
+                f"{where}cannot inline the model's local functions ({first_line(e)}); "
+                "re-export it without functions"
+            ) from e
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as e:

@@ -228,3 +228,11 @@ def test_failing_node_is_named() -> None:
     with pytest.raises(ModelError) as error:
         model(torch.randn(2, 5))
     assert "'mm' (MatMul)" in _one_line(error)
+
+
+def test_corrupt_tensor_data(tmp_path: Path) -> None:
+    model = _matmul_model()
+    model.graph.initializer[0].raw_data = model.graph.initializer[0].raw_data[:20]
+    with pytest.raises(SourceError) as error:
+        load_onnx_model(_save(model, tmp_path / "corrupt.onnx"))
+    assert "weight" in _one_line(error)
