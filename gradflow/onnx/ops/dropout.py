@@ -26,7 +26,8 @@ def dropout(ctx: NodeContext) -> Kernel:
     training_known = not ctx.has_input(2) or ctx.is_const(2)
     training = bool(ctx.const_scalar(2)) if ctx.has_input(2) and ctx.is_const(2) else False
     ratio_const = ctx.const_scalar(1) if ctx.has_input(1) else 0.5
-    if training_known and not training:
+    if training_known and (not training or ratio_const == 0):
+        # Dropping nothing: the output is the input, the mask all True.
         if not want_mask:
             return PASSTHROUGH if ctx.n_outputs == 1 else (lambda x, *_: (x, None))
         return lambda x, *_: (x, torch.ones_like(x, dtype=torch.bool))
