@@ -18,6 +18,7 @@ from gradflow._version import __version__
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
 from gradflow.graph import BLOCK, SKIP, FoundJunction, all_nodes, find_junctions
 from gradflow.hooks import Measured, Taps, Variant, preserved
+from gradflow.naming import junction_names
 from gradflow.probe import (
     Loss,
     Mode,
@@ -339,29 +340,18 @@ def _names(
     found: Sequence[FoundJunction], recorder: ForwardRecorder, param_names: dict[int, str]
 ) -> list[_Naming]:
     """Name junctions after the innermost module that ran the add, with #k where one runs several."""
-    modules = []
-    for junction in found:
-        site = recorder.sites.get(junction.add)
-        modules.append((site.module if site else "", site.location if site else None))
-    counts: dict[str, int] = {}
-    for module, _ in modules:
-        counts[module] = counts.get(module, 0) + 1
-    seen: dict[str, int] = {}
-    named = []
-    for junction, (module, location) in zip(found, modules):
-        k = seen.get(module, 0)
-        seen[module] = k + 1
-        name = module if module and counts[module] == 1 else f"{module}#{k}"
-        named.append(
-            _Naming(
-                name,
-                module,
-                location,
-                _branch_modules(junction, BLOCK, recorder, param_names),
-                _branch_modules(junction, SKIP, recorder, param_names),
-            )
+    sites = [recorder.sites.get(junction.add) for junction in found]
+    modules = [site.module if site else "" for site in sites]
+    return [
+        _Naming(
+            name,
+            module,
+            site.location if site else None,
+            _branch_modules(junction, BLOCK, recorder, param_names),
+            _branch_modules(junction, SKIP, recorder, param_names),
         )
-    return named
+        for junction, site, module, name in zip(found, sites, modules, junction_names(modules))
+    ]
 
 
 def _branch_modules(

@@ -90,29 +90,30 @@ def blocks_command(
 
 
 def _static_onnx(source: str) -> list[dict] | None:
+    """Junctions read from the ONNX graph itself, named like `inspect` names them."""
     from pathlib import Path
 
-    from gradflow.errors import SourceError
+    from gradflow.loaders._files import check_file
+    from gradflow.naming import junction_names
 
     try:
-        from gradflow.onnx import load_onnx_model
         from gradflow.onnx.static import static_junctions
     except ImportError:
         return None
-    if not Path(source).is_file():
-        raise SourceError(f"no such file: {source}")
-    found = static_junctions(load_onnx_model(source))
+    check_file(Path(source), source)
+    found = static_junctions(source)
+    names = junction_names([j.module for j in found])
     return [
         {
             "index": i,
-            "name": j.name,
+            "name": name,
             "module": j.module,
-            "skip": j.skip,
+            "skip": str(j.skip.value if hasattr(j.skip, "value") else j.skip),
             "block_modules": list(j.block_nodes),
             "skip_modules": list(j.skip_nodes),
             "params": j.params,
             "location": j.name,
             "fork": j.fork,
         }
-        for i, j in enumerate(found)
+        for i, (j, name) in enumerate(zip(found, names))
     ]
