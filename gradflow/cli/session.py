@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,11 +137,7 @@ def _probe(loaded: LoadedModel, options: ProbeOptions, limit: int | None) -> Pro
     if loaded.example_input is not None:
         return p.from_example(loaded.example_input)
     if loaded.input_specs:
-        one = _from_specs(loaded.input_specs, replace(options, batch_size=1))
-        memory.check_probe(
-            ((_batched(t.shape, options.batch_size), t.element_size()) for t in one.tensors()), limit
-        )
-        return _from_specs(loaded.input_specs, options)
+        return _from_specs(loaded.input_specs, options, limit)
     one = p.infer(loaded.module, 1, options.seed)
     memory.check_probe(
         ((_batched(t.shape, options.batch_size), t.element_size()) for t in one.tensors()), limit
@@ -182,16 +178,11 @@ def parse_dims(dims: Sequence[str] | None) -> dict[str, int]:
     return parsed
 
 
-def _from_specs(specs: Sequence[Any], options: ProbeOptions) -> Probe:
-    """Inputs from an ONNX graph's signature: named dimensions from --dim, the first from
-    --batch-size, other unknown ones refused with the flag to set them."""
-    from gradflow import probe as p
-
+def _spec_shapes(specs: Sequence[Any], options: ProbeOptions) -> list[tuple[int, ...]]:
+    """Input shapes from an ONNX graph's signature, without allocating: named dimensions from
+    --dim, the first from --batch-size, other unknown ones refused with the flag to set them."""
     dims = parse_dims(options.dims)
-    import torch
-
-    generator = torch.Generator().manual_seed(options.seed)
-    tensors: dict[str, Any] = {}
+    shapes = []
     for spec in specs:
         shape = []
         for axis, dim in enumerate(spec.shape):
@@ -206,9 +197,22 @@ def _from_specs(specs: Sequence[Any], options: ProbeOptions) -> Probe:
                     f"input {spec.name!r} has an unknown dimension {dim or '?'} at axis {axis}: "
                     f"set it with --dim {dim or 'NAME'}=VALUE or give --input-shape"
                 )
-        high = options.input_high or 2
-        tensors[spec.name] = p.random_tensor(shape, spec.dtype, generator, high)
-    return p.Probe((), tensors)
+        shapes.append(tuple(shape))
+    return shapes
+
+
+def _from_specs(specs: Sequence[Any], options: ProbeOptions, limit: int | None) -> Probe:
+    import torch
+
+    from gradflow import probe as p
+
+    shapes = _spec_shapes(specs, options)
+    memory.check_probe(((shape, spec.dtype.itemsize) for shape, spec in zip(shapes, specs)), limit)
+    generator = torch.Generator().manual_seed(options.seed)
+    high = options.input_high or 2
+    return p.Probe((), {
+        spec.name: p.random_tensor(shape, spec.dtype, generator, high) for shape, spec in zip(shapes, specs)
+    })
 
 
 def thresholds(vanishing_below: float, exploding_above: float, dead_below: float) -> Any:
