@@ -24,7 +24,7 @@ def _load_sample(name: str):  # type: ignore[no-untyped-def]
 def test_inspect_prints_a_table_with_every_junction(gradflow_cli) -> None:
     result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py")
     assert result.exit_code == 0, result.output
-    for name in ("layer1.0", "layer2.0", "layer3.1", "grad_skip", "grad_block", "proj", "identity"):
+    for name in ("layer1.0", "layer2.0", "layer3.1", "grad_skip", "grad_block", "proj", " id "):
         assert name in result.stdout
     assert "6 junctions" in result.stdout
 
@@ -200,3 +200,14 @@ def test_compare_lists_junctions_present_in_one_source_only(gradflow_cli, tmp_pa
     assert result.exit_code == 0, result.output
     assert "absent from two.py: #2" in result.stdout
     assert "absent" in result.stdout
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "100", "140"])
+def test_table_keeps_names_and_verdicts_at_any_width(gradflow_cli, monkeypatch, columns) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    result = gradflow_cli("inspect", SAMPLES / "prenorm_transformer.py")
+    assert result.exit_code == 0
+    for name in ("h.0#0", "h.0#1", "h.1#0", "h.1#1"):
+        assert name in result.stdout
+    assert result.stdout.count(" ok ") + result.stdout.count(" ok\n") >= 4
+    assert max(len(line) for line in result.stdout.splitlines()) <= int(columns)

@@ -6,12 +6,16 @@ import os
 import sys
 from typing import IO
 
+from rich import box
 from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from gradflow.render.numbers import bar, log_span, num, ratio
 from gradflow.report import Report, Status
+
+BAR_WIDTH = 10
 
 STATUS_STYLE = {
     Status.OK: "green",
@@ -37,37 +41,63 @@ def probe_line(report: Report) -> str:
     )
 
 
-def report_table(report: Report) -> Table:
+# Columns a narrow terminal loses first, in this order; the rest always stay.
+OPTIONAL = ("cos", "param_grad", "flow", "grad_out", "sg", "skip", "ratio", "grad_skip")
+
+
+def report_table(report: Report, width: int | None = None) -> Table:
+    """One row per junction. Columns are the JSON metric names; `ratio` is block_ratio
+    (grad_block / grad_skip) and `flow` is grad_in on a log scale shared by all rows, so the eye
+    sees where gradient dies. Given a console width, optional columns are dropped until it fits."""
+    dropped: list[str] = []
+    table = _table(report, dropped)
+    if width is None:
+        return table
+    measure = Console(width=10_000)
+    for column in OPTIONAL:
+        if Measurement.get(measure, measure.options, table).maximum <= width:
+            break
+        dropped.append(column)
+        table = _table(report, dropped)
+    return table
+
+
+def _table(report: Report, dropped: list[str]) -> Table:
     span = log_span([j.grad_in for j in report.junctions] + [j.grad_out for j in report.junctions])
+    stopped_skip = set(report.stop_gradient.skip)
+    stopped_block = set(report.stop_gradient.block)
     table = Table(
         title=f"gradflow · {report.model.source} · {report.model.parameters:,} parameters",
         caption=probe_line(report),
         title_justify="left",
         caption_justify="left",
         header_style="bold",
+        box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("junction", overflow="fold", max_width=40)
-    table.add_column("skip")
-    for name in ("grad_out", "grad_skip", "grad_block", "grad_in"):
-        table.add_column(name, justify="right")
-    table.add_column("block/skip", justify="right")
-    table.add_column("cos", justify="right")
-    table.add_column("param_grad", justify="right")
-    table.add_column("grad_in (log scale)", min_width=16, no_wrap=True)
-    table.add_column("status")
-    stopped_skip = set(report.stop_gradient.skip)
-    stopped_block = set(report.stop_gradient.block)
+    widest = max((len(j.name) for j in report.junctions), default=8)
+    columns: list[tuple[str, dict]] = [
+        ("#", {"justify": "right", "style": "dim"}),
+        ("junction", {"overflow": "fold", "min_width": max(8, min(widest, 28)), "max_width": 40}),
+        ("skip", {}),
+    ]
+    if stopped_skip or stopped_block:
+        columns.append(("sg", {"style": "cyan"}))
+    numeric = {"justify": "right"}
+    columns += [(name, numeric) for name in ("grad_out", "grad_skip", "grad_block", "grad_in")]
+    columns += [("ratio", numeric), ("cos", numeric), ("param_grad", numeric)]
+    columns += [("flow", {"min_width": BAR_WIDTH}), ("status", {})]
+    keep = [name not in dropped for name, _ in columns]
+    for (name, options), kept in zip(columns, keep):
+        if kept:
+            table.add_column(name, no_wrap=name != "junction", **options)
     for j in report.junctions:
         style = STATUS_STYLE[j.status]
-        marks = ("  sg-skip" if j.name in stopped_skip else "") + (
-            "  sg-block" if j.name in stopped_block else ""
-        )
-        table.add_row(
-            str(j.index),
-            Text(j.name) + Text(marks, style="cyan"),
-            "identity" if j.skip == "identity" else "proj",
+        cells: list = [str(j.index), j.name, "id" if j.skip == "identity" else "proj"]
+        if stopped_skip or stopped_block:
+            kinds = (("skip", stopped_skip), ("block", stopped_block))
+            cells.append("+".join(k for k, names in kinds if j.name in names))
+        cells += [
             num(j.grad_out),
             num(j.grad_skip),
             num(j.grad_block),
@@ -75,9 +105,10 @@ def report_table(report: Report) -> Table:
             ratio(j.block_ratio),
             "–" if j.cosine is None else f"{j.cosine:+.2f}",
             num(j.param_grad),
-            Text(bar(j.grad_in, span), style=style),
+            Text(bar(j.grad_in, span, BAR_WIDTH), style=style),
             Text(str(j.status), style=style),
-        )
+        ]
+        table.add_row(*(cell for cell, kept in zip(cells, keep) if kept))
     return table
 
 
@@ -95,7 +126,7 @@ def summary_lines(report: Report) -> list[Text]:
     else:
         first, last = report.junctions[0], report.junctions[-1]
         survived = Text(
-            f"{s.junctions} junctions · gradient reaching the first junction "
+            f"{_plural(s.junctions, 'junction')} · gradient reaching the first junction "
             f"({first.name}) is {ratio(s.survival)} what arrives at the last ({last.name})"
         )
         lines.append(survived)
@@ -112,9 +143,9 @@ def summary_lines(report: Report) -> list[Text]:
             lines.append(Text("flagged: none", style="green"))
     stopped = []
     if report.stop_gradient.skip:
-        stopped.append(f"skip at {len(report.stop_gradient.skip)} junction(s)")
+        stopped.append(f"skip at {_plural(len(report.stop_gradient.skip), 'junction')}")
     if report.stop_gradient.block:
-        stopped.append(f"block at {len(report.stop_gradient.block)} junction(s)")
+        stopped.append(f"block at {_plural(len(report.stop_gradient.block), 'junction')}")
     extra = f"loss {num(s.loss)} · |dL/d output| {num(s.grad_output)}"
     if stopped:
         extra += " · stop-gradient on " + " and ".join(stopped)
@@ -135,13 +166,18 @@ def summary_lines(report: Report) -> list[Text]:
     return lines
 
 
-def render_report(report: Report) -> Group:
+def render_report(report: Report, width: int | None = None) -> Group:
     parts: list = []
     if report.junctions:
-        parts.append(report_table(report))
+        parts.append(report_table(report, width))
     parts.extend(summary_lines(report))
     return Group(*parts)
 
 
 def print_report(report: Report, file: IO[str] | None = None) -> None:
-    console(file).print(render_report(report))
+    out = console(file)
+    out.print(render_report(report, out.width))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
