@@ -125,10 +125,14 @@ def summary_lines(report: Report) -> list[Text]:
         )
     else:
         first, last = report.junctions[0], report.junctions[-1]
-        survived = Text(
-            f"{_plural(s.junctions, 'junction')} · gradient reaching the first junction "
-            f"({first.name}) is {ratio(s.survival)} what arrives at the last ({last.name})"
-        )
+        if s.junctions == 1:
+            survived = Text(f"1 junction · the fork ({first.name}) receives {ratio(s.survival)} "
+                            "the gradient that arrives at the add")
+        else:
+            survived = Text(
+                f"{_plural(s.junctions, 'junction')} · gradient reaching the first junction "
+                f"({first.name}) is {ratio(s.survival)} what arrives at the last ({last.name})"
+            )
         lines.append(survived)
         if s.flagged:
             counts: dict[str, list[str]] = {}
