@@ -29,7 +29,7 @@ def ratio_style(value: float | None) -> str:
 def compare_table(c: Comparison) -> Table:
     base = c.variants[c.baseline]
     table = Table(
-        title=f"gradflow compare · {c.metric} · baseline: {c.baseline}",
+        title=f"gradflow compare · {c.metric} · {base.model.source}",
         caption=probe_line(base),
         title_justify="left",
         caption_justify="left",
