@@ -255,10 +255,11 @@ class Taps:
         nan = torch.full((), float("nan"), dtype=torch.float32, device=device)
         values: list[torch.Tensor] = []
         for tap in (self.taps[i] for i in self.measured):
+            skip, block = tap.norm
             values += [
                 tap.grad_out if tap.grad_out is not None else zero,
-                tap.norm[SKIP] if tap.norm[SKIP] is not None else zero,
-                tap.norm[BLOCK] if tap.norm[BLOCK] is not None else zero,
+                skip if skip is not None else zero,
+                block if block is not None else zero,
                 tap.grad_in if tap.grad_in is not None else zero,
                 tap.dot if tap.dot is not None else nan,
             ]

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from types import FrameType
 from typing import Any
 
 import torch
@@ -39,7 +40,7 @@ _ADD_FUNCTIONS = frozenset(
 
 def user_location(skip: int = 2) -> str | None:
     """`file:line` of the innermost frame outside torch and gradflow, relative to the cwd."""
-    frame = sys._getframe(skip)
+    frame: FrameType | None = sys._getframe(skip)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith((_TORCH_DIR, _GRADFLOW_DIR, "<")):

@@ -155,9 +155,9 @@ def summary_lines(report: Report) -> list[Text]:
         extra += " · stop-gradient on " + " and ".join(stopped)
     lines.append(Text(extra, style="dim"))
     if s.params_without_grad:
-        names = ", ".join(s.params_without_grad[:5]) + (" …" if len(s.params_without_grad) > 5 else "")
+        shown = ", ".join(s.params_without_grad[:5]) + (" …" if len(s.params_without_grad) > 5 else "")
         lines.append(
-            Text(f"{len(s.params_without_grad)} parameter(s) got no gradient: {names}", style="yellow")
+            Text(f"{len(s.params_without_grad)} parameter(s) got no gradient: {shown}", style="yellow")
         )
     if s.params_nonfinite:
         lines.append(
