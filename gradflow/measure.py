@@ -16,7 +16,7 @@ import torch
 
 from gradflow._version import __version__
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
-from gradflow.graph import BLOCK, SKIP, FoundJunction, all_nodes, find_junctions
+from gradflow.graph import ADD_NODES, BLOCK, SKIP, FoundJunction, all_nodes, find_junctions
 from gradflow.hooks import Measured, Taps, Variant, preserved
 from gradflow.naming import junction_names
 from gradflow.probe import (
@@ -310,9 +310,23 @@ def _forward_and_find(
     nodes = all_nodes([loss_tensor.grad_fn])
     found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes)
     timings["detect"] = time.perf_counter() - tick
+    if isinstance(model, torch.jit.ScriptModule):
+        _name_scripted_adds(model, nodes, recorder)
     naming = _names(found, recorder, param_names)
     kind = resolve_loss(loss, chosen)
     return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes)
+
+
+def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: ForwardRecorder) -> None:
+    """Give a TorchScript model's adds the module and line its graphs record, when the adds it
+    ran line up one to one with those graphs (see gradflow.script_sites)."""
+    from gradflow.script_sites import script_add_sites
+
+    sites = script_add_sites(model)
+    ran = sorted((n for n in nodes if type(n).__name__ in ADD_NODES), key=lambda n: n._sequence_nr())
+    if sites is not None and len(sites) == len(ran):
+        for node, site in zip(ran, sites):
+            recorder.sites.setdefault(node, site)
 
 
 def _graph_notes(nodes: Sequence[Any]) -> tuple[str, ...]:

@@ -162,6 +162,10 @@ def has_export_metadata(model: torch.nn.Module) -> bool:
 
 def run_forward(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run `model` forward; exported graphs go through an Interpreter that records add sites."""
+    if isinstance(model, torch.jit.ScriptModule):
+        # The profiling executor fuses graphs after a few runs, which would hide the adds.
+        with torch.jit.optimized_execution(False):
+            return model(*args, **kwargs)
     if not has_export_metadata(model):
         return model(*args, **kwargs)
 

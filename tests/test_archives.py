@@ -52,3 +52,29 @@ def test_scripted_model_probe_is_inferred(gradflow_cli, archives) -> None:  # ty
     report = _report(gradflow_cli, archives / "scripted.pt")
     assert report["probe"]["inputs"] == [{"shape": [8, 3, 32, 32], "dtype": "float32"}]
     assert len(report["junctions"]) == 6
+
+
+@pytest.mark.parametrize("name", ["scripted.pt", "traced.ts"])
+def test_torchscript_junctions_are_named_from_the_compiled_graphs(gradflow_cli, archives, name) -> None:  # type: ignore[no-untyped-def]
+    report = _report(gradflow_cli, archives / name, "--input", archives / "x.pt")
+    assert [j["name"] for j in report["junctions"]] == ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1"]
+    lines = (SAMPLES / "tiny_resnet.py").read_text().splitlines()
+    add_line = next(i for i, line in enumerate(lines, 1) if line.strip() == "out += identity")
+    assert all(j["location"].endswith(f"tiny_resnet.py:{add_line}") for j in report["junctions"])
+
+
+def test_torchscript_with_control_flow_keeps_positional_names(gradflow_cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    class Gated(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.f = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > -1e9:
+                x = x + self.f(x)
+            return x
+
+    torch.jit.save(torch.jit.script(Gated()), tmp_path / "gated.pt")
+    result = gradflow_cli("inspect", tmp_path / "gated.pt", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [j["name"] for j in json.loads(result.stdout)["junctions"]] == ["#0"]
