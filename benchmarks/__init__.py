@@ -1,0 +1,8 @@
+"""The performance benchmark of issue 7: gradflow against one bare forward and backward pass.
+
+    python -m benchmarks.run            # full run (about 5 minutes on 2 quiet CPU cores)
+    python -m benchmarks.run --quick    # small sizes, a smoke test of the harness
+    python -m benchmarks.breakdown --model gpt2   # where the extra time goes
+
+See docs/performance.md for the method, the targets and the latest figures.
+"""

@@ -1,0 +1,107 @@
+"""Where gradflow's extra time goes: a phase breakdown against the bare step, and cProfile.
+
+    python -m benchmarks.breakdown --model junctions1000 [--quick] [--runs 5] [--top 25]
+
+Phases of `gradflow.inspect` come from the Report's own `timings_s` (forward including the
+recorder and the loss, detect, backward including the hooks and the host transfer); "rest" is
+total minus those (model-state guard, naming, building the Report). The bare forward (with the
+loss) and bare backward are timed apart, interleaved with the inspect runs. cProfile then shows
+which Python functions carry the difference (`tottime` is time in the function itself); for
+hooks that the autograd engine calls, trust the phase breakdown over cProfile's attribution.
+(Not named profile.py: run as a script, that name would shadow the standard library's `profile`,
+which cProfile imports.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def breakdown(model: Any, inputs: Any, runs: int) -> dict[str, float]:
+    import torch
+
+    from benchmarks.workloads import LOSS, MODE, SEED, call
+    from gradflow.measure import inspect
+    from gradflow.probe import probe_loss, select_output
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    phases: dict[str, list[float]] = {k: [] for k in (
+        "bare_forward", "bare_backward", "bare_total", "forward", "detect", "backward", "rest",
+        "total")}
+    for i in range(runs + 1):
+        gc.collect()
+        tick = time.perf_counter()
+        model.train(MODE == "train")
+        loss = probe_loss(select_output(call(model, inputs)), LOSS, SEED)
+        mid = time.perf_counter()
+        torch.autograd.grad(loss, params)
+        end = time.perf_counter()
+        del loss
+        gc.collect()
+        start = time.perf_counter()
+        report = inspect(model, inputs, loss=LOSS, mode=MODE, seed=SEED)
+        total = time.perf_counter() - start
+        if i == 0:
+            continue  # warm-up
+        t = report.timings_s
+        phases["bare_forward"].append(mid - tick)
+        phases["bare_backward"].append(end - mid)
+        phases["bare_total"].append(end - tick)
+        phases["forward"].append(t["forward"])
+        phases["detect"].append(t["detect"])
+        phases["backward"].append(t["backward"])
+        phases["total"].append(total)
+        phases["rest"].append(total - t["forward"] - t["detect"] - t["backward"])
+    return {k: statistics.median(v) for k, v in phases.items()}
+
+
+def profile(model: Any, inputs: Any, top: int, sort: str) -> str:
+    from benchmarks.workloads import LOSS, MODE, SEED
+    from gradflow.measure import inspect
+
+    inspect(model, inputs, loss=LOSS, mode=MODE, seed=SEED)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    inspect(model, inputs, loss=LOSS, mode=MODE, seed=SEED)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(top)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.models import BENCHES, build
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.breakdown", description=__doc__)
+    parser.add_argument("--model", choices=list(BENCHES), default="junctions1000")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"))
+    args = parser.parse_args(argv)
+    model, inputs = build(args.model, args.quick)
+    phases = breakdown(model, inputs, args.runs)
+    print(f"{args.model}: medians of {args.runs} runs (ms)")
+    print(f"  bare:    forward+loss {phases['bare_forward'] * 1e3:8.2f}   backward "
+          f"{phases['bare_backward'] * 1e3:8.2f}   total {phases['bare_total'] * 1e3:8.2f}")
+    print(f"  inspect: forward+loss {phases['forward'] * 1e3:8.2f}   backward "
+          f"{phases['backward'] * 1e3:8.2f}   total {phases['total'] * 1e3:8.2f}"
+          f"   detect {phases['detect'] * 1e3:.2f}   rest {phases['rest'] * 1e3:.2f}")
+    print(profile(model, inputs, args.top, args.sort))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

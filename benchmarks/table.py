@@ -1,0 +1,141 @@
+"""The benchmark's tables: one Rich table per figure, each row against its target."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+TARGETS = {
+    "inspect": 1.05,      # inspect / bare forward+backward, median ratio of pairs
+    "compare": 1.05,      # compare (k variants) / one forward + k backward
+    "memory": 1.05,       # peak step memory, inspect / bare
+    "detect_s": 0.5,      # find_junctions on 1,000 junctions
+    "help_s": 0.3,        # gradflow --help
+}
+
+
+def verdict(value: float | None, target: float) -> str:
+    if value is None:
+        return "[yellow]n/a[/]"
+    return "[green]met[/]" if value <= target else "[red]missed[/]"
+
+
+def _s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _mib(n: float | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 2**20:.0f} MiB" if abs(n) >= 100 * 2**20 else f"{n / 2**20:.1f} MiB"
+
+
+def _x(r: float | None) -> str:
+    return "-" if r is None else f"{r:.3f}x"
+
+
+def render(results: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    machine = results["machine"]
+    console.print(
+        f"[bold]gradflow benchmark[/] {machine['date']}  {machine['cpu']} ({machine['cores']} cores, "
+        f"torch {machine['torch']} with {machine['torch_threads']} threads, device "
+        f"{machine['device']}){'  [yellow]--quick[/]' if results['settings']['quick'] else ''}"
+    )
+    for title, key, target_key, label in (
+        ("1. inspect / bare forward+backward", "inspect", "inspect", "inspect"),
+        (f"2. compare (k={results['settings']['k']}: baseline, sg-skip, sg-block) / forward + k "
+         "backward", "compare", "compare", "compare"),
+        (f"2b. compare, k={results['settings']['k']} unstopped variants (equal work) / forward + k "
+         "backward", "compare_equal", "compare", "compare"),
+    ):
+        rows = results.get(key)
+        if not rows:
+            continue
+        table = Table(title=title, title_justify="left")
+        for column in ("model", "pairs", "bare", label, "ratio (median)", "range", "cpu ratio",
+                       f"target ≤{TARGETS[target_key]}"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for name, row in rows.items():
+            if "error" in row:
+                table.add_row(name, "", "", "", f"[red]{row['error']}[/]", "", "", "")
+                continue
+            table.add_row(
+                name, str(row["pairs"]), _s(row["bare_median_s"]), _s(row["tool_median_s"]),
+                _x(row["ratio_median"]), f"{row['ratio_min']:.2f}–{row['ratio_max']:.2f}",
+                _x(row["cpu_ratio_median"]), verdict(row["ratio_median"], TARGETS[target_key]),
+            )
+        console.print(table)
+    memory = results.get("memory")
+    if memory:
+        table = Table(title="3. peak step memory, inspect / bare (fresh process each)",
+                      title_justify="left")
+        for column in ("model", "workers", "bare", "inspect", "extra", "ratio",
+                       "process peak ratio", f"target ≤{TARGETS['memory']}"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for name, row in memory.items():
+            if "error" in row:
+                table.add_row(name, "", "", "", "", f"[red]{row['error']}[/]", "", "")
+                continue
+            table.add_row(name, str(row["workers"]), _mib(row["bare_step_peak_bytes"]),
+                          _mib(row["tool_step_peak_bytes"]), _mib(row["extra_bytes"]),
+                          _x(row["ratio"]), _x(row["process_ratio"]),
+                          verdict(row["ratio"], TARGETS["memory"]) if row["ratio"] is not None
+                          else "[yellow]n/a: bare < 16 MiB[/]")
+        console.print(table)
+    detect = results.get("detect")
+    if detect:
+        table = Table(title="4. junction detection", title_justify="left")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_column("target", justify="right")
+        if "error" in detect:
+            table.add_row("error", f"[red]{detect['error']}[/]", "")
+        else:
+            fwd = detect["forward"]
+            table.add_row(f"find_junctions ({detect['junctions_found']} junctions)",
+                          _s(detect["find_junctions_median_s"]),
+                          f"<{TARGETS['detect_s']} s "
+                          + verdict(detect["find_junctions_median_s"], TARGETS["detect_s"]))
+            table.add_row("bare forward + loss", _s(fwd["bare_median_s"]), "")
+            table.add_row("recorded forward + loss", _s(fwd["tool_median_s"]),
+                          f"{_x(fwd['ratio_median'])} bare")
+            table.add_row("locate (forward, detect, name)", _s(detect["locate_median_s"]), "")
+            table.add_row("naming (locate - forward - detect)", _s(detect["naming_estimate_s"]), "")
+        console.print(table)
+    startup = results.get("help")
+    if startup:
+        table = Table(title="5. command-line start-up", title_justify="left")
+        table.add_column("measure")
+        table.add_column("median", justify="right")
+        table.add_column("target", justify="right")
+        if "error" in startup:
+            table.add_row("error", f"[red]{startup['error']}[/]", "")
+        else:
+            table.add_row(f"{startup['command']} ({startup['runs']} runs)", _s(startup["median_s"]),
+                          f"<{TARGETS['help_s']} s " + verdict(startup["median_s"], TARGETS["help_s"]))
+            table.add_row("python -c pass", _s(startup["python_startup_median_s"]), "")
+        console.print(table)
+    onnx = results.get("onnx")
+    if onnx:
+        table = Table(title="ONNX executor (gradflow.onnx.load_onnx_model)", title_justify="left")
+        for column in ("model", "executor bare", "inspect", "inspect ratio", "executor / torch bare",
+                       f"target ≤{TARGETS['inspect']}"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for name, row in onnx.items():
+            if "error" in row or "skipped" in row:
+                table.add_row(name, "", "", f"[yellow]{row.get('skipped') or row['error']}[/]", "", "")
+                continue
+            ins, exe = row["inspect"], row["executor_vs_torch"]
+            table.add_row(name, _s(ins["bare_median_s"]), _s(ins["tool_median_s"]),
+                          _x(ins["ratio_median"]), _x(exe["ratio_median"]),
+                          verdict(ins["ratio_median"], TARGETS["inspect"]))
+        console.print(table)
+    load = machine.get("load_average")
+    if load:
+        console.print(f"load average (1 min) before {load['before']:.2f}, after {load['after']:.2f}")

@@ -1,0 +1,39 @@
+"""The benchmark harness runs end to end on a tiny configuration, and its models are what
+benchmarks/models.py says. No timing thresholds: timings belong to `python -m benchmarks.run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.models import BENCHES, build
+from gradflow.measure import locate
+
+
+@pytest.mark.parametrize("name", list(BENCHES))
+def test_each_model_has_its_documented_junctions(name: str) -> None:
+    model, inputs = build(name, quick=True)
+    found = locate(model, inputs, mode="train")
+    assert len(found) == BENCHES[name].junctions
+
+
+def test_the_harness_runs_every_figure_on_a_tiny_config(tmp_path: Path) -> None:
+    from benchmarks import onnx_exec
+    from benchmarks.run import main
+
+    out = tmp_path / "bench.json"
+    figures = "inspect,compare,memory,detect,help" + ("" if onnx_exec.missing() else ",onnx")
+    code = main(["--quick", "--models", "deep_mlp", "--onnx-models", "deep_mlp", "--repeats", "1",
+                 "--memory-repeats", "1", "--figures", figures, "--json", str(out)])
+    results = json.loads(out.read_text())
+    assert code == 0, results
+    for figure in ("inspect", "compare"):
+        row = results[figure]["deep_mlp"]
+        assert row["pairs"] == BENCHES["deep_mlp"].pairs
+        assert row["bare_median_s"] > 0 and row["tool_median_s"] > 0 and row["ratio_median"] > 0
+    assert results["memory"]["deep_mlp"]["tool_process_peak_bytes"] > 0
+    assert results["detect"]["junctions_found"] == 1000
+    assert results["help"]["median_s"] > 0
+    assert results["settings"]["k"] == 3
