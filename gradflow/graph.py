@@ -72,6 +72,26 @@ def all_nodes(roots: Iterable[Any]) -> list[Any]:
     return out
 
 
+def feeding_params(nodes: Iterable[Any], params: Iterable[Any]) -> set[Any]:
+    """The nodes from which a trainable parameter can be reached, walking towards the inputs.
+
+    A backward pass that asks only for parameter gradients skips every other node, so a fork
+    outside this set would receive no gradient unless the inputs' gradients are asked for too.
+    Expanding children before parents (ascending sequence numbers) makes this one linear pass.
+    """
+    param_ids = {id(p) for p in params}
+    feeding: set[Any] = set()
+    ordered = sorted((n for n in nodes if not _is_leaf(n)), key=lambda n: n._sequence_nr())
+    for node in ordered:
+        for child, _ in node.next_functions:
+            if child is None:
+                continue
+            if (child in feeding) or (_is_leaf(child) and id(child.variable) in param_ids):
+                feeding.add(node)
+                break
+    return feeding
+
+
 def find_junctions(
     roots: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any], nodes: Iterable[Any] | None = None
 ) -> list[FoundJunction]:

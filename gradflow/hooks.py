@@ -43,27 +43,33 @@ class _JunctionTap:
     finishes, for the dot product that gives the cosine; then both are released.
     """
 
-    __slots__ = ("remaining", "partial", "norm", "dot", "grad_out", "grad_in")
+    __slots__ = ("remaining", "partial", "known", "norm", "dot", "grad_out", "grad_in")
 
     def __init__(self, expected: tuple[int, int]) -> None:
         self.remaining = list(expected)
         self.partial: list[torch.Tensor | None] = [None, None]
+        self.known: list[torch.Tensor | None] = [None, None]
         self.norm: list[torch.Tensor | None] = [None, None]
         self.dot: torch.Tensor | None = None
         self.grad_out: torch.Tensor | None = None
         self.grad_in: torch.Tensor | None = None
 
-    def contribute(self, side: int, grad: torch.Tensor | None) -> None:
+    def contribute(self, side: int, grad: torch.Tensor | None, norm: torch.Tensor | None = None) -> None:
+        """One edge's gradient into the fork; `norm` is its norm when already known."""
         if grad is not None:
             held = self.partial[side]
-            self.partial[side] = grad if held is None else held + grad
+            if held is None:
+                self.partial[side], self.known[side] = grad, norm
+            else:
+                self.partial[side], self.known[side] = held + grad, None
         self.remaining[side] -= 1
         if self.remaining[side] == 0:
             self._complete(side)
 
     def _complete(self, side: int) -> None:
         mine = self.partial[side]
-        self.norm[side] = _norm(mine) if mine is not None else None
+        known = self.known[side]
+        self.norm[side] = known if known is not None else (_norm(mine) if mine is not None else None)
         other = self.partial[1 - side]
         if self.remaining[1 - side] <= 0:
             if mine is not None and other is not None:
@@ -78,12 +84,23 @@ class _JunctionTap:
                 self._complete(side)
 
 
+GRAD_OUT, GRAD_IN = 0, 1  # what a pre-hook read is for
+
+
 @dataclass
 class _NodePlan:
-    """What the hooks on one autograd node do: stop operands of its junction, tap its edges."""
+    """What the hooks on one autograd node do.
+
+    The pre-hook norms the gradients arriving at the node's outputs (`reads`: grad_out of the
+    junction whose add it is, grad_in of junctions forking at it), each output once. The
+    post-hook stops operands of its junction and passes the gradients it sends to forks
+    (`taps`) on; one that is the very tensor the pre-hook normed (an identity skip) reuses it.
+    """
 
     junction: int | None = None  # index of the junction whose add this node is
     taps: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, input index)
+    reads: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, output nr, GRAD_*)
+    stash: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,8 @@ class Taps:
         """
         self.junctions = list(junctions)
         self.measured = list(range(len(junctions))) if measured is None else list(measured)
-        self.output = output
+        self.output: torch.Tensor | None = output  # released once its hook is in place
+        self.device = output.device
         self.fork_leaves = fork_leaves
         self.variant = Variant("baseline")
         self.taps: dict[int, _JunctionTap] = {}
@@ -144,7 +162,7 @@ class Taps:
 
     def _install(self) -> None:
         plans: dict[Any, _NodePlan] = {}
-        forks: dict[Any, list[tuple[int, int]]] = {}
+        leaf_forks: dict[int, list[int]] = {}
         for index, junction in enumerate(self.junctions):
             plans.setdefault(junction.add, _NodePlan()).junction = index
         for index in self.measured:
@@ -152,25 +170,42 @@ class Taps:
             for side in (SKIP, BLOCK):
                 for edge in junction.edges[side]:
                     plans.setdefault(edge.consumer, _NodePlan()).taps.append((index, side, edge.index))
-            forks.setdefault(junction.fork, []).append((index, junction.fork_output))
-            self.handles.append(junction.add.register_prehook(self._grad_out_hook(index)))
-        for node, plan in plans.items():
-            self.handles.append(node.register_hook(self._node_hook(plan)))
-        for node, targets in forks.items():
-            leaf = self.fork_leaves.get(id(node))
-            if leaf is not None:
-                self.handles.append(leaf.register_hook(self._input_hook(targets)))
+            plans[junction.add].reads.append((index, 0, GRAD_OUT))
+            if id(junction.fork) in self.fork_leaves:
+                leaf_forks.setdefault(id(junction.fork), []).append(index)
             else:
-                self.handles.append(node.register_prehook(self._fork_hook(targets)))
+                plans.setdefault(junction.fork, _NodePlan()).reads.append(
+                    (index, junction.fork_output, GRAD_IN)
+                )
+        for node, plan in plans.items():
+            if plan.reads:
+                self.handles.append(node.register_prehook(self._pre_hook(plan)))
+            if plan.taps or plan.junction is not None:
+                self.handles.append(node.register_hook(self._node_hook(plan)))
+        for key, indices in leaf_forks.items():
+            self.handles.append(self.fork_leaves[key].register_hook(self._input_hook(indices)))
+        assert self.output is not None
         self.handles.append(self.output.register_hook(self._output_hook()))
+        self.output = None  # the hook lives on the graph; holding the output would cost memory
 
-    # Hook factories: each closes over the indices it serves and reads the current taps.
+    # Hook factories: each closes over the plan it serves and reads the current taps.
 
-    def _grad_out_hook(self, index: int):  # type: ignore[no-untyped-def]
+    def _pre_hook(self, plan: _NodePlan):  # type: ignore[no-untyped-def]
         def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
-            grad = grad_outputs[0]
-            if grad is not None:
-                self.taps[index].grad_out = _norm(grad)
+            normed: dict[int, torch.Tensor] = {}
+            for index, output_nr, kind in plan.reads:
+                grad = grad_outputs[output_nr]
+                if grad is None:
+                    continue
+                norm = normed.get(output_nr)
+                if norm is None:
+                    norm = normed[output_nr] = _norm(grad)
+                    if plan.taps:  # the post-hook, which clears the stash, may reuse it
+                        plan.stash[id(grad)] = (grad, norm)
+                if kind == GRAD_OUT:
+                    self.taps[index].grad_out = norm
+                else:
+                    self.taps[index].grad_in = norm
 
         return hook
 
@@ -184,7 +219,10 @@ class Taps:
                 if replaced is not None:
                     grad_inputs = replaced
             for index, side, slot in plan.taps:
-                self.taps[index].contribute(side, grad_inputs[slot])
+                grad = grad_inputs[slot]
+                known = plan.stash.get(id(grad)) if grad is not None else None
+                self.taps[index].contribute(side, grad, known[1] if known and known[0] is grad else None)
+            plan.stash.clear()
             return replaced
 
         return hook
@@ -201,21 +239,13 @@ class Taps:
             return None
         return tuple(None if i in stopped else g for i, g in enumerate(grad_inputs))
 
-    def _fork_hook(self, targets: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
-        def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
-            for index, output_nr in targets:
-                grad = grad_outputs[output_nr]
-                if grad is not None:
-                    self.taps[index].grad_in = _norm(grad)
-
-        return hook
-
-    def _input_hook(self, targets: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+    def _input_hook(self, indices: list[int]):  # type: ignore[no-untyped-def]
         def hook(grad: torch.Tensor | None) -> None:
             if grad is None:  # every path into the input was stopped
                 return
-            for index, _ in targets:
-                self.taps[index].grad_in = _norm(grad)
+            norm = _norm(grad)
+            for index in indices:
+                self.taps[index].grad_in = norm
 
         return hook
 
@@ -250,7 +280,7 @@ class Taps:
         self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], loss: torch.Tensor
     ) -> Measured:
         """Move every number to the host in one transfer."""
-        device = self.output.device
+        device = self.device
         zero = torch.zeros((), dtype=torch.float32, device=device)
         nan = torch.full((), float("nan"), dtype=torch.float32, device=device)
         values: list[torch.Tensor] = []
@@ -322,7 +352,8 @@ def preserved(model: torch.nn.Module, devices: Sequence[Any] = ()) -> Iterator[N
             yield
         finally:
             for module, training in modes:
-                module.training = training
+                if module.training is not training:
+                    module.__dict__["training"] = training  # skips nn.Module.__setattr__
             with torch.no_grad():
                 for module, name, original, saved in buffers:
                     module._buffers[name] = original

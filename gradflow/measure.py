@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from gradflow._version import __version__
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
-from gradflow.graph import ADD_NODES, BLOCK, SKIP, FoundJunction, all_nodes, find_junctions
+from gradflow.graph import ADD_NODES, BLOCK, SKIP, FoundJunction, all_nodes, feeding_params, find_junctions
 from gradflow.hooks import Measured, Taps, Variant, preserved
 from gradflow.naming import junction_names
 from gradflow.probe import (
@@ -150,19 +150,16 @@ def measure(
         chosen = _measured(names, only, max_junctions)
         notes = graph.notes + _subset_note(len(chosen), len(names), only, max_junctions)
         fork_leaves = {id(j.fork): j.fork.variable for j in graph.found if _is_leaf(j.fork)}
+        wrt = params + _needed_inputs(graph, params, fork_leaves)
         measured: list[Measured] = []
         tick = time.perf_counter()
+        assert graph.output is not None
         with Taps(graph.found, graph.output, fork_leaves, chosen) as taps:
+            graph.output = None  # the output's hook lives on the graph: do not keep the tensor
             for k, variant in enumerate(stops):
                 try:
                     measured.append(
-                        taps.run(
-                            variant,
-                            graph.loss,
-                            params + graph.leaves,
-                            params,
-                            retain_graph=k < len(stops) - 1,
-                        )
+                        taps.run(variant, graph.loss, wrt, params, retain_graph=k < len(stops) - 1)
                     )
                 except GradflowError:
                     raise
@@ -269,12 +266,13 @@ def locate(
 class _Graph:
     probe: Probe
     leaves: list[torch.Tensor]
-    output: torch.Tensor
+    output: torch.Tensor | None
     loss: torch.Tensor
     loss_kind: Loss
     found: list[FoundJunction]
     naming: list[_Naming]
     notes: tuple[str, ...] = ()
+    nodes: list[Any] = field(default_factory=list)
 
 
 def _forward_and_find(
@@ -291,7 +289,8 @@ def _forward_and_find(
     probe, leaves = detached_inputs(as_probe(inputs).to(_model_device(model)))
     notes: tuple[str, ...] = ()
     try:
-        model.train(mode is Mode.TRAIN)
+        if any(m.training is not (mode is Mode.TRAIN) for m in model.modules()):
+            model.train(mode is Mode.TRAIN)
     except NotImplementedError:  # torch.export programs fix their mode when exported
         notes = ("this torch.export program runs in the mode it was exported in; --mode does not change it",)
     torch.manual_seed(seed)
@@ -314,7 +313,19 @@ def _forward_and_find(
         _name_scripted_adds(model, nodes, recorder)
     naming = _names(found, recorder, param_names)
     kind = resolve_loss(loss, chosen)
-    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes)
+    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes, nodes)
+
+
+def _needed_inputs(
+    graph: _Graph, params: list[torch.Tensor], fork_leaves: dict[int, torch.Tensor]
+) -> list[torch.Tensor]:
+    """Input tensors whose gradients the backward pass must compute: the inputs a junction forks
+    at, and all inputs when some fork has no parameter upstream (autograd would skip it). Asking
+    for input gradients nobody needs costs a whole extra backward through the first layer."""
+    feeding = feeding_params(graph.nodes, params)
+    if any(j.fork not in feeding for j in graph.found if not _is_leaf(j.fork)):
+        return list(graph.leaves)
+    return [t for t in graph.leaves if any(t is v for v in fork_leaves.values())]
 
 
 def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: ForwardRecorder) -> None:

@@ -10,6 +10,7 @@ reads the module path and source line the exporter stored on each graph node.
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
 import sys
@@ -44,15 +45,19 @@ def user_location(skip: int = 2) -> str | None:
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith((_TORCH_DIR, _GRADFLOW_DIR, "<")):
-            try:
-                shown = os.path.relpath(filename)
-            except ValueError:  # another drive on Windows
-                shown = filename
-            if shown.startswith(".."):
-                shown = filename
-            return f"{shown}:{frame.f_lineno}"
+            return f"{_shown(filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _shown(filename: str) -> str:
+    """A file name relative to the working directory when it lies below it."""
+    try:
+        shown = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        return filename
+    return filename if shown.startswith("..") else shown
 
 
 class _AddSites(TorchFunctionMode):
