@@ -88,3 +88,33 @@ def test_interrupt_during_backward_leaves_the_model_untouched() -> None:
         gradflow.inspect(model, _inputs("SmallResNet"))
     _assert_same(before, _snapshot(model))
     handle.remove()
+
+
+COMMANDS = {
+    "inspect": [], "compare": ["--sg-skip"], "check": [], "track": ["--steps", "2"], "blocks": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("outcome", ["success", "failure"])
+def test_every_command_leaves_the_users_files_untouched(gradflow_cli, tmp_path, command, outcome) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_cli_inspect import _load_sample
+
+    code = tmp_path / "net.py"
+    code.write_bytes((SAMPLES / "tiny_resnet.py").read_bytes())
+    checkpoint = tmp_path / "net.pt"
+    torch.save(_load_sample("tiny_resnet").build().state_dict(), checkpoint)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (code, checkpoint)}
+    extra = ["--input-shape", "2,7,32,32"] if outcome == "failure" else []
+    result = gradflow_cli(command, checkpoint, "--arch", code, *COMMANDS[command], *extra)
+    assert result.exit_code == (0 if outcome == "success" else 2), result.output
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (code, checkpoint)} == before
+
+
+def test_check_api_leaves_the_model_untouched() -> None:
+    from gradflow.testing import check_gradient_flow
+
+    model = _prepared()
+    before = _snapshot(model)
+    check_gradient_flow(model, _inputs("SmallResNet"), seeds=2)
+    _assert_same(before, _snapshot(model))
