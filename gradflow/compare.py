@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gradflow.report import METRICS, Report
@@ -27,15 +27,6 @@ class Comparison:
 
     def ratio(self, row: Row, variant: str) -> float | None:
         return ratio(row.values.get(variant), row.values.get(self.baseline))
-
-    def only_in(self, variant: str) -> list[str]:
-        """Junctions that this variant has and the baseline lacks (or the reverse, for baseline)."""
-        other = next((v for v in self.variants if v != variant), variant)
-        mine = {j.name for j in self.variants[variant].junctions}
-        theirs = {j.name for j in self.variants[other].junctions}
-        return (
-            [n for n in (j.name for j in self.variants[variant].junctions) if n not in theirs] if mine else []
-        )
 
 
 def ratio(value: float | None, base: float | None) -> float | None:
@@ -114,7 +105,3 @@ def two_source_names(a: str, b: str) -> tuple[str, str]:
 
     na, nb = PurePath(a).name or a, PurePath(b).name or b
     return (na, nb) if na != nb else ("A", "B")
-
-
-def metric_names() -> Sequence[str]:
-    return METRICS

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,9 +210,13 @@ def _from_specs(specs: Sequence[Any], options: ProbeOptions, limit: int | None) 
     memory.check_probe(((shape, spec.dtype.itemsize) for shape, spec in zip(shapes, specs)), limit)
     generator = torch.Generator().manual_seed(options.seed)
     high = options.input_high or 2
-    return p.Probe((), {
-        spec.name: p.random_tensor(shape, spec.dtype, generator, high) for shape, spec in zip(shapes, specs)
-    })
+    return p.Probe(
+        (),
+        {
+            spec.name: p.random_tensor(shape, spec.dtype, generator, high)
+            for shape, spec in zip(shapes, specs)
+        },
+    )
 
 
 def thresholds(vanishing_below: float, exploding_above: float, dead_below: float) -> Any:
@@ -227,9 +231,3 @@ def write_output(path: Path, text: str) -> None:
     except OSError as e:
         raise OptionError(f"cannot write {path}: {e.strerror or e}") from e
     print(f"gradflow: wrote {path}", file=sys.stderr)
-
-
-def run_timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    tick = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - tick
