@@ -15,13 +15,12 @@ from typing import Any
 import torch
 
 from gradflow._version import __version__
+from gradflow.choices import Loss, Mode
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
 from gradflow.graph import ADD_NODES, BLOCK, SKIP, FoundJunction, all_nodes, feeding_params, find_junctions
 from gradflow.hooks import Measured, Taps, Variant, preserved
 from gradflow.naming import junction_names
 from gradflow.probe import (
-    Loss,
-    Mode,
     Probe,
     as_probe,
     detached_inputs,

@@ -6,7 +6,6 @@ the source's `example_input()`, or inference from the model's first layer.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,28 +13,8 @@ from typing import Any
 
 import torch
 
+from gradflow.choices import Loss
 from gradflow.errors import ProbeError
-
-
-class Loss(str, enum.Enum):
-    """How the probe turns the model output into a scalar to differentiate."""
-
-    AUTO = "auto"
-    SUM = "sum"
-    MEAN = "mean"
-    MSE = "mse"
-    CE = "ce"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class Mode(str, enum.Enum):
-    TRAIN = "train"
-    EVAL = "eval"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from gradflow.choices import Loss, Mode
+
 MODEL = "Model"
 PROBE = "Probe"
 VERDICT = "Verdict thresholds"
@@ -20,17 +22,9 @@ class Format(str, enum.Enum):
     MARKDOWN = "markdown"
 
 
-class LossOption(str, enum.Enum):
-    AUTO = "auto"
-    SUM = "sum"
-    MEAN = "mean"
-    MSE = "mse"
-    CE = "ce"
-
-
-class ModeOption(str, enum.Enum):
-    TRAIN = "train"
-    EVAL = "eval"
+# The API's option sets, under the names the commands use.
+LossOption = Loss
+ModeOption = Mode
 
 
 SOURCE_HELP = (

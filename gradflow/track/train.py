@@ -18,11 +18,12 @@ from typing import Any
 import torch
 
 from gradflow._version import __version__
+from gradflow.choices import Loss
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
 from gradflow.graph import all_nodes, find_junctions
 from gradflow.hooks import Measured, Taps, Variant
 from gradflow.measure import _first_line, _graph_notes, _model_device, _names, _report
-from gradflow.probe import Loss, Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
+from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
 from gradflow.select import select
