@@ -37,7 +37,7 @@ from gradflow.cli.options import (
     Trust,
     VanishingBelow,
 )
-from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
+from gradflow.cli.session import ProbeOptions, build_probe, emit, guard, load, thresholds, write_output
 from gradflow.errors import OptionError
 from gradflow.report import METRICS
 
@@ -173,14 +173,10 @@ def emit_comparison(comparison, format: Format, output) -> None:  # type: ignore
     from gradflow.render.compare import comparison_markdown, print_comparison
     from gradflow.render.json import compare_json
 
-    if output is not None:
-        as_markdown = format is Format.MARKDOWN or (format is Format.TABLE and output.suffix == ".md")
-        write_output(
-            output, comparison_markdown(comparison) if as_markdown else compare_json(comparison.variants)
-        )
-    if format is Format.JSON and output is None:
-        print(compare_json(comparison.variants))
-    elif format is Format.MARKDOWN and output is None:
-        print(comparison_markdown(comparison), end="")
-    elif format is Format.TABLE:
-        print_comparison(comparison)
+    emit(
+        format,
+        output,
+        table=lambda: print_comparison(comparison),
+        json=lambda: compare_json(comparison.variants),
+        markdown=lambda: comparison_markdown(comparison),
+    )

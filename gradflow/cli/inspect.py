@@ -38,7 +38,7 @@ from gradflow.cli.options import (
     Trust,
     VanishingBelow,
 )
-from gradflow.cli.session import ProbeOptions, build_probe, guard, load, thresholds, write_output
+from gradflow.cli.session import ProbeOptions, build_probe, emit, guard, load, thresholds, write_output
 
 HtmlOpt = Annotated[
     Path | None,
@@ -134,18 +134,14 @@ def inspect_command(
 
 
 def emit_report(report, format: Format, output: Path | None) -> None:  # type: ignore[no-untyped-def]
-    """--format picks what is produced; --output also writes it to a file (a table as JSON,
-    or as Markdown for a .md file)."""
     from gradflow.render.json import report_json
     from gradflow.render.markdown import report_markdown
     from gradflow.render.table import print_report
 
-    if output is not None:
-        as_markdown = format is Format.MARKDOWN or (format is Format.TABLE and output.suffix == ".md")
-        write_output(output, report_markdown(report) if as_markdown else report_json(report))
-    if format is Format.JSON and output is None:
-        print(report_json(report))
-    elif format is Format.MARKDOWN and output is None:
-        print(report_markdown(report), end="")
-    elif format is Format.TABLE:
-        print_report(report)
+    emit(
+        format,
+        output,
+        table=lambda: print_report(report),
+        json=lambda: report_json(report),
+        markdown=lambda: report_markdown(report),
+    )

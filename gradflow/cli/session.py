@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,3 +231,26 @@ def write_output(path: Path, text: str) -> None:
     except OSError as e:
         raise OptionError(f"cannot write {path}: {e.strerror or e}") from e
     print(f"gradflow: wrote {path}", file=sys.stderr)
+
+
+def emit(
+    format: Any,
+    output: Path | None,
+    *,
+    table: Callable[[], None],
+    json: Callable[[], str],
+    markdown: Callable[[], str],
+) -> None:
+    """The output rule of inspect and compare: --format picks what is produced and where
+    stdout goes; --output also writes the result to a file (a table as JSON, or as Markdown for
+    a .md file), and then stdout carries only a table."""
+    kind = str(getattr(format, "value", format))
+    if output is not None:
+        as_markdown = kind == "markdown" or (kind == "table" and output.suffix == ".md")
+        write_output(output, markdown() if as_markdown else json())
+    if kind == "json" and output is None:
+        print(json())
+    elif kind == "markdown" and output is None:
+        print(markdown(), end="")
+    elif kind == "table":
+        table()
