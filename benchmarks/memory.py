@@ -53,7 +53,8 @@ def _reset_high_water() -> bool:
         return False
 
 
-def measure_here(model_name: str, workload: str, device_name: str, quick: bool) -> dict[str, Any]:
+def measure_here(model_name: str, workload: str, device_name: str, quick: bool,
+                 batch_multiplier: int = 1) -> dict[str, Any]:
     """Run in the worker: the peak bytes `workload` adds on top of what was live before it."""
     import torch
 
@@ -61,7 +62,7 @@ def measure_here(model_name: str, workload: str, device_name: str, quick: bool) 
     from benchmarks.workloads import steps, to_device
 
     device = torch.device(device_name)
-    model, inputs = build(model_name, quick)
+    model, inputs = build(model_name, quick, batch_multiplier)
     model.to(device)
     step = steps(model, to_device(inputs, device), workload)
     step()  # one-time costs (kernel caches, thread pools) out of the way
@@ -89,7 +90,8 @@ def measure_here(model_name: str, workload: str, device_name: str, quick: bool) 
 
 
 def measure_subprocess(model_name: str, workload: str, device: str, quick: bool,
-                       threads: int | None = None, timeout_s: float = 600) -> dict[str, Any]:
+                       threads: int | None = None, timeout_s: float = 600,
+                       batch_multiplier: int = 1) -> dict[str, Any]:
     """One worker process; returns its JSON result."""
     env = dict(os.environ)
     if threads is not None:
@@ -97,7 +99,8 @@ def measure_subprocess(model_name: str, workload: str, device: str, quick: bool,
     env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "benchmarks.memory", "--model", model_name,
-               "--workload", workload, "--device", device] + (["--quick"] if quick else [])
+               "--workload", workload, "--device", device,
+               "--batch-multiplier", str(batch_multiplier)] + (["--quick"] if quick else [])
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout_s, check=False)
     if done.returncode != 0:
@@ -107,12 +110,13 @@ def measure_subprocess(model_name: str, workload: str, device: str, quick: bool,
 
 
 def peak_ratio(model_name: str, bare: str, tool: str, device: str, quick: bool,
-               repeats: int, threads: int | None = None) -> dict[str, Any]:
+               repeats: int, threads: int | None = None, batch_multiplier: int = 1) -> dict[str, Any]:
     """Median step peak of `tool` over median step peak of `bare`, `repeats` workers each."""
     samples: dict[str, list[dict[str, Any]]] = {bare: [], tool: []}
     for _ in range(repeats):
         for workload in (bare, tool):
-            samples[workload].append(measure_subprocess(model_name, workload, device, quick, threads))
+            samples[workload].append(measure_subprocess(
+                model_name, workload, device, quick, threads, batch_multiplier=batch_multiplier))
     bare_peak = statistics.median(s["step_peak_bytes"] for s in samples[bare])
     tool_peak = statistics.median(s["step_peak_bytes"] for s in samples[tool])
     bare_total = statistics.median(s["peak_bytes"] for s in samples[bare])
@@ -137,8 +141,10 @@ def main() -> None:
     parser.add_argument("--workload", required=True, choices=["bare", "inspect", "bare-k", "compare"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch-multiplier", type=int, default=1)
     args = parser.parse_args()
-    print(json.dumps(measure_here(args.model, args.workload, args.device, args.quick)))
+    print(json.dumps(measure_here(args.model, args.workload, args.device, args.quick,
+                                  args.batch_multiplier)))
 
 
 if __name__ == "__main__":

@@ -263,9 +263,13 @@ QUICK_DESCRIBE = {
 }
 
 
-def build(name: str, quick: bool = False) -> tuple[nn.Module, Any]:
+def build(name: str, quick: bool = False, batch_multiplier: int = 1) -> tuple[nn.Module, Any]:
+    """The model and its probe batch; `batch_multiplier` repeats the batch that many times."""
     try:
         bench = BENCHES[name]
     except KeyError:
         raise KeyError(f"unknown benchmark model {name!r}: choose from {', '.join(BENCHES)}") from None
-    return bench.build(quick)
+    model, inputs = bench.build(quick)
+    if batch_multiplier != 1:
+        inputs = inputs.repeat(batch_multiplier, *([1] * (inputs.dim() - 1)))
+    return model, inputs

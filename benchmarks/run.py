@@ -58,6 +58,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="models exported to ONNX for the executor figure")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice, one per core)")
+    parser.add_argument("--batch-multiplier", type=int, default=1,
+                        help="repeat every probe batch N times (e.g. 8 for GPU-sized batches)")
     parser.add_argument("--json", type=Path, default=None, help="write every number to FILE")
     args = parser.parse_args(argv)
     from benchmarks.models import BENCHES
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(args.device),
         "settings": {"quick": args.quick, "device": args.device, "models": args.models,
                      "repeats": args.repeats, "memory_repeats": args.memory_repeats,
+                     "batch_multiplier": args.batch_multiplier,
                      "k": len(COMPARE_VARIANTS), "figures": args.figures},
     }
     load_before = os.getloadavg()[0]
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     timed_models = args.models if {"inspect", "compare"} & set(args.figures) else []
     for name in timed_models:
         bench = BENCHES[name]
-        model, inputs = build(name, args.quick)
+        model, inputs = build(name, args.quick, args.batch_multiplier)
         model.to(device)
         inputs = to_device(inputs, device)
         pairs = args.repeats * bench.pairs
@@ -174,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _log(f"memory: {name} ({args.memory_repeats} processes per side)")
             _guarded(results, "memory", name, functools.partial(
                 peak_ratio, name, "bare", "inspect", args.device, args.quick, args.memory_repeats,
-                args.threads))
+                args.threads, args.batch_multiplier))
     if "detect" in args.figures:
         from benchmarks.detection import detection
 

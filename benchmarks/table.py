@@ -46,6 +46,8 @@ def render(results: dict[str, Any], console: Console | None = None) -> None:
         f"[bold]gradflow benchmark[/] {machine['date']}  {machine['cpu']} ({machine['cores']} cores, "
         f"torch {machine['torch']} with {machine['torch_threads']} threads, device "
         f"{machine['device']}){'  [yellow]--quick[/]' if results['settings']['quick'] else ''}"
+        + (f"  batch x{results['settings']['batch_multiplier']}"
+           if results["settings"].get("batch_multiplier", 1) != 1 else "")
     )
     for title, key, target_key, label in (
         ("1. inspect / bare forward+backward", "inspect", "inspect", "inspect"),
