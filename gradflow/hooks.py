@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from gradflow.graph import BLOCK, SKIP, FoundJunction
+from gradflow.inventory import Inventory
 
 
 @dataclass(frozen=True)
@@ -293,11 +294,12 @@ class Taps:
                 tap.grad_in if tap.grad_in is not None else zero,
                 tap.dot if tap.dot is not None else nan,
             ]
-        scalar_params = []
+        present = [g for g in grads if g is not None]
+        # One fused kernel per device and dtype where torch has one (CUDA), not one per parameter.
+        norms = iter(torch._foreach_norm(present, 2, dtype=torch.float32) if present else ())
         for grad, param in zip(grads, params):
-            values.append(_norm(grad) if grad is not None else nan)
+            values.append(next(norms) if grad is not None else nan)
             if param.numel() == 1:
-                scalar_params.append(len(values))
                 values.append(grad.reshape(()).float() if grad is not None else nan)
         values.append(self.grad_output if self.grad_output is not None else nan)
         values.append(loss.detach().float().reshape(()))
@@ -331,21 +333,26 @@ class Taps:
 
 
 @contextmanager
-def preserved(model: torch.nn.Module, devices: Sequence[Any] = ()) -> Iterator[None]:
+def preserved(
+    model: torch.nn.Module, devices: Sequence[Any] = (), parts: Inventory | None = None
+) -> Iterator[None]:
     """Run a block and put the model back exactly as it was: modes, buffers, grads, RNG state.
 
     Parameters and their `.grad` are never written by the probe (gradients are taken with
     `torch.autograd.grad`); buffers such as batch-norm running statistics are restored by value
     into the original tensors, and the global RNG (CPU and the given CUDA devices) is forked.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    buffers = [
-        (module, name, buf, buf.detach().clone())
-        for module in model.modules()
+    parts = parts or Inventory.of(model)
+    modes = [(m, m.training) for m in parts.unique_modules]
+    slots = [
+        (module, name, buf)
+        for module in parts.unique_modules
         for name, buf in module._buffers.items()
         if buf is not None
     ]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    originals = [buf for _, _, buf in slots]
+    saved = _copy_all(originals)
+    flags = [(p, p.requires_grad) for _, p in parts.parameters]
     cuda = [d for d in devices if getattr(d, "type", None) == "cuda"]
     with torch.random.fork_rng(devices=cuda, enabled=True):
         try:
@@ -354,10 +361,24 @@ def preserved(model: torch.nn.Module, devices: Sequence[Any] = ()) -> Iterator[N
             for module, training in modes:
                 if module.training is not training:
                     module.__dict__["training"] = training  # skips nn.Module.__setattr__
-            with torch.no_grad():
-                for module, name, original, saved in buffers:
-                    module._buffers[name] = original
-                    if original.data_ptr() != saved.data_ptr():
-                        original.copy_(saved)
+            for module, name, original in slots:
+                module._buffers[name] = original
+            _copy_all(saved, into=originals)
             for param, flag in flags:
                 param.requires_grad_(flag)
+
+
+def _copy_all(tensors: list[torch.Tensor], into: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Copy `tensors` into `into` (new tensors when None), value for value: one fused copy on CUDA
+    for dense tensors instead of one kernel per buffer; other layouts one by one."""
+    with torch.no_grad():
+        if into is None:
+            into = [torch.empty_like(t) if t.layout == torch.strided else t.clone() for t in tensors]
+        strided = [t.layout == torch.strided and d.layout == torch.strided for d, t in zip(into, tensors)]
+        dense = [(d, t) for d, t, s in zip(into, tensors, strided) if s]
+        if dense:
+            torch._foreach_copy_([d for d, _ in dense], [t for _, t in dense])
+        for d, t, s in zip(into, tensors, strided):
+            if not s:
+                d.copy_(t)
+    return into

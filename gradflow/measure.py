@@ -19,6 +19,7 @@ from gradflow.choices import Loss, Mode
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
 from gradflow.graph import ADD_NODES, BLOCK, SKIP, FoundJunction, all_nodes, feeding_params, find_junctions
 from gradflow.hooks import Measured, Taps, Variant, preserved
+from gradflow.inventory import Inventory
 from gradflow.naming import junction_names
 from gradflow.probe import (
     Probe,
@@ -137,13 +138,14 @@ def measure(
     mode = Mode(mode)
     started = time.perf_counter()
     timings = dict(timings or {})
-    device = _model_device(model)
-    params = _trainable(model)
-    param_names = {id(p): n for n, p in model.named_parameters()}
+    parts = Inventory.of(model)
+    device = parts.device()
+    params = parts.trainable()
+    param_names = parts.parameter_names()
     autocast = _autocast(dtype, device)
-    with preserved(model, [device]):
+    with preserved(model, [device], parts):
         with autocast:
-            graph = _forward_and_find(model, inputs, mode, seed, loss, params, param_names, timings)
+            graph = _forward_and_find(model, inputs, mode, seed, loss, parts, timings)
         names = [n.name for n in graph.naming]
         stops = [_resolve(v, names, at) for v in variants]
         chosen = _measured(names, only, max_junctions)
@@ -166,7 +168,7 @@ def measure(
                     raise ModelError(f"the backward pass failed: {type(e).__name__}: {_first_line(e)}") from e
         timings["backward"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started + timings.get("load", 0.0)
-    model_info = ModelInfo(source, source_format, sum(p.numel() for p in model.parameters()))
+    model_info = ModelInfo(source, source_format, parts.parameter_count())
     probe_info = ProbeInfo(
         inputs=tuple(
             InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in graph.probe.tensors()
@@ -242,10 +244,9 @@ def locate(
     model: torch.nn.Module, inputs: Any, *, mode: Mode | str = Mode.EVAL, seed: int = 0
 ) -> list[Located]:
     """Find the junctions of `model` from one forward pass, without a backward pass."""
-    params = _trainable(model)
-    param_names = {id(p): n for n, p in model.named_parameters()}
-    with preserved(model, [_model_device(model)]):
-        graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, params, param_names, {})
+    parts = Inventory.of(model)
+    with preserved(model, [parts.device()], parts):
+        graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, parts, {})
     return [
         Located(
             i,
@@ -280,21 +281,21 @@ def _forward_and_find(
     mode: Mode,
     seed: int,
     loss: Loss | str,
-    params: list[torch.Tensor],
-    param_names: dict[int, str],
+    parts: Inventory,
     timings: dict[str, float],
 ) -> _Graph:
     """The probe's forward pass (recording add sites) and the junctions in the graph it built."""
-    probe, leaves = detached_inputs(as_probe(inputs).to(_model_device(model)))
+    params = parts.trainable()
+    probe, leaves = detached_inputs(as_probe(inputs).to(parts.device()))
     notes: tuple[str, ...] = ()
     try:
-        if any(m.training is not (mode is Mode.TRAIN) for m in model.modules()):
+        if any(m.training is not (mode is Mode.TRAIN) for m in parts.unique_modules):
             model.train(mode is Mode.TRAIN)
     except NotImplementedError:  # torch.export programs fix their mode when exported
         notes = ("this torch.export program runs in the mode it was exported in; --mode does not change it",)
     torch.manual_seed(seed)
     tick = time.perf_counter()
-    with ForwardRecorder(model) as recorder:
+    with ForwardRecorder(model, parts.modules) as recorder:
         output = _forward(model, probe)
     chosen = select_output(output)
     loss_tensor = probe_loss(chosen, loss, seed)
@@ -310,7 +311,7 @@ def _forward_and_find(
     timings["detect"] = time.perf_counter() - tick
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
-    naming = _names(found, recorder, param_names)
+    naming = _names(found, recorder, parts.parameter_names())
     kind = resolve_loss(loss, chosen)
     return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes, nodes)
 
@@ -535,16 +536,8 @@ def _is_leaf(node: Any) -> bool:
     return type(node).__name__ == "AccumulateGrad"
 
 
-def _trainable(model: torch.nn.Module) -> list[torch.Tensor]:
-    return [p for p in model.parameters() if p.requires_grad]
-
-
 def _model_device(model: torch.nn.Module) -> torch.device:
-    for param in model.parameters():
-        return param.device
-    for buffer in model.buffers():
-        return buffer.device
-    return torch.device("cpu")
+    return Inventory.of(model).device()
 
 
 def _first_line(error: BaseException) -> str:

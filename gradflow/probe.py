@@ -275,7 +275,11 @@ def probe_loss(output: torch.Tensor, loss: Loss | str, seed: int) -> torch.Tenso
     generator = torch.Generator().manual_seed(seed)
     classes = output.shape[-1]
     logits = output.reshape(-1, classes).float()
-    labels = torch.randint(0, classes, (logits.shape[0],), generator=generator).to(output.device)
+    labels = torch.randint(0, classes, (logits.shape[0],), generator=generator)
+    if output.device.type == "cuda":  # from pinned memory the copy does not wait for the device
+        labels = labels.pin_memory().to(output.device, non_blocking=True)
+    else:
+        labels = labels.to(output.device)
     return torch.nn.functional.cross_entropy(logits, labels)
 
 

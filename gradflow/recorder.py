@@ -1,11 +1,14 @@
 """What the forward pass knows and the autograd graph forgets: which module ran each add, where.
 
 `ForwardRecorder` is active only while the probe runs forward. It keeps a stack of the model's
-modules (global forward pre/post hooks, removed on exit), sees every addition through a
-TorchFunctionMode (so `+`, `+=`, `torch.add` and `Tensor.add_` in eager code are named after the
-innermost module and the user's source line), and notes each module's output node so branches can
-list the modules they pass through. Exported programs run through an fx Interpreter instead, which
-reads the module path and source line the exporter stored on each graph node.
+modules (global forward pre/post hooks, removed on exit), sees every addition through wrappers
+around the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`, `Tensor.add`,
+`Tensor.add_`), installed on entry and removed on exit, so each add is named after the innermost
+module and the user's source line, and notes each module's output node so branches can list the
+modules they pass through. Only additions pay for the recording: a TorchFunctionMode would send
+every operation of the forward pass through Python. Exported programs run through an fx
+Interpreter instead, which reads the module path and source line the exporter stored on each
+graph node.
 """
 
 from __future__ import annotations
@@ -14,29 +17,19 @@ import functools
 import operator
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from types import FrameType
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from gradflow import sites
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _GRADFLOW_DIR = os.path.dirname(os.path.abspath(__file__))
-_ADD_FUNCTIONS = frozenset(
-    {
-        torch.add,
-        torch.Tensor.add,
-        torch.Tensor.add_,
-        torch.Tensor.__add__,
-        torch.Tensor.__radd__,
-        torch.Tensor.__iadd__,
-    }
-)
+_ADD_METHODS = ("__add__", "__radd__", "__iadd__", "add", "add_")
 
 
 def user_location(skip: int = 2) -> str | None:
@@ -60,16 +53,35 @@ def _shown(filename: str) -> str:
     return filename if shown.startswith("..") else shown
 
 
-class _AddSites(TorchFunctionMode):
-    def __init__(self, stack: list[str]) -> None:
-        super().__init__()
-        self.stack = stack
+@contextmanager
+def _adds_recorded(stack: list[str]) -> Iterator[None]:
+    """Wrap torch.add and the Tensor add methods so each result is recorded as an AddSite of
+    the module on top of `stack`; the originals are back on exit, whatever happens."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        result = func(*args, **(kwargs or {}))
-        if func in _ADD_FUNCTIONS:
-            sites.record_add(result, self.stack[-1], user_location())
-        return result
+    def recorded(original: Any) -> Any:
+        @functools.wraps(original)
+        def add(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if isinstance(result, torch.Tensor):
+                sites.record_add(result, stack[-1], user_location())
+            return result
+
+        return add
+
+    own = {name: torch.Tensor.__dict__[name] for name in _ADD_METHODS if name in torch.Tensor.__dict__}
+    torch_add = torch.add
+    try:
+        for name in _ADD_METHODS:
+            setattr(torch.Tensor, name, recorded(getattr(torch.Tensor, name)))
+        torch.add = recorded(torch_add)
+        yield
+    finally:
+        torch.add = torch_add
+        for name in _ADD_METHODS:
+            if name in own:
+                setattr(torch.Tensor, name, own[name])
+            elif name in torch.Tensor.__dict__:
+                delattr(torch.Tensor, name)
 
 
 class ForwardRecorder:
@@ -79,9 +91,11 @@ class ForwardRecorder:
     maps an autograd node to the names of the modules whose output it produced.
     """
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(
+        self, model: torch.nn.Module, modules: Sequence[tuple[str, torch.nn.Module]] | None = None
+    ) -> None:
         self.names: dict[int, str] = {}
-        for name, module in model.named_modules(remove_duplicate=False):
+        for name, module in modules if modules is not None else model.named_modules(remove_duplicate=False):
             self.names.setdefault(id(module), name)
         self.stack: list[str] = [""]
         self.module_outputs: dict[Any, list[str]] = {}
@@ -98,7 +112,7 @@ class ForwardRecorder:
             self.sites = self._exit.enter_context(sites.recording())
             self._exit.enter_context(register_module_forward_pre_hook(self._enter_module))
             self._exit.enter_context(register_module_forward_hook(self._leave_module, always_call=True))
-            self._exit.enter_context(_AddSites(self.stack))
+            self._exit.enter_context(_adds_recorded(self.stack))
         except BaseException:
             self._exit.close()
             raise
@@ -118,6 +132,10 @@ class ForwardRecorder:
             return
         if len(self.stack) > 1 and self.stack[-1] == name:
             self.stack.pop()
+        if isinstance(output, torch.Tensor):
+            if output.grad_fn is not None:
+                self.module_outputs.setdefault(output.grad_fn, []).append(name)
+            return
         for leaf in tree_leaves(output):
             node = getattr(leaf, "grad_fn", None)
             if node is not None:

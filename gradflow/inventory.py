@@ -1,0 +1,51 @@
+"""One walk over the model's module tree, shared by every step of a measurement.
+
+The state guard, the forward recorder, the parameter list and the report each need the model's
+modules or parameters. Walking a 2,000-module tree takes milliseconds, so a measurement walks it
+once and hands this inventory around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """`modules`: every (name, module) pair, a shared module under each of its names;
+    `parameters`: (name, parameter) as `named_parameters()` gives them, each parameter once."""
+
+    modules: tuple[tuple[str, torch.nn.Module], ...]
+    parameters: tuple[tuple[str, torch.nn.Parameter], ...]
+    unique_modules: tuple[torch.nn.Module, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        seen: dict[int, torch.nn.Module] = {}
+        for _, module in self.modules:
+            seen.setdefault(id(module), module)
+        object.__setattr__(self, "unique_modules", tuple(seen.values()))
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> Inventory:
+        return cls(tuple(model.named_modules(remove_duplicate=False)), tuple(model.named_parameters()))
+
+    def trainable(self) -> list[torch.Tensor]:
+        return [p for _, p in self.parameters if p.requires_grad]
+
+    def parameter_names(self) -> dict[int, str]:
+        return {id(p): name for name, p in self.parameters}
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for _, p in self.parameters)
+
+    def device(self) -> torch.device:
+        """Where the model lives: its first parameter's device, else its first buffer's, else cpu."""
+        for _, param in self.parameters:
+            return param.device
+        for module in self.unique_modules:
+            for buffer in module._buffers.values():
+                if buffer is not None:
+                    return buffer.device
+        return torch.device("cpu")
