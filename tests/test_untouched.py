@@ -25,6 +25,8 @@ def _snapshot(model: torch.nn.Module) -> dict:
         "global_hooks": (len(torch.nn.modules.module._global_forward_hooks),
                          len(torch.nn.modules.module._global_forward_pre_hooks)),
         "rng": torch.get_rng_state(),
+        # The recorder wraps torch.add and the Tensor add methods during the forward pass only.
+        "adds": (torch.add, {k: v for k, v in vars(torch.Tensor).items() if "add" in k}),
     }
 
 
@@ -35,7 +37,7 @@ def _assert_same(before: dict, after: dict) -> None:
     for name, grad in before["grads"].items():
         other = after["grads"][name]
         assert (grad is None and other is None) or torch.equal(grad, other), name
-    for key in ("requires_grad", "modes", "hooks", "global_hooks"):
+    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds"):
         assert before[key] == after[key], key
     assert torch.equal(before["rng"], after["rng"])
 
