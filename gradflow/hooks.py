@@ -369,16 +369,22 @@ def preserved(
 
 
 def _copy_all(tensors: list[torch.Tensor], into: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-    """Copy `tensors` into `into` (new tensors when None), value for value: one fused copy on CUDA
-    for dense tensors instead of one kernel per buffer; other layouts one by one."""
+    """Copy `tensors` into `into` (new tensors when None), value for value.
+
+    Dense tensors go through `torch._foreach_copy_` one (device, dtype) group at a time: on CUDA a
+    group is one fused kernel, where a mixed list falls back to one copy per tensor. Other
+    layouts are copied one by one."""
     with torch.no_grad():
         if into is None:
             into = [torch.empty_like(t) if t.layout == torch.strided else t.clone() for t in tensors]
-        strided = [t.layout == torch.strided and d.layout == torch.strided for d, t in zip(into, tensors)]
-        dense = [(d, t) for d, t, s in zip(into, tensors, strided) if s]
-        if dense:
-            torch._foreach_copy_([d for d, _ in dense], [t for _, t in dense])
-        for d, t, s in zip(into, tensors, strided):
-            if not s:
+        groups: dict[tuple[Any, ...], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for d, t in zip(into, tensors):
+            if t.layout == torch.strided and d.layout == torch.strided:
+                dst, src = groups.setdefault((t.device, t.dtype, d.device, d.dtype), ([], []))
+                dst.append(d)
+                src.append(t)
+            else:
                 d.copy_(t)
+        for dst, src in groups.values():
+            torch._foreach_copy_(dst, src)
     return into
