@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,11 @@ def load_exported(spec: str, options: LoadOptions) -> LoadedModel:
     import torch
 
     try:
-        program = torch.export.load(str(Path(spec).expanduser()))
+        with warnings.catch_warnings():
+            # Some torch versions (2.11) warn, while reading the archive, that its bytes are
+            # read-only: a note about torch's own loading that the user cannot act on.
+            warnings.filterwarnings("ignore", message="The given buffer is not writable")
+            program = torch.export.load(str(Path(spec).expanduser()))
         module = program.module()
     except Exception as e:
         raise SourceError(
