@@ -28,23 +28,40 @@ class Variant:
     stop_block: frozenset[int] = frozenset()
 
 
+_DOT_FROM = 1 << 16  # elements; below this a norm costs its call, not its arithmetic
+
+
+def _by_dot(tensor: torch.Tensor) -> bool:
+    return tensor.device.type == "cpu" and tensor.dtype == torch.float32 and tensor.is_contiguous()
+
+
 def _norm(tensor: torch.Tensor) -> torch.Tensor:
     """The 2-norm as a float32 zero-dim tensor on the tensor's device, without a sync.
 
     For dense float32 tensors on the CPU, `sqrt(dot(x, x))`: the BLAS dot product runs about
     2.4x faster there than `linalg.vector_norm`, and in a measurement on 2.4 M normal values it
     was closer to the float64 norm (relative error 7e-7 against 4e-5)."""
-    if tensor.device.type == "cpu" and tensor.dtype == torch.float32 and tensor.is_contiguous():
+    if _by_dot(tensor):
         flat = tensor.view(-1)
         return torch.dot(flat, flat).sqrt()
     return torch.linalg.vector_norm(tensor, dtype=torch.float32)
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """`_norm` of each; on CUDA one fused `_foreach_norm` kernel per dtype instead of one each."""
-    if tensors and all(t.device.type == "cuda" for t in tensors):
-        return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))
-    return [_norm(t) for t in tensors]
+    """`_norm` of each. Large CPU tensors go through the dot product; the rest through one
+    `_foreach_norm` call (one fused kernel per dtype on CUDA, one C++ loop on the CPU, where 148
+    small tensors take 0.14 ms against 0.51 ms one Python call each)."""
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    rest = []
+    for i, t in enumerate(tensors):
+        if t.numel() >= _DOT_FROM and _by_dot(t):
+            out[i] = _norm(t)
+        else:
+            rest.append(i)
+    if rest:
+        for i, norm in zip(rest, torch._foreach_norm([tensors[i] for i in rest], 2, dtype=torch.float32)):
+            out[i] = norm
+    return out  # type: ignore[return-value]
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

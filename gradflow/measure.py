@@ -430,6 +430,7 @@ def _report(
         if dot is not None and skip > 0 and block > 0 and math.isfinite(dot):
             cosine = max(-1.0, min(1.0, dot / (skip * block)))
         ratio = block / skip if skip > 0 and math.isfinite(skip) else None
+        numbers = (values.grad_out[k], skip, block, values.grad_in[k], param_grad)
         junction = Junction(
             index=i,
             name=nm.name,
@@ -446,9 +447,9 @@ def _report(
             block_ratio=ratio,
             cosine=cosine,
             param_grad=param_grad,
-            status=Status.OK,
+            status=_status(numbers, ratio, values.grad_output, thresholds),
         )
-        junctions.append(_with_status(junction, values.grad_output, thresholds))
+        junctions.append(junction)
     parameters = tuple(
         ParamGrad(
             param_names.get(id(p), f"<param {k}>"),
@@ -493,21 +494,22 @@ def _report(
     )
 
 
-def _with_status(j: Junction, grad_output: float | None, t: Thresholds) -> Junction:
-    from dataclasses import replace
-
-    numbers = [j.grad_out, j.grad_skip, j.grad_block, j.grad_in, j.param_grad]
+def _status(
+    numbers: tuple[float | None, ...], block_ratio: float | None, grad_output: float | None, t: Thresholds
+) -> Status:
+    """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad)."""
     if any(v is None or not math.isfinite(v) for v in numbers):
-        return replace(j, status=Status.NONFINITE)
-    assert j.grad_in is not None and j.grad_out is not None
+        return Status.NONFINITE
+    grad_out, _, _, grad_in, _ = numbers
+    assert grad_in is not None and grad_out is not None
     if grad_output and math.isfinite(grad_output):
-        if max(j.grad_in, j.grad_out) / grad_output > t.exploding_above:
-            return replace(j, status=Status.EXPLODING)
-        if j.grad_in / grad_output < t.vanishing_below:
-            return replace(j, status=Status.VANISHING)
-    if j.block_ratio is not None and j.block_ratio < t.dead_below:
-        return replace(j, status=Status.DEAD)
-    return j
+        if max(grad_in, grad_out) / grad_output > t.exploding_above:
+            return Status.EXPLODING
+        if grad_in / grad_output < t.vanishing_below:
+            return Status.VANISHING
+    if block_ratio is not None and block_ratio < t.dead_below:
+        return Status.DEAD
+    return Status.OK
 
 
 def _forward(model: torch.nn.Module, probe: Probe) -> Any:
