@@ -29,6 +29,7 @@ class Variant:
 
 
 _DOT_FROM = 1 << 16  # elements; below this a norm costs its call, not its arithmetic
+_TO_FLOAT32 = (torch.float32, torch.bfloat16, torch.float16)  # norms accumulate in float32
 
 
 def _by_dot(tensor: torch.Tensor) -> bool:
@@ -44,7 +45,9 @@ def _norm(tensor: torch.Tensor) -> torch.Tensor:
     if _by_dot(tensor):
         flat = tensor.view(-1)
         return torch.dot(flat, flat).sqrt()
-    return torch.linalg.vector_norm(tensor, dtype=torch.float32)
+    if tensor.dtype in _TO_FLOAT32:
+        return torch.linalg.vector_norm(tensor, dtype=torch.float32)
+    return torch.linalg.vector_norm(tensor).float()  # float64 keeps its own precision
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -54,7 +57,7 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     out: list[torch.Tensor | None] = [None] * len(tensors)
     rest = []
     for i, t in enumerate(tensors):
-        if t.numel() >= _DOT_FROM and _by_dot(t):
+        if (t.numel() >= _DOT_FROM and _by_dot(t)) or t.dtype not in _TO_FLOAT32:
             out[i] = _norm(t)
         else:
             rest.append(i)
@@ -65,6 +68,8 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.dtype == b.dtype == torch.float64:
+        return torch.dot(a.reshape(-1), b.reshape(-1)).float()
     return torch.dot(a.reshape(-1).float(), b.reshape(-1).float())
 
 

@@ -166,3 +166,15 @@ def test_ce_loss_uses_seeded_labels() -> None:
     c = gradflow.inspect(model, x, loss="ce", seed=4)
     assert a.summary.loss == b.summary.loss
     assert a.summary.loss != c.summary.loss
+
+
+def test_float64_model_matches_autograd() -> None:
+    """Norms of float64 gradients keep float64 precision (a float32 accumulator would refuse)."""
+    torch.manual_seed(0)
+    model = models.SmallResNet().double()
+    x = _inputs("SmallResNet").double()
+    report = gradflow.inspect(model, x, loss="mse")
+    expected = reference(model, x, mse)
+    for junction, ref in zip(report.junctions, expected):
+        for metric in METRICS:
+            assert getattr(junction, metric) == pytest.approx(ref[metric], rel=1e-6, abs=1e-12), (junction.name, metric)
