@@ -2,9 +2,9 @@
 
 The bare floor uses the same model, batch, mode and loss (`gradflow.probe.probe_loss` on the
 output `gradflow.probe.select_output` picks) and differentiates with `torch.autograd.grad` over
-the trainable parameters, as a training step would. gradflow additionally asks for the gradient
-of floating-point inputs (so a fork at the model input can be measured); that is part of the
-overhead being measured, not something the floor should copy.
+the trainable parameters, as a training step would. gradflow also asks for an input's gradient
+when a junction forks at the input; that is part of the overhead being measured, not something
+the floor should copy (none of the benchmark models needs it).
 """
 
 from __future__ import annotations
