@@ -11,6 +11,20 @@ from dataclasses import dataclass, field
 
 import torch
 
+COMPILED_NOTE = (
+    "measured the eager module behind torch.compile: a compiled graph reaches autograd as one "
+    "opaque node, with no adds inside to find"
+)
+
+
+def eager(model: torch.nn.Module) -> tuple[torch.nn.Module, tuple[str, ...]]:
+    """The module `torch.compile` wraps (it shares the parameters), and a note saying so; any
+    other model as it is. The compiled wrapper is never called, so nothing is compiled."""
+    inner = getattr(model, "_orig_mod", None)
+    if type(model).__name__ == "OptimizedModule" and isinstance(inner, torch.nn.Module):
+        return inner, (COMPILED_NOTE,)
+    return model, ()
+
 
 @dataclass(frozen=True)
 class Inventory:

@@ -19,7 +19,7 @@ from gradflow.choices import Loss, Mode
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
 from gradflow.graph import ADD_NODES, BLOCK, SKIP, FoundJunction, all_nodes, feeding_params, find_junctions
 from gradflow.hooks import Measured, Taps, Variant, preserved
-from gradflow.inventory import Inventory
+from gradflow.inventory import Inventory, eager
 from gradflow.naming import junction_names
 from gradflow.probe import (
     Probe,
@@ -137,6 +137,7 @@ def measure(
     thresholds = thresholds or Thresholds()
     mode = Mode(mode)
     started = time.perf_counter()
+    model, compiled = eager(model)
     timings = dict(timings or {})
     parts = Inventory.of(model)
     device = parts.device()
@@ -149,7 +150,7 @@ def measure(
         names = [n.name for n in graph.naming]
         stops = [_resolve(v, names, at) for v in variants]
         chosen = _measured(names, only, max_junctions)
-        notes = graph.notes + _subset_note(len(chosen), len(names), only, max_junctions)
+        notes = compiled + graph.notes + _subset_note(len(chosen), len(names), only, max_junctions)
         fork_leaves = {id(j.fork): j.fork.variable for j in graph.found if _is_leaf(j.fork)}
         wrt = params + _needed_inputs(graph, params, fork_leaves)
         measured: list[Measured] = []
@@ -244,6 +245,7 @@ def locate(
     model: torch.nn.Module, inputs: Any, *, mode: Mode | str = Mode.EVAL, seed: int = 0
 ) -> list[Located]:
     """Find the junctions of `model` from one forward pass, without a backward pass."""
+    model, _ = eager(model)
     parts = Inventory.of(model)
     with preserved(model, [parts.device()], parts):
         graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, parts, {})

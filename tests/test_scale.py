@@ -179,3 +179,42 @@ def test_unknown_dtype_is_a_clear_error(gradflow_cli) -> None:
     result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", "--dtype", "int8")
     assert result.exit_code == 2
     assert "--dtype" in result.stderr or "dtype" in result.stderr
+
+
+def test_torch_compile_wrapper_is_measured_through_its_eager_module() -> None:
+    """A compiled graph is one opaque autograd node; gradflow measures the module it wraps,
+    says so, and never runs the compiled forward (so nothing is compiled)."""
+    model = models.SmallResNet()
+    x = _inputs("SmallResNet")
+    compiled = torch.compile(model)
+    report = gradflow.inspect(compiled, x, loss="mse")
+    eager_report = gradflow.inspect(model, x, loss="mse")
+    assert [j.name for j in report.junctions] == ["b1", "b2"]
+    for a, b in zip(report.junctions, eager_report.junctions):
+        assert a.grad_in == b.grad_in and a.grad_block == b.grad_block
+    assert any("torch.compile" in note for note in report.summary.notes)
+    assert [j.name for j in locate(compiled, x)] == ["b1", "b2"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_notes_reach_the_table_and_markdown(gradflow_cli, fmt: str) -> None:
+    result = gradflow_cli("inspect", SAMPLES / "deep_mlp.py", "--max-junctions", "3", "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    assert "note: measured 3 of 48 junctions (--max-junctions)" in " ".join(result.stdout.split())
+
+
+def test_compare_lists_the_notes_of_its_variants(gradflow_cli, tmp_path) -> None:
+    source = tmp_path / "compiled.py"
+    source.write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "class Block(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(8, 8)\n\n"
+        "    def forward(self, x):\n        return x + self.fc(torch.relu(x))\n\n\n"
+        "def build():\n    torch.manual_seed(0)\n"
+        "    return torch.compile(nn.Sequential(Block(), Block(), nn.Linear(8, 3)))\n\n\n"
+        "def example_input():\n    return torch.randn(4, 8)\n"
+    )
+    result = gradflow_cli("compare", f"{source}:build", "--sg-skip")
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert text.count("note: measured the eager module behind torch.compile") == 1

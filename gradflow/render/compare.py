@@ -77,7 +77,13 @@ def print_comparison(c: Comparison) -> None:
                     style="yellow",
                 )
             )
+    parts.extend(Text(f"note: {note}", style="dim") for note in _notes(c))
     console().print(Group(*parts))
+
+
+def _notes(c: Comparison) -> list[str]:
+    """Every variant's notes, each once, in the order they first appear."""
+    return list(dict.fromkeys(note for report in c.variants.values() for note in report.summary.notes))
 
 
 def comparison_markdown(c: Comparison) -> str:
@@ -98,4 +104,5 @@ def comparison_markdown(c: Comparison) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {describe(c, o)}" for o in others]
+    lines += [f"- note: {note}" for note in _notes(c)]
     return "\n".join(lines) + "\n"

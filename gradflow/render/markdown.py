@@ -25,4 +25,5 @@ def report_markdown(report: Report) -> str:
         "",
         f"{s.junctions} junctions · survival {ratio(s.survival)} · flagged: {len(s.flagged) or 'none'}",
     ]
+    lines += [f"- note: {note}" for note in s.notes]
     return "\n".join(lines) + "\n"

@@ -167,6 +167,7 @@ def summary_lines(report: Report) -> list[Text]:
                 style="bold red",
             )
         )
+    lines.extend(Text(f"note: {note}", style="dim") for note in s.notes)
     return lines
 
 

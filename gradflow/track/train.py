@@ -22,6 +22,7 @@ from gradflow.choices import Loss
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
 from gradflow.graph import all_nodes, find_junctions
 from gradflow.hooks import Measured, Taps, Variant
+from gradflow.inventory import eager
 from gradflow.measure import _first_line, _graph_notes, _model_device, _names, _report
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
@@ -96,7 +97,7 @@ def track(
     kind: Optimizer = _choice(Optimizer, optimizer, "--optimizer")
     loss_kind: Loss = _choice(Loss, loss, "--loss")
     started = time.perf_counter()
-    work = _training_copy(model)
+    work = _training_copy(eager(model)[0])  # a torch.compile wrapper: train its eager module
     device = _model_device(work)
     params: list[torch.Tensor] = [p for p in work.parameters() if p.requires_grad]
     if not params:
