@@ -20,6 +20,9 @@ def reference(model, inputs, loss_fn):  # type: ignore[no-untyped-def]
             (g_block,) = torch.autograd.grad(rec.block, rec.x, g_y, retain_graph=True)
             (g_in,) = torch.autograd.grad(loss, rec.x, retain_graph=True)
             g_params = torch.autograd.grad(loss, rec.params, retain_graph=True, allow_unused=True)
+            # Reductions of bf16/fp16 gradients in float32, as the norms in a report are.
+            g_y, g_skip, g_block, g_in = (_wide(g) for g in (g_y, g_skip, g_block, g_in))
+            g_params = tuple(None if g is None else _wide(g) for g in g_params)
             param_grad = torch.sqrt(sum((g.pow(2).sum() for g in g_params if g is not None), torch.tensor(0.0)))
             cosine = torch.nn.functional.cosine_similarity(g_skip.flatten(), g_block.flatten(), dim=0)
             rows.append({
@@ -30,3 +33,7 @@ def reference(model, inputs, loss_fn):  # type: ignore[no-untyped-def]
         return rows
     finally:
         model.inplace = True
+
+
+def _wide(grad):  # type: ignore[no-untyped-def]
+    return grad.float() if grad.dtype in (torch.bfloat16, torch.float16) else grad

@@ -218,3 +218,20 @@ def test_compare_lists_the_notes_of_its_variants(gradflow_cli, tmp_path) -> None
     assert result.exit_code == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert text.count("note: measured the eager module behind torch.compile") == 1
+
+
+def test_model_running_under_its_own_autocast_matches_autograd() -> None:
+    """Junctions inside the model's own torch.autocast region: bf16 gradients, norms in float32."""
+    from tests.reference import reference
+    from tests.test_measure import METRICS, mse
+
+    torch.manual_seed(0)
+    model = models.AutocastInside()
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))
+    report = gradflow.inspect(model, x, loss="mse")
+    expected = reference(model, x, mse)
+    assert len(report.junctions) == len(expected) == 3
+    assert all(rec.y.dtype == torch.bfloat16 for rec in model.log)
+    for junction, ref in zip(report.junctions, expected):
+        for metric in METRICS:
+            assert getattr(junction, metric) == pytest.approx(ref[metric], rel=1e-3, abs=1e-6), (junction.name, metric)
