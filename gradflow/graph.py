@@ -135,11 +135,15 @@ class _Walk:
         self.expanded: list[Any] = []
 
     def reach(self, node: Any, bits: int, output_nr: int) -> None:
-        outs = self.outputs.setdefault(node, (set(), set()))
-        for side in (0, 1):
-            if bits & (1 << side):
-                outs[side].add(output_nr)
-        if _is_leaf(node):
+        # The hottest function of detection: written out rather than looped.
+        outs = self.outputs.get(node)
+        if outs is None:
+            outs = self.outputs[node] = (set(), set())
+        if bits & 1:
+            outs[0].add(output_nr)
+        if bits & 2:
+            outs[1].add(output_nr)
+        if type(node).__name__ == _LEAF:
             old_bits = self.leaves.get(node, 0)
             new_bits = old_bits | bits
             self.leaves[node] = new_bits
@@ -151,14 +155,16 @@ class _Walk:
         if old is None:
             self.mask[node] = bits
             heapq.heappush(self.heap, (-node._sequence_nr(), id(node), node))
-            for bit in (1, 2):
-                if bits & bit:
-                    self.pending[bit] += 1
-        elif old | bits != old:
+            added = bits
+        else:
+            added = bits & ~old
+            if not added:
+                return
             self.mask[node] = old | bits
-            for bit in (1, 2):
-                if bits & bit and not old & bit:
-                    self.pending[bit] += 1
+        if added & 1:
+            self.pending[1] += 1
+        if added & 2:
+            self.pending[2] += 1
 
     def exhausted(self) -> bool:
         """True when one side has nothing left to expand and no input leaf awaits the other."""

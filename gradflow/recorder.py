@@ -62,7 +62,8 @@ def _adds_recorded(stack: list[str]) -> Iterator[None]:
         @functools.wraps(original)
         def add(*args: Any, **kwargs: Any) -> Any:
             result = original(*args, **kwargs)
-            if isinstance(result, torch.Tensor):
+            # Adds outside the autograd graph (a batch norm's step counter) cannot be junctions.
+            if isinstance(result, torch.Tensor) and result.grad_fn is not None:
                 sites.record_add(result, stack[-1], user_location())
             return result
 
