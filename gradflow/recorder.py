@@ -56,7 +56,10 @@ def _shown(filename: str) -> str:
 @contextmanager
 def _adds_recorded(stack: list[str]) -> Iterator[None]:
     """Wrap torch.add and the Tensor add methods so each result is recorded as an AddSite of
-    the module on top of `stack`; the originals are back on exit, whatever happens."""
+    the module on top of `stack`; the originals are back on exit, whatever happens.
+
+    The wrappers are process-wide while they are installed, but `sites.record_add` records only
+    in the context that opened the recording: another thread's adds pass through unrecorded."""
 
     def recorded(original: Any) -> Any:
         @functools.wraps(original)

@@ -97,3 +97,20 @@ def test_running_stats_restored_in_train_mode() -> None:
     gradflow.inspect(model, _inputs("SmallResNet"), mode="train")
     assert torch.equal(model.b1.bn1.running_mean, mean)
     assert model.b1.bn1.num_batches_tracked.item() == 0
+
+
+def test_adds_in_another_thread_are_not_recorded() -> None:
+    """The add wrappers are process-wide while the probe runs; recording is not."""
+    import threading
+
+    from gradflow import sites
+    from gradflow.recorder import _adds_recorded
+
+    x = torch.randn(3, requires_grad=True)
+    with sites.recording() as recorded, _adds_recorded([""]):
+        thread = threading.Thread(target=lambda: x + x * 2)
+        thread.start()
+        thread.join()
+        assert recorded == {}
+        y = x + x * 2
+        assert list(recorded) == [y.grad_fn]
