@@ -22,7 +22,10 @@ def select(patterns: Sequence[str] | None, names: Sequence[str]) -> list[int]:
         matched = _match(pattern.strip(), names)
         if not matched:
             shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
-            raise OptionError(f"--at {pattern!r} matches no junction; junctions are: {shown or '(none)'}")
+            raise OptionError(
+                f"--at {pattern!r} matches no junction; give an index (3), a range with the end "
+                f"excluded (3:7) or a glob over the names; junctions are: {shown or '(none)'}"
+            )
         chosen.update(matched)
     return sorted(chosen)
 

@@ -88,7 +88,7 @@ def test_sg_block_removes_the_blocks_parameter_gradient() -> None:
 
 
 def test_at_that_matches_nothing_lists_the_junctions() -> None:
-    with pytest.raises(OptionError, match=r"--at 'layer9\.\*' matches no junction; junctions are: b1, b2"):
+    with pytest.raises(OptionError, match=r"--at 'layer9\.\*' matches no junction; give an index \(3\), a range .*; junctions are: b1, b2"):
         gradflow.inspect(models.SmallResNet(), _inputs("SmallResNet"), sg_skip=True, at=["layer9.*"])
 
 
