@@ -8,6 +8,7 @@ once and hands this inventory around.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -45,10 +46,14 @@ class Inventory:
     def of(cls, model: torch.nn.Module) -> Inventory:
         return cls(tuple(model.named_modules(remove_duplicate=False)), tuple(model.named_parameters()))
 
+    @cached_property
     def trainable(self) -> list[torch.Tensor]:
+        """The parameters that require grad, in `named_parameters()` order."""
         return [p for _, p in self.parameters if p.requires_grad]
 
+    @cached_property
     def parameter_names(self) -> dict[int, str]:
+        """id(parameter) -> its dotted name."""
         return {id(p): name for name, p in self.parameters}
 
     def parameter_count(self) -> int:

@@ -17,7 +17,16 @@ import torch
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
-from gradflow.graph import ADD_NODES, BLOCK, SKIP, FoundJunction, all_nodes, feeding_params, find_junctions
+from gradflow.graph import (
+    ADD_NODES,
+    BLOCK,
+    SKIP,
+    FoundJunction,
+    _is_leaf,
+    all_nodes,
+    feeding_params,
+    find_junctions,
+)
 from gradflow.hooks import Measured, Taps, Variant, preserved
 from gradflow.inventory import Inventory, eager
 from gradflow.naming import junction_names
@@ -141,8 +150,8 @@ def measure(
     timings = dict(timings or {})
     parts = Inventory.of(model)
     device = parts.device()
-    params = parts.trainable()
-    param_names = parts.parameter_names()
+    params = parts.trainable
+    param_names = parts.parameter_names
     autocast = _autocast(dtype, device)
     with preserved(model, [device], parts):
         with autocast:
@@ -287,7 +296,7 @@ def _forward_and_find(
     timings: dict[str, float],
 ) -> _Graph:
     """The probe's forward pass (recording add sites) and the junctions in the graph it built."""
-    params = parts.trainable()
+    params = parts.trainable
     probe, leaves = detached_inputs(as_probe(inputs).to(parts.device()))
     notes: tuple[str, ...] = ()
     try:
@@ -313,7 +322,7 @@ def _forward_and_find(
     timings["detect"] = time.perf_counter() - tick
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
-    naming = _names(found, recorder, parts.parameter_names())
+    naming = _names(found, recorder, parts.parameter_names)
     kind = resolve_loss(loss, chosen)
     return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes, nodes)
 
@@ -534,14 +543,6 @@ def _describe(probe: Probe) -> str:
 
 def _shape(tensor: torch.Tensor) -> str:
     return "x".join(str(s) for s in tensor.shape) + " " + str(tensor.dtype).replace("torch.", "")
-
-
-def _is_leaf(node: Any) -> bool:
-    return type(node).__name__ == "AccumulateGrad"
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    return Inventory.of(model).device()
 
 
 def _first_line(error: BaseException) -> str:

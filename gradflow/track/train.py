@@ -22,8 +22,8 @@ from gradflow.choices import Loss
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
 from gradflow.graph import all_nodes, find_junctions
 from gradflow.hooks import Measured, Taps, Variant
-from gradflow.inventory import eager
-from gradflow.measure import _first_line, _graph_notes, _model_device, _names, _report
+from gradflow.inventory import Inventory, eager
+from gradflow.measure import _first_line, _graph_notes, _names, _report
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
@@ -98,11 +98,12 @@ def track(
     loss_kind: Loss = _choice(Loss, loss, "--loss")
     started = time.perf_counter()
     work = _training_copy(eager(model)[0])  # a torch.compile wrapper: train its eager module
-    device = _model_device(work)
-    params: list[torch.Tensor] = [p for p in work.parameters() if p.requires_grad]
+    parts = Inventory.of(work)
+    device = parts.device()
+    params = parts.trainable
     if not params:
         raise ProbeError("the model has no trainable parameter: there is nothing to train")
-    param_names = {id(p): n for n, p in work.named_parameters()}
+    param_names = parts.parameter_names
     training = _Objective.build(work, inputs, data, loss_kind, batch_size, seed, device)
     optim = _optimizer(kind, params, lr)
     settings = TrackSettings(
