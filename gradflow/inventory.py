@@ -44,7 +44,23 @@ class Inventory:
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> Inventory:
-        return cls(tuple(model.named_modules(remove_duplicate=False)), tuple(model.named_parameters()))
+        """The modules as `named_modules(remove_duplicate=False)` lists them and the parameters
+        as `named_parameters()` does, from one walk instead of two nested generators."""
+        modules: list[tuple[str, torch.nn.Module]] = []
+        parameters: list[tuple[str, torch.nn.Parameter]] = []
+        seen: set[int] = set()
+        stack: list[tuple[str, torch.nn.Module]] = [("", model)]
+        while stack:
+            prefix, module = stack.pop()
+            modules.append((prefix, module))
+            dot = prefix + "." if prefix else ""
+            for name, param in module._parameters.items():
+                if param is not None and id(param) not in seen:
+                    seen.add(id(param))
+                    parameters.append((dot + name, param))
+            children = [(dot + name, child) for name, child in module._modules.items() if child is not None]
+            stack.extend(reversed(children))
+        return cls(tuple(modules), tuple(parameters))
 
     @cached_property
     def trainable(self) -> list[torch.Tensor]:
