@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.autograd.function import BackwardCFunction
 
 from gradflow.graph import BLOCK, SKIP, FoundJunction
 from gradflow.inventory import Inventory
@@ -51,20 +52,85 @@ def _norm(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """`_norm` of each. Large CPU tensors go through the dot product; the rest through one
-    `_foreach_norm` call (one fused kernel per dtype on CUDA, one C++ loop on the CPU, where 148
-    small tensors take 0.14 ms against 0.51 ms one Python call each)."""
+    """`_norm` of each: large dense float32 CPU tensors and float64 ones one by one (`_norm`), the
+    rest through one `_foreach_norm` call per dtype (one fused kernel on CUDA, one C++ loop on the
+    CPU, where 148 small tensors take 0.14 ms against 0.51 ms one Python call each)."""
     out: list[torch.Tensor | None] = [None] * len(tensors)
-    rest = []
+    together: dict[torch.dtype, list[int]] = {}
     for i, t in enumerate(tensors):
-        if (t.numel() >= _DOT_FROM and _by_dot(t)) or t.dtype not in _TO_FLOAT32:
+        if _alone(t):
             out[i] = _norm(t)
         else:
-            rest.append(i)
-    if rest:
-        for i, norm in zip(rest, torch._foreach_norm([tensors[i] for i in rest], 2, dtype=torch.float32)):
+            together.setdefault(t.dtype, []).append(i)
+    for indices in together.values():
+        norms = torch._foreach_norm([tensors[i] for i in indices], 2, dtype=torch.float32)
+        for i, norm in zip(indices, norms):
             out[i] = norm
     return out  # type: ignore[return-value]
+
+
+def _alone(tensor: torch.Tensor) -> bool:
+    """Normed on its own: what the arithmetic dominates (a large dense float32 CPU tensor, by dot
+    product) and float64, which keeps its own precision."""
+    return (tensor.numel() >= _DOT_FROM and _by_dot(tensor)) or tensor.dtype not in _TO_FLOAT32
+
+
+_CPU_BUDGET = 4 << 20  # bytes of gradients a backward pass on the CPU holds for `_NormBatch`
+_MIN_BUDGET = 1 << 20
+
+
+def _budget(device: torch.device) -> int:
+    """How many bytes of gradients `_NormBatch` may hold: 2 % of the device memory in use when the
+    backward pass starts (the saved activations and more), so holding them adds at most that to
+    the step's peak memory. On the CPU only small tensors are held (see `_alone`)."""
+    if device.type == "cuda":
+        return max(_MIN_BUDGET, torch.cuda.memory_allocated(device) // 50)
+    if device.type == "mps":
+        return max(_MIN_BUDGET, torch.mps.current_allocated_memory() // 50)
+    return _CPU_BUDGET
+
+
+class _NormBatch:
+    """Norms of one backward pass, taken together rather than one operator call each.
+
+    A hook hands a gradient to `norm` and gets a slot; the gradient is held, and every `flush`
+    takes all held norms in one `_foreach_norm` call per dtype. On a GPU fed small batches the
+    host's cost of one call per norm was most of what the hooks cost. Held gradients stay alive
+    until the flush, so the batch flushes whenever they exceed `budget` bytes; tensors that
+    `_alone` picks are normed at once. Values stay on the device.
+
+    Dot products (for the cosine) are not batched: stacking their operands by shape cost more
+    than it saved, on the CPU and for models whose junctions differ in shape.
+    """
+
+    __slots__ = ("budget", "held", "held_bytes", "values")
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held: list[tuple[int, torch.Tensor]] = []
+        self.held_bytes = 0
+        self.values: list[torch.Tensor | None] = []
+
+    def norm(self, tensor: torch.Tensor) -> int:
+        slot = len(self.values)
+        if _alone(tensor):
+            self.values.append(_norm(tensor))
+            return slot
+        self.values.append(None)
+        self.held.append((slot, tensor))
+        self.held_bytes += tensor.numel() * tensor.element_size()
+        if self.held_bytes > self.budget:
+            self.flush()
+        return slot
+
+    def flush(self, also: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
+        """Norm every held gradient; returns the norms of `also` (taken in the same calls)."""
+        norms = _norms([t for _, t in self.held] + list(also)) if self.held or also else []
+        for (slot, _), value in zip(self.held, norms):
+            self.values[slot] = value
+        self.held.clear()
+        self.held_bytes = 0
+        return norms[len(norms) - len(also) :]
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -74,26 +140,27 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _JunctionTap:
-    """One junction's numbers during one backward pass.
+    """One junction's numbers during one backward pass, as `_NormBatch` slots.
 
     Contributions to the fork arrive edge by edge; once every edge of a side has reported, the
-    side's sum is reduced to a norm. The first finished side is held only until the other side
-    finishes, for the dot product that gives the cosine; then both are released.
+    side's sum goes to the batch for its norm. The first finished side is held only until the
+    other side finishes, for the dot product that gives the cosine; then both are released.
     """
 
-    __slots__ = ("remaining", "partial", "known", "norm", "dot", "grad_out", "grad_in")
+    __slots__ = ("batch", "remaining", "partial", "known", "norm", "dot", "grad_out", "grad_in")
 
-    def __init__(self, expected: tuple[int, int]) -> None:
+    def __init__(self, batch: _NormBatch, expected: tuple[int, int]) -> None:
+        self.batch = batch
         self.remaining = list(expected)
         self.partial: list[torch.Tensor | None] = [None, None]
-        self.known: list[torch.Tensor | None] = [None, None]
-        self.norm: list[torch.Tensor | None] = [None, None]
+        self.known: list[int | None] = [None, None]
+        self.norm: list[int | None] = [None, None]
         self.dot: torch.Tensor | None = None
-        self.grad_out: torch.Tensor | None = None
-        self.grad_in: torch.Tensor | None = None
+        self.grad_out: int | None = None
+        self.grad_in: int | None = None
 
-    def contribute(self, side: int, grad: torch.Tensor | None, norm: torch.Tensor | None = None) -> None:
-        """One edge's gradient into the fork; `norm` is its norm when already known."""
+    def contribute(self, side: int, grad: torch.Tensor | None, norm: int | None = None) -> None:
+        """One edge's gradient into the fork; `norm` is its slot when already taken."""
         if grad is not None:
             held = self.partial[side]
             if held is None:
@@ -107,7 +174,9 @@ class _JunctionTap:
     def _complete(self, side: int) -> None:
         mine = self.partial[side]
         known = self.known[side]
-        self.norm[side] = known if known is not None else (_norm(mine) if mine is not None else None)
+        if known is None and mine is not None:
+            known = self.batch.norm(mine)
+        self.norm[side] = known
         other = self.partial[1 - side]
         if self.remaining[1 - side] <= 0:
             if mine is not None and other is not None:
@@ -122,23 +191,25 @@ class _JunctionTap:
                 self._complete(side)
 
 
-GRAD_OUT, GRAD_IN = 0, 1  # what a pre-hook read is for
+GRAD_OUT, GRAD_IN = 0, 1  # what a read is for
 
 
 @dataclass
 class _NodePlan:
     """What the hooks on one autograd node do.
 
-    The pre-hook norms the gradients arriving at the node's outputs (`reads`: grad_out of the
-    junction whose add it is, grad_in of junctions forking at it), each output once. The
-    post-hook stops operands of its junction and passes the gradients it sends to forks
-    (`taps`) on; one that is the very tensor the pre-hook normed (an identity skip) reuses it.
+    The reads norm the gradients arriving at the node's outputs (grad_out of the junction whose
+    add it is, grad_in of junctions forking at it), each output once: in a pre-hook, or at the
+    start of the post-hook when the node has one (`read_late`). The post-hook stops operands of
+    its junction and passes the gradients it sends to forks (`taps`) on; one that is the very
+    tensor a read normed (an identity skip) reuses its norm.
     """
 
     junction: int | None = None  # index of the junction whose add this node is
     taps: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, input index)
     reads: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, output nr, GRAD_*)
-    stash: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    stash: dict[int, tuple[torch.Tensor, int]] = field(default_factory=dict)  # id(grad) -> (grad, slot)
+    read_late: bool = False  # reads done in the post-hook, from its grad_outputs
 
 
 @dataclass(frozen=True)
@@ -178,8 +249,9 @@ class Taps:
         self.device = output.device
         self.fork_leaves = fork_leaves
         self.variant = Variant("baseline")
+        self.batch = _NormBatch(_CPU_BUDGET)
         self.taps: dict[int, _JunctionTap] = {}
-        self.grad_output: torch.Tensor | None = None
+        self.grad_output: int | None = None
         self.handles: list[Any] = []
 
     def __enter__(self) -> Taps:
@@ -216,9 +288,14 @@ class Taps:
                     (index, junction.fork_output, GRAD_IN)
                 )
         for node, plan in plans.items():
-            if plan.reads:
+            post = bool(plan.taps) or plan.junction is not None
+            # One hook call instead of two: a node that gets a post-hook anyway reads its
+            # gradients there (they are the same tensors), unless it is a Python Function, whose
+            # backward may write into them.
+            plan.read_late = bool(plan.reads) and post and not isinstance(node, BackwardCFunction)
+            if plan.reads and not plan.read_late:
                 self.handles.append(node.register_prehook(self._pre_hook(plan)))
-            if plan.taps or plan.junction is not None:
+            if post:
                 self.handles.append(node.register_hook(self._node_hook(plan)))
         for key, indices in leaf_forks.items():
             self.handles.append(self.fork_leaves[key].register_hook(self._input_hook(indices)))
@@ -230,27 +307,33 @@ class Taps:
 
     def _pre_hook(self, plan: _NodePlan):  # type: ignore[no-untyped-def]
         def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
-            normed: dict[int, torch.Tensor] = {}
-            for index, output_nr, kind in plan.reads:
-                grad = grad_outputs[output_nr]
-                if grad is None:
-                    continue
-                norm = normed.get(output_nr)
-                if norm is None:
-                    norm = normed[output_nr] = _norm(grad)
-                    if plan.taps:  # the post-hook, which clears the stash, may reuse it
-                        plan.stash[id(grad)] = (grad, norm)
-                if kind == GRAD_OUT:
-                    self.taps[index].grad_out = norm
-                else:
-                    self.taps[index].grad_in = norm
+            self._read(plan, grad_outputs)
 
         return hook
+
+    def _read(self, plan: _NodePlan, grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+        """The gradients arriving at the node's outputs: grad_out and grad_in of junctions."""
+        normed: dict[int, int] = {}
+        for index, output_nr, kind in plan.reads:
+            grad = grad_outputs[output_nr]
+            if grad is None:
+                continue
+            norm = normed.get(output_nr)
+            if norm is None:
+                norm = normed[output_nr] = self.batch.norm(grad)
+                if plan.taps:  # the post-hook, which clears the stash, may reuse it
+                    plan.stash[id(grad)] = (grad, norm)
+            if kind == GRAD_OUT:
+                self.taps[index].grad_out = norm
+            else:
+                self.taps[index].grad_in = norm
 
     def _node_hook(self, plan: _NodePlan):  # type: ignore[no-untyped-def]
         def hook(
             grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
         ) -> tuple[Any, ...] | None:
+            if plan.read_late:
+                self._read(plan, grad_outputs)
             replaced = None
             if plan.junction is not None and (self.variant.stop_skip or self.variant.stop_block):
                 replaced = self._stop(plan.junction, grad_inputs)
@@ -281,7 +364,7 @@ class Taps:
         def hook(grad: torch.Tensor | None) -> None:
             if grad is None:  # every path into the input was stopped
                 return
-            norm = _norm(grad)
+            norm = self.batch.norm(grad)
             for index in indices:
                 self.taps[index].grad_in = norm
 
@@ -290,7 +373,7 @@ class Taps:
     def _output_hook(self):  # type: ignore[no-untyped-def]
         def hook(grad: torch.Tensor | None) -> None:
             if grad is not None:
-                self.grad_output = _norm(grad)
+                self.grad_output = self.batch.norm(grad)
 
         return hook
 
@@ -305,8 +388,9 @@ class Taps:
         """One backward pass under `variant`; returns its numbers on the host."""
         self.variant = variant
         self.grad_output = None
+        self.batch = batch = _NormBatch(_budget(self.device))
         self.taps = {
-            i: _JunctionTap((len(self.junctions[i].edges[SKIP]), len(self.junctions[i].edges[BLOCK])))
+            i: _JunctionTap(batch, (len(self.junctions[i].edges[SKIP]), len(self.junctions[i].edges[BLOCK])))
             for i in self.measured
         }
         grads = torch.autograd.grad(loss, list(wrt), retain_graph=retain_graph, allow_unused=True)
@@ -321,22 +405,27 @@ class Taps:
         device = self.device
         zero = torch.zeros((), dtype=torch.float32, device=device)
         nan = torch.full((), float("nan"), dtype=torch.float32, device=device)
+        norms = iter(self.batch.flush(also=[g for g in grads if g is not None]))
+        taken = self.batch.values
+
+        def value(slot: int | None) -> torch.Tensor:
+            return zero if slot is None else taken[slot]  # type: ignore[return-value]
+
         values: list[torch.Tensor] = []
         for tap in (self.taps[i] for i in self.measured):
             skip, block = tap.norm
             values += [
-                tap.grad_out if tap.grad_out is not None else zero,
-                skip if skip is not None else zero,
-                block if block is not None else zero,
-                tap.grad_in if tap.grad_in is not None else zero,
-                tap.dot if tap.dot is not None else nan,
+                value(tap.grad_out),
+                value(skip),
+                value(block),
+                value(tap.grad_in),
+                nan if tap.dot is None else tap.dot,
             ]
-        norms = iter(_norms([g for g in grads if g is not None]))
         for grad, param in zip(grads, params):
             values.append(next(norms) if grad is not None else nan)
             if param.numel() == 1:
                 values.append(grad.reshape(()).float() if grad is not None else nan)
-        values.append(self.grad_output if self.grad_output is not None else nan)
+        values.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
         values.append(loss.detach().float().reshape(()))
         host = torch.stack([v.to(device) for v in values]).tolist() if values else []
         n = len(self.taps)
@@ -411,7 +500,7 @@ def _copy_all(tensors: list[torch.Tensor], into: list[torch.Tensor] | None = Non
     layouts are copied one by one."""
     with torch.no_grad():
         if into is None:
-            into = [torch.empty_like(t) if t.layout == torch.strided else t.clone() for t in tensors]
+            into = _empty_like_all(tensors)
         groups: dict[tuple[Any, ...], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         for d, t in zip(into, tensors):
             if t.layout == torch.strided and d.layout == torch.strided:
@@ -423,3 +512,22 @@ def _copy_all(tensors: list[torch.Tensor], into: list[torch.Tensor] | None = Non
         for dst, src in groups.values():
             torch._foreach_copy_(dst, src)
     return into
+
+
+def _empty_like_all(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Uninitialised contiguous tensors shaped like `tensors`: the dense ones as views into one
+    allocation per (device, dtype), which costs the host one call per group rather than one
+    allocation per tensor (a ResNet-50 has 159 buffers); other layouts as clones."""
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, t in enumerate(tensors):
+        if t.layout == torch.strided:
+            groups.setdefault((t.device, t.dtype), []).append(i)
+        else:
+            out[i] = t.clone()
+    for (device, dtype), indices in groups.items():
+        sizes = [tensors[i].numel() for i in indices]
+        pieces = torch.empty(sum(sizes), dtype=dtype, device=device).split(sizes)
+        for i, piece in zip(indices, pieces):
+            out[i] = piece.view(tensors[i].shape)
+    return out  # type: ignore[return-value]
