@@ -6,9 +6,11 @@ Data flows one way: probe -> forward (recording add sites) -> junctions from the
 
 from __future__ import annotations
 
+import gc
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +155,7 @@ def measure(
     params = parts.trainable
     param_names = parts.parameter_names
     autocast = _autocast(dtype, device)
-    with preserved(model, [device], parts):
+    with collector_paused(), preserved(model, [device], parts):
         with autocast:
             graph = _forward_and_find(model, inputs, mode, seed, loss, parts, timings)
         names = [n.name for n in graph.naming]
@@ -207,6 +209,24 @@ def measure(
     ]
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for one measurement, and back as it was after.
+
+    A measurement creates many short-lived Python objects (graph walks, hooks, the report) while
+    the model, its autograd graph and their wrappers are alive, so the collector's periodic passes
+    kept traversing all of them: on a model of 1,000 blocks they took 40 % of an `inspect`.
+    Reference counting still frees everything that is not in a cycle at once; cycles wait for
+    the collector's next pass after the measurement."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _measured(names: Sequence[str], only: Sequence[str] | None, limit: int | None) -> list[int]:
     chosen = select(only, names) if only else list(range(len(names)))
     if limit is not None and 0 < limit < len(chosen):
@@ -256,7 +276,7 @@ def locate(
     """Find the junctions of `model` from one forward pass, without a backward pass."""
     model, _ = eager(model)
     parts = Inventory.of(model)
-    with preserved(model, [parts.device()], parts):
+    with collector_paused(), preserved(model, [parts.device()], parts):
         graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, parts, {})
     return [
         Located(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 
@@ -27,6 +29,10 @@ def _snapshot(model: torch.nn.Module) -> dict:
         "rng": torch.get_rng_state(),
         # The recorder wraps torch.add and the Tensor add methods during the forward pass only.
         "adds": (torch.add, {k: v for k, v in vars(torch.Tensor).items() if "add" in k}),
+        # ... and nn.Module._call_impl, to keep the module stack.
+        "call_impl": torch.nn.Module._call_impl,
+        # The cyclic garbage collector is paused during a measurement.
+        "gc": gc.isenabled(),
     }
 
 
@@ -37,7 +43,7 @@ def _assert_same(before: dict, after: dict) -> None:
     for name, grad in before["grads"].items():
         other = after["grads"][name]
         assert (grad is None and other is None) or torch.equal(grad, other), name
-    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds"):
+    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds", "call_impl", "gc"):
         assert before[key] == after[key], key
     assert torch.equal(before["rng"], after["rng"])
 
@@ -114,3 +120,18 @@ def test_adds_in_another_thread_are_not_recorded() -> None:
         assert recorded == {}
         y = x + x * 2
         assert list(recorded) == [y.grad_fn]
+
+
+def test_module_hooks_run_and_the_collector_is_paused_during_the_forward_pass() -> None:
+    model = models.SmallResNet()
+    seen: list[bool] = []
+    handle = model.b1.register_forward_hook(lambda *a: seen.append(gc.isenabled()))
+    try:
+        gradflow.inspect(model, _inputs("SmallResNet"))
+        assert seen == [False] and gc.isenabled()
+        gc.disable()  # a caller that paused it itself finds it paused afterwards
+        gradflow.inspect(model, _inputs("SmallResNet"))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        handle.remove()

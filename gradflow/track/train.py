@@ -23,7 +23,7 @@ from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
 from gradflow.graph import all_nodes, find_junctions
 from gradflow.hooks import Measured, Taps, Variant
 from gradflow.inventory import Inventory, eager
-from gradflow.measure import _first_line, _graph_notes, _names, _report
+from gradflow.measure import _first_line, _graph_notes, _names, _report, collector_paused
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
@@ -127,8 +127,9 @@ def track(
             for step in range(steps):
                 args, kwargs, target = training.next_batch()
                 if step % every == 0:
-                    report, grads = _measured_step(work, args, kwargs, target, training, params,
-                                                   param_names, at, chosen)
+                    with collector_paused():
+                        report, grads = _measured_step(work, args, kwargs, target, training,
+                                                       params, param_names, at, chosen)
                     if chosen is None:
                         chosen = {j.name for j in report.junctions}
                         settings = _with_loss(settings, training.loss_kind)
