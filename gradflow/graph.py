@@ -168,7 +168,8 @@ class _Walk:
 
     def exhausted(self) -> bool:
         """True when one side has nothing left to expand and no input leaf awaits the other."""
-        return any(self.pending[bit] == 0 and self.lone_inputs[bit] == 0 for bit in (1, 2))
+        pending, lone = self.pending, self.lone_inputs
+        return (pending[1] == 0 and lone[1] == 0) or (pending[2] == 0 and lone[2] == 0)
 
 
 def _search(add: Any, param_ids: set[int], input_ids: set[int]) -> FoundJunction | None:

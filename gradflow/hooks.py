@@ -427,7 +427,7 @@ class Taps:
                 values.append(grad.reshape(()).float() if grad is not None else nan)
         values.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
         values.append(loss.detach().float().reshape(()))
-        host = torch.stack([v.to(device) for v in values]).tolist() if values else []
+        host = _to_host(values, device)
         n = len(self.taps)
         per_junction = [host[5 * i : 5 * i + 5] for i in range(n)]
         rest = host[5 * n :]
@@ -454,6 +454,16 @@ class Taps:
             grad_output=None if self.grad_output is None else rest[cursor],
             loss=rest[cursor + 1],
         )
+
+
+def _to_host(values: list[torch.Tensor], device: torch.device) -> list[float]:
+    """Zero-dim float32 tensors as floats, in one transfer."""
+    if not values:
+        return []
+    try:
+        return torch.stack(values).tolist()  # type: ignore[no-any-return]
+    except RuntimeError:  # on several devices (a model split across GPUs): gather them first
+        return torch.stack([v.to(device) for v in values]).tolist()  # type: ignore[no-any-return]
 
 
 @contextmanager
