@@ -1,7 +1,7 @@
 """Junction detection on a model with many junctions, and what recording the forward costs.
 
-gradflow's forward pass runs under `ForwardRecorder` (a TorchFunctionMode plus global module
-hooks) so junctions can be named; then `find_junctions` walks the autograd graph of the loss.
+gradflow's forward pass runs under `ForwardRecorder` (wrappers around the add functions and
+`nn.Module._call_impl`) so junctions can be named; then `find_junctions` walks the autograd graph of the loss.
 Timed here: the bare forward (with the probe's loss), the recorded forward, `find_junctions` on
 the recorded graph, and `gradflow.measure.locate` (forward, detection and naming: `gradflow
 blocks`). Naming alone is locate minus the recorded forward and the detection.
