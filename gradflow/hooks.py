@@ -2,8 +2,9 @@
 
 All hooks sit on autograd nodes of the graph the probe built, never on the user's modules, and
 `Taps` removes every handle on exit. Hook state lives in small per-junction accumulators built by
-named factories; values stay on the model's device as 0-dim float32 tensors until `Taps.finish`
-moves them to the host in one transfer. No hook calls `.item()` or `.cpu()`.
+named factories; the hooks hand gradients to a `_NormBatch`, which takes their norms together, and
+every value stays on the model's device as a 0-dim float32 tensor until `Taps._collect` moves them
+all to the host in one transfer. No hook calls `.item()` or `.cpu()`.
 """
 
 from __future__ import annotations
