@@ -64,6 +64,15 @@ def test_untouched_after_success() -> None:
     _assert_same(before, _snapshot(model))
 
 
+def test_untouched_where_torch_has_no_foreach_clone(monkeypatch) -> None:
+    """torch 2.11 has no `torch._foreach_clone`: buffers are then saved one clone each."""
+    monkeypatch.delattr(torch, "_foreach_clone", raising=False)
+    model = _prepared()
+    before = _snapshot(model)
+    gradflow.inspect(model, _inputs("SmallResNet"))
+    _assert_same(before, _snapshot(model))
+
+
 def test_untouched_after_forward_raises() -> None:
     model = _prepared()
 
