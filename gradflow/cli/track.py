@@ -27,6 +27,7 @@ from gradflow.cli.options import (
 )
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, write_output
 from gradflow.errors import OptionError
+from gradflow.track.result import Optimizer  # no torch import: the option set the API uses
 
 TRAINING = "Training"
 
@@ -35,12 +36,6 @@ class TrackFormat(str, enum.Enum):
     TABLE = "table"
     JSON = "json"
     CSV = "csv"
-
-
-class OptimizerOption(str, enum.Enum):
-    SGD = "sgd"
-    ADAM = "adam"
-    ADAMW = "adamw"
 
 
 DataFile = Annotated[Path | None, typer.Option(
@@ -52,7 +47,7 @@ Steps = Annotated[int, typer.Option("--steps", min=1, help="Training steps (opti
 Every = Annotated[int, typer.Option(
     "--every", min=1, help="Record every N steps (steps 0, N, 2N, ...); other steps are plain "
     "forward/backward passes with no hooks.", rich_help_panel=TRAINING)]
-OptimizerOpt = Annotated[OptimizerOption, typer.Option(
+OptimizerOpt = Annotated[Optimizer, typer.Option(
     "--optimizer", help="sgd, adam or adamw (torch.optim defaults besides --lr).",
     rich_help_panel=TRAINING)]
 Lr = Annotated[float, typer.Option("--lr", help="Learning rate.", rich_help_panel=TRAINING)]
@@ -83,7 +78,7 @@ def track_command(
     data: DataFile = None,
     steps: Steps = 100,
     every: Every = 1,
-    optimizer: OptimizerOpt = OptimizerOption.ADAM,
+    optimizer: OptimizerOpt = Optimizer.ADAM,
     lr: Lr = 1e-3,
     loss: TrackLoss = LossOption.AUTO,
     batch_size: TrackBatch = None,
