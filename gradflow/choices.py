@@ -5,7 +5,15 @@ from __future__ import annotations
 import enum
 
 
-class Loss(str, enum.Enum):
+class Choice(str, enum.Enum):
+    """A closed set of string values whose `str()` is the value itself ("ce", not "Loss.CE"),
+    as the command line, JSON and tables show it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Loss(Choice):
     """How the probe turns the model output into a scalar to differentiate."""
 
     AUTO = "auto"
@@ -14,15 +22,9 @@ class Loss(str, enum.Enum):
     MSE = "mse"
     CE = "ce"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Mode(str, enum.Enum):
+class Mode(Choice):
     """The mode the probe's forward pass runs in."""
 
     TRAIN = "train"
     EVAL = "eval"
-
-    def __str__(self) -> str:
-        return self.value

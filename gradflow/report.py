@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from gradflow.choices import Choice
+
 REPORT_SCHEMA = "gradflow/report@1"
 
 # The per-junction numbers a user can compare, rank or gate on.
@@ -24,7 +26,7 @@ METRICS = (
 )
 
 
-class Status(str, Enum):
+class Status(Choice):
     """Verdict on one junction, most severe first."""
 
     NONFINITE = "nonfinite"
@@ -32,9 +34,6 @@ class Status(str, Enum):
     VANISHING = "vanishing"
     DEAD = "dead"
     OK = "ok"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,20 @@ import fnmatch
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from typing import NamedTuple
 
 from gradflow.check.settings import CheckSettings
+from gradflow.choices import Choice
 from gradflow.errors import OptionError
 from gradflow.report import Junction, Report
 
 
-class Subject(str, Enum):
+class Subject(Choice):
     """What a violation is about."""
 
     MODEL = "model"
     JUNCTION = "junction"
     PARAMETER = "parameter"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

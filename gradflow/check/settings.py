@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from typing import Any
 
+from gradflow.choices import Choice
 from gradflow.errors import OptionError
 
 VANISHING_BELOW = 1e-2
@@ -24,15 +24,12 @@ EXPLODING_ABOVE = 1e3
 TOLERANCE = 4.0
 
 
-class Level(str, Enum):
+class Level(Choice):
     """What a rule's violations do: fail the check, only warn, or nothing (the rule is off)."""
 
     ERROR = "error"
     WARNING = "warning"
     OFF = "off"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ looked up by the same integer ids (an integer fork) are not junctions.
 
 from __future__ import annotations
 
-import enum
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from onnx import ModelProto
 
+from gradflow.choices import Choice
 from gradflow.onnx.dtypes import FLOATING_TYPES
 from gradflow.onnx.graph import Graph, Node, build_graph
 
@@ -34,14 +34,11 @@ _SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 _A, _B, _BOTH = 1, 2, 3
 
 
-class SkipKind(str, enum.Enum):
+class SkipKind(Choice):
     """What the skip branch of a junction does to the fork tensor."""
 
     IDENTITY = "identity"
     PROJECTION = "projection"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

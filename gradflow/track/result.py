@@ -6,25 +6,22 @@ torch, so the renderers stay light.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gradflow.choices import Choice
 from gradflow.report import METRICS
 
 TRACK_SCHEMA = "gradflow/track@1"
 
 
-class Optimizer(str, enum.Enum):
+class Optimizer(Choice):
     """The optimizer that steps the training copy (torch.optim defaults besides the lr)."""
 
     SGD = "sgd"
     ADAM = "adam"
     ADAMW = "adamw"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
