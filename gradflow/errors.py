@@ -30,3 +30,12 @@ class OptionError(GradflowError):
 
 class UnsupportedOpError(SourceError):
     """An ONNX graph uses operators the executor does not implement."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when there is none),
+    for the one-line messages above."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip().rstrip(".")
+    return type(error).__name__

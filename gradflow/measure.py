@@ -18,7 +18,7 @@ import torch
 
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
-from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
+from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
 from gradflow.graph import (
     ADD_NODES,
     BLOCK,
@@ -177,7 +177,7 @@ def measure(
                 except GradflowError:
                     raise
                 except Exception as e:
-                    raise ModelError(f"the backward pass failed: {type(e).__name__}: {_first_line(e)}") from e
+                    raise ModelError(f"the backward pass failed: {type(e).__name__}: {first_line(e)}") from e
         timings["backward"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started + timings.get("load", 0.0)
     model_info = ModelInfo(source, source_format, parts.parameter_count())
@@ -551,7 +551,7 @@ def _forward(model: torch.nn.Module, probe: Probe) -> Any:
     except Exception as e:
         raise ProbeError(
             f"the model's forward pass failed on the probe input ({_describe(probe)}): "
-            f"{type(e).__name__}: {_first_line(e)}; set the input with --input-shape or --input"
+            f"{type(e).__name__}: {first_line(e)}; set the input with --input-shape or --input"
         ) from e
 
 
@@ -564,7 +564,3 @@ def _describe(probe: Probe) -> str:
 def _shape(tensor: torch.Tensor) -> str:
     return "x".join(str(s) for s in tensor.shape) + " " + str(tensor.dtype).replace("torch.", "")
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from gradflow.choices import Loss
-from gradflow.errors import ProbeError
+from gradflow.errors import ProbeError, first_line
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def from_file(path: str | Path) -> Probe:
     except ProbeError:
         raise
     except Exception as e:  # corrupt files raise many types
-        raise ProbeError(f"cannot read input file {path}: {type(e).__name__}: {_first_line(e)}") from e
+        raise ProbeError(f"cannot read input file {path}: {type(e).__name__}: {first_line(e)}") from e
     raise ProbeError(f"unsupported input file {path.name}: use .pt, .npy or .npz")
 
 
@@ -201,7 +201,7 @@ def from_example(example: Callable[[], Any]) -> Probe:
     except ProbeError:
         raise
     except Exception as e:
-        raise ProbeError(f"example_input() raised {type(e).__name__}: {_first_line(e)}") from e
+        raise ProbeError(f"example_input() raised {type(e).__name__}: {first_line(e)}") from e
 
 
 def select_output(output: Any) -> torch.Tensor:
@@ -282,7 +282,3 @@ def probe_loss(output: torch.Tensor, loss: Loss | str, seed: int) -> torch.Tenso
         labels = labels.to(output.device)
     return torch.nn.functional.cross_entropy(logits, labels)
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -9,9 +9,8 @@ import onnx
 import torch
 from onnx import AttributeProto, NodeProto, TensorProto, numpy_helper
 
-from gradflow.errors import SourceError
+from gradflow.errors import SourceError, first_line
 from gradflow.onnx.dtypes import torch_dtype, type_name
-from gradflow.onnx.messages import first_line
 from gradflow.onnx.registry import NotSupported
 
 

@@ -9,11 +9,10 @@ from typing import Any
 import torch
 from onnx import ModelProto
 
-from gradflow.errors import ModelError, SourceError
+from gradflow.errors import ModelError, SourceError, first_line
 from gradflow.onnx import ops as _ops  # noqa: F401  (registers the kernels)
 from gradflow.onnx.dtypes import torch_dtype, type_name
 from gradflow.onnx.graph import STANDARD_DOMAINS, Graph, build_graph
-from gradflow.onnx.messages import first_line
 from gradflow.onnx.plan import build_plan
 from gradflow.onnx.prepare import prepare_model
 from gradflow.onnx.source import read_model

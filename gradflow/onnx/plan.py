@@ -14,12 +14,11 @@ import onnx
 import torch
 from onnx import ModelProto, NodeProto
 
-from gradflow.errors import SourceError, UnsupportedOpError
+from gradflow.errors import SourceError, UnsupportedOpError, first_line
 from gradflow.onnx.attributes import node_attributes, tensor_from_proto
 from gradflow.onnx.context import NodeContext, ValueInfo
 from gradflow.onnx.dtypes import torch_dtype
 from gradflow.onnx.graph import STANDARD_DOMAINS, Graph, Node
-from gradflow.onnx.messages import first_line
 from gradflow.onnx.registry import PASSTHROUGH, REGISTRY, Kernel, NotSupported, OpDef
 
 # Slot 0 always holds None (absent optional inputs read it); slot 1 receives unused outputs.

@@ -10,9 +10,8 @@ import onnx.shape_inference
 import onnx.version_converter
 from onnx import ModelProto, NodeProto
 
-from gradflow.errors import SourceError
+from gradflow.errors import SourceError, first_line
 from gradflow.onnx.graph import STANDARD_DOMAINS, topological_order
-from gradflow.onnx.messages import first_line
 
 MIN_OPSET = 13
 

@@ -14,8 +14,7 @@ from google.protobuf.message import DecodeError
 from onnx import AttributeProto, ModelProto, TensorProto
 from onnx.external_data_helper import load_external_data_for_model
 
-from gradflow.errors import SourceError
-from gradflow.onnx.messages import first_line
+from gradflow.errors import SourceError, first_line
 from gradflow.onnx.prepare import prepare_model
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gradflow.errors import ProbeError
+from gradflow.errors import ProbeError, first_line
 
 _INPUT_KEYS = ("inputs", "x")
 _TARGET_KEYS = ("targets", "y")
@@ -76,7 +76,7 @@ def load_data(path: str | Path) -> TrainingData:
         else:
             value = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # corrupt files raise many types
-        raise ProbeError(f"cannot read data file {path}: {type(e).__name__}: {_first_line(e)}") from e
+        raise ProbeError(f"cannot read data file {path}: {type(e).__name__}: {first_line(e)}") from e
     return as_training_data(value, path.name)
 
 
@@ -114,7 +114,3 @@ def _tensor(value: Any, name: str, what: str) -> torch.Tensor:
         raise ProbeError(f"{name}: {what} must be a tensor or an array, not {type(value).__name__}")
     return value
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

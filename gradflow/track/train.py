@@ -19,11 +19,11 @@ import torch
 
 from gradflow._version import __version__
 from gradflow.choices import Loss
-from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError
+from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
 from gradflow.graph import all_nodes, find_junctions
 from gradflow.hooks import Measured, Taps, Variant
 from gradflow.inventory import Inventory, eager
-from gradflow.measure import _first_line, _graph_notes, _names, _report, collector_paused
+from gradflow.measure import _graph_notes, _names, _report, collector_paused
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
@@ -325,7 +325,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     except GradflowError:
         raise
     except Exception as e:
-        raise ModelError(f"the backward pass failed: {type(e).__name__}: {_first_line(e)}") from e
+        raise ModelError(f"the backward pass failed: {type(e).__name__}: {first_line(e)}") from e
     finally:
         for handle in handles:
             handle.remove()
@@ -358,7 +358,7 @@ def _plain_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str,
     try:
         loss.backward()
     except Exception as e:
-        raise ModelError(f"the backward pass failed: {type(e).__name__}: {_first_line(e)}") from e
+        raise ModelError(f"the backward pass failed: {type(e).__name__}: {first_line(e)}") from e
 
 
 def _forward(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -371,7 +371,7 @@ def _forward(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
                            if isinstance(t, torch.Tensor))
         raise ProbeError(
             f"the model's forward pass failed on a training batch ({shapes or 'no tensors'}): "
-            f"{type(e).__name__}: {_first_line(e)}; check the data's shape and --batch-size"
+            f"{type(e).__name__}: {first_line(e)}; check the data's shape and --batch-size"
         ) from e
 
 
@@ -408,7 +408,7 @@ def _training_copy(model: torch.nn.Module) -> torch.nn.Module:
     except Exception as e:
         raise ModelError(
             f"cannot copy the model to train it (the original is never modified): "
-            f"{type(e).__name__}: {_first_line(e)}"
+            f"{type(e).__name__}: {first_line(e)}"
         ) from e
     for original, param in zip(model.parameters(), work.parameters()):
         param.requires_grad_(original.requires_grad)
