@@ -92,6 +92,29 @@ def feeding_params(nodes: Iterable[Any], params: Iterable[Any]) -> set[Any]:
     return feeding
 
 
+def input_forks(found: Iterable[FoundJunction]) -> dict[int, Any]:
+    """id(AccumulateGrad node) -> the input tensor it feeds, for the junctions that fork at an input."""
+    return {id(j.fork): j.fork.variable for j in found if _is_leaf(j.fork)}
+
+
+def needed_inputs(
+    nodes: Iterable[Any],
+    found: Iterable[FoundJunction],
+    leaves: Iterable[Any],
+    params: Iterable[Any],
+    forks: dict[int, Any],
+) -> list[Any]:
+    """Input tensors (`leaves`) whose gradients a measured backward pass must ask for: the inputs a
+    junction forks at (`forks`, from `input_forks`), and all of them when some fork has no
+    parameter upstream, since a pass that asks only for parameter gradients would skip that fork's
+    node and its hooks. Asking for input gradients nobody needs costs a whole extra backward
+    pass through the first layer."""
+    feeding = feeding_params(nodes, params)
+    if any(j.fork not in feeding for j in found if not _is_leaf(j.fork)):
+        return list(leaves)
+    return [t for t in leaves if any(t is v for v in forks.values())]
+
+
 def find_junctions(
     roots: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any], nodes: Iterable[Any] | None = None
 ) -> list[FoundJunction]:

@@ -24,10 +24,10 @@ from gradflow.graph import (
     BLOCK,
     SKIP,
     FoundJunction,
-    _is_leaf,
     all_nodes,
-    feeding_params,
     find_junctions,
+    input_forks,
+    needed_inputs,
 )
 from gradflow.hooks import Measured, Taps, Variant, preserved
 from gradflow.inventory import Inventory, eager
@@ -162,8 +162,8 @@ def measure(
         stops = [_resolve(v, names, at) for v in variants]
         chosen = _measured(names, only, max_junctions)
         notes = compiled + graph.notes + _subset_note(len(chosen), len(names), only, max_junctions)
-        fork_leaves = {id(j.fork): j.fork.variable for j in graph.found if _is_leaf(j.fork)}
-        wrt = params + _needed_inputs(graph, params, fork_leaves)
+        fork_leaves = input_forks(graph.found)
+        wrt = params + needed_inputs(graph.nodes, graph.found, graph.leaves, params, fork_leaves)
         measured: list[Measured] = []
         tick = time.perf_counter()
         assert graph.output is not None
@@ -345,18 +345,6 @@ def _forward_and_find(
     naming = _names(found, recorder, parts.parameter_names)
     kind = resolve_loss(loss, chosen)
     return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes, nodes)
-
-
-def _needed_inputs(
-    graph: _Graph, params: list[torch.Tensor], fork_leaves: dict[int, torch.Tensor]
-) -> list[torch.Tensor]:
-    """Input tensors whose gradients the backward pass must compute: the inputs a junction forks
-    at, and all inputs when some fork has no parameter upstream (autograd would skip it). Asking
-    for input gradients nobody needs costs a whole extra backward through the first layer."""
-    feeding = feeding_params(graph.nodes, params)
-    if any(j.fork not in feeding for j in graph.found if not _is_leaf(j.fork)):
-        return list(graph.leaves)
-    return [t for t in graph.leaves if any(t is v for v in fork_leaves.values())]
 
 
 def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: ForwardRecorder) -> None:

@@ -133,6 +133,38 @@ def test_every_record_matches_autograd_after_the_same_training_by_hand(optimizer
     assert len(result.records) == len(range(0, steps, every)) * 2
 
 
+class _ScaledFork(torch.nn.Module):
+    """One junction whose fork h = 2x has no parameter upstream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = torch.nn.Linear(4, 4)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x * 2))
+
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.f(h)
+
+
+def test_fork_with_no_parameter_upstream_gets_its_gradient() -> None:
+    """A backward pass that asks only for parameter gradients would skip the node of h = 2x and
+    its hooks; the measured pass must reach it (autograd.grad on the same tensors decides)."""
+    torch.manual_seed(0)
+    model = _ScaledFork()
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    (record,) = track(model, x, steps=1, loss="sum").records
+    h = (x * 2).requires_grad_()
+    y = model.body(h)
+    loss = model.head(y).sum()
+    g_y, g_h = torch.autograd.grad(loss, [y, h])
+    (junction,) = gradflow.inspect(model, x, loss="sum").junctions
+    for measured in (record, junction):
+        assert measured.grad_out == pytest.approx(g_y.norm().item(), rel=1e-5)
+        assert measured.grad_in == pytest.approx(g_h.norm().item(), rel=1e-5)
+
+
 def test_training_data_with_cross_entropy_matches_autograd_at_step_zero() -> None:
     g = torch.Generator().manual_seed(2)
     x, y = torch.randn(10, 6, generator=g), torch.randint(0, 6, (10,), generator=g)

@@ -20,7 +20,7 @@ import torch
 from gradflow._version import __version__
 from gradflow.choices import Loss
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
-from gradflow.graph import all_nodes, find_junctions
+from gradflow.graph import all_nodes, find_junctions, input_forks, needed_inputs
 from gradflow.hooks import Measured, Taps, Variant
 from gradflow.inventory import Inventory, eager
 from gradflow.measure import _graph_notes, _names, _report, collector_paused
@@ -311,17 +311,13 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
         measured_at = select(at, names)
     else:
         measured_at = [i for i, name in enumerate(names) if name in chosen]
-    fork_leaves = {id(j.fork): j.fork.variable for j in found
-                   if type(j.fork).__name__ == "AccumulateGrad"}
+    fork_leaves = input_forks(found)
+    wrt = [*params, *needed_inputs(nodes, found, leaves, params, fork_leaves)]
     grads: list[torch.Tensor | None] = [None] * len(params)
     handles = [p.register_hook(_keep(grads, i)) for i, p in enumerate(params)]
     try:
         with Taps(found, out, fork_leaves, measured_at) as taps:
-            # Input gradients are asked for only where an input is a fork: autograd then
-            # skips the first layer's input gradient, which no junction needs.
-            forks = [t for t in leaves if any(t is f for f in fork_leaves.values())]
-            measured: Measured = taps.run(_BASELINE, loss, [*params, *forks], params,
-                                          retain_graph=False)
+            measured: Measured = taps.run(_BASELINE, loss, wrt, params, retain_graph=False)
     except GradflowError:
         raise
     except Exception as e:
