@@ -72,24 +72,24 @@ def all_nodes(roots: Iterable[Any]) -> list[Any]:
     return out
 
 
-def feeding_params(nodes: Iterable[Any], params: Iterable[Any]) -> set[Any]:
-    """The nodes from which a trainable parameter can be reached, walking towards the inputs.
-
-    A backward pass that asks only for parameter gradients skips every other node, so a fork
-    outside this set would receive no gradient unless the inputs' gradients are asked for too.
-    Expanding children before parents (ascending sequence numbers) makes this one linear pass.
-    """
-    param_ids = {id(p) for p in params}
-    feeding: set[Any] = set()
-    ordered = sorted((n for n in nodes if not _is_leaf(n)), key=lambda n: n._sequence_nr())
-    for node in ordered:
-        for child, _ in node.next_functions:
-            if child is None:
-                continue
-            if (child in feeding) or (_is_leaf(child) and id(child.variable) in param_ids):
-                feeding.add(node)
-                break
-    return feeding
+def _feeds_param(node: Any, param_ids: set[int], fed: set[Any]) -> bool:
+    """True when a trainable parameter can be reached from `node`, walking towards the inputs.
+    `fed` holds nodes already known to reach one; the walk stops at the first it finds."""
+    seen: set[Any] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current in fed:
+            return True
+        if current in seen:
+            continue
+        seen.add(current)
+        if _is_leaf(current):
+            if id(current.variable) in param_ids:
+                return True
+            continue
+        stack.extend(child for child, _ in current.next_functions if child is not None)
+    return False
 
 
 def input_forks(found: Iterable[FoundJunction]) -> dict[int, Any]:
@@ -98,20 +98,23 @@ def input_forks(found: Iterable[FoundJunction]) -> dict[int, Any]:
 
 
 def needed_inputs(
-    nodes: Iterable[Any],
-    found: Iterable[FoundJunction],
-    leaves: Iterable[Any],
-    params: Iterable[Any],
-    forks: dict[int, Any],
+    found: Iterable[FoundJunction], leaves: Iterable[Any], params: Iterable[Any], forks: dict[int, Any]
 ) -> list[Any]:
     """Input tensors (`leaves`) whose gradients a measured backward pass must ask for: the inputs a
     junction forks at (`forks`, from `input_forks`), and all of them when some fork has no
     parameter upstream, since a pass that asks only for parameter gradients would skip that fork's
     node and its hooks. Asking for input gradients nobody needs costs a whole extra backward
-    pass through the first layer."""
-    feeding = feeding_params(nodes, params)
-    if any(j.fork not in feeding for j in found if not _is_leaf(j.fork)):
-        return list(leaves)
+    pass through the first layer.
+
+    A junction's add reaches the parameters its branches use, so a fork that is another
+    junction's add (every fork but the first in a residual stack) needs no walk."""
+    found = list(found)
+    param_ids = {id(p) for p in params}
+    fed = {j.add for j in found}
+    for j in found:
+        if not _is_leaf(j.fork) and not _feeds_param(j.fork, param_ids, fed):
+            return list(leaves)
+        fed.add(j.fork)
     return [t for t in leaves if any(t is v for v in forks.values())]
 
 

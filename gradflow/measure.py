@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -163,7 +163,7 @@ def measure(
         chosen = _measured(names, only, max_junctions)
         notes = compiled + graph.notes + _subset_note(len(chosen), len(names), only, max_junctions)
         fork_leaves = input_forks(graph.found)
-        wrt = params + needed_inputs(graph.nodes, graph.found, graph.leaves, params, fork_leaves)
+        wrt = params + needed_inputs(graph.found, graph.leaves, params, fork_leaves)
         measured: list[Measured] = []
         tick = time.perf_counter()
         assert graph.output is not None
@@ -303,7 +303,6 @@ class _Graph:
     found: list[FoundJunction]
     naming: list[_Naming]
     notes: tuple[str, ...] = ()
-    nodes: list[Any] = field(default_factory=list)
 
 
 def _forward_and_find(
@@ -344,7 +343,7 @@ def _forward_and_find(
         _name_scripted_adds(model, nodes, recorder)
     naming = _names(found, recorder, parts.parameter_names)
     kind = resolve_loss(loss, chosen)
-    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes, nodes)
+    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes)
 
 
 def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: ForwardRecorder) -> None:

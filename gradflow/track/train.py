@@ -312,7 +312,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     else:
         measured_at = [i for i, name in enumerate(names) if name in chosen]
     fork_leaves = input_forks(found)
-    wrt = [*params, *needed_inputs(nodes, found, leaves, params, fork_leaves)]
+    wrt = [*params, *needed_inputs(found, leaves, params, fork_leaves)]
     grads: list[torch.Tensor | None] = [None] * len(params)
     handles = [p.register_hook(_keep(grads, i)) for i, p in enumerate(params)]
     try:
