@@ -136,18 +136,22 @@ class _NormBatch:
         return slot
 
     def flush(self, also: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
-        """Norm every held gradient (`norm` has already sorted out the ones `_alone` takes);
-        returns the norms of `also`."""
-        if self.held:
-            for (slot, _), value in zip(self.held, _together([t for _, t in self.held])):
-                self.values[slot] = value
-            self.held.clear()
-            self.held_bytes = 0
-        return _norms(list(also)) if also else []
+        """Norm every held gradient, and `also` in the same `_foreach_norm` calls; returns the
+        norms of `also`."""
+        if not self.held and not also:
+            return []
+        norms = _norms([t for _, t in self.held] + list(also))
+        for (slot, _), value in zip(self.held, norms):
+            self.values[slot] = value
+        taken = len(self.held)
+        self.held.clear()
+        self.held_bytes = 0
+        return norms[taken:]
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.dtype == b.dtype == torch.float64:
+    """a · b as a float32 zero-dim tensor: float64 in its own precision, the rest in float32."""
+    if a.dtype == b.dtype and a.dtype in (torch.float32, torch.float64):
         return torch.dot(a.reshape(-1), b.reshape(-1)).float()
     return torch.dot(a.reshape(-1).float(), b.reshape(-1).float())
 
