@@ -10,6 +10,12 @@ number to a lower one. Walking back from both operands, always expanding the hig
 node first, a node is fully labelled with the operands that reach it by the time it is expanded;
 the first node reached from both is the latest common ancestor: the fork. Each search stops there,
 so its cost is the size of the two branches, never the whole graph.
+
+A side is *shared* when the gradient its nodes carry is not its own alone: one of its nodes also
+feeds code outside the junction (a norm whose output feeds two branches), or both sides pass
+through one node on their way to the fork (the two halves of a `chunk`). Hooks on the side's
+edges into the fork would then read gradient from outside the side, so a shared side's
+contribution is taken by a separate vector-Jacobian product instead (`gradflow.hooks`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class FoundJunction:
     nodes: tuple[list[Any], list[Any]]  # branch nodes strictly between x and y, per side
     params: tuple[list[Any], list[Any]]  # trainable parameter tensors, per side
     order: int = field(default=0)  # the add's sequence number (forward order)
+    shared: tuple[bool, bool] = (False, False)  # per side: its nodes carry gradient from elsewhere
 
     @property
     def block_operand(self) -> int:
@@ -55,11 +62,13 @@ def _is_leaf(node: Any) -> bool:
     return type(node).__name__ == _LEAF
 
 
-def all_nodes(roots: Iterable[Any]) -> list[Any]:
-    """Every autograd node reachable from `roots` (each once)."""
+def all_nodes(roots: Iterable[Any], uses: dict[Any, int] | None = None) -> list[Any]:
+    """Every autograd node reachable from `roots` (each once). When given, `uses` is filled with
+    how many edges lead into each node (its consumers, with multiplicity)."""
     seen: set[Any] = set()
     stack = [r for r in roots if r is not None]
     out: list[Any] = []
+    counts: dict[Any, int] = {} if uses is None else uses
     while stack:
         node = stack.pop()
         if node in seen:
@@ -67,8 +76,10 @@ def all_nodes(roots: Iterable[Any]) -> list[Any]:
         seen.add(node)
         out.append(node)
         for child, _ in node.next_functions:
-            if child is not None and child not in seen:
-                stack.append(child)
+            if child is not None:
+                counts[child] = counts.get(child, 0) + 1
+                if child not in seen:
+                    stack.append(child)
     return out
 
 
@@ -119,7 +130,11 @@ def needed_inputs(
 
 
 def find_junctions(
-    roots: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any], nodes: Iterable[Any] | None = None
+    roots: Iterable[Any],
+    params: Iterable[Any],
+    inputs: Iterable[Any],
+    nodes: Iterable[Any] | None = None,
+    uses: dict[Any, int] | None = None,
 ) -> list[FoundJunction]:
     """Find every junction in the graph behind `roots`, in forward order.
 
@@ -127,20 +142,24 @@ def find_junctions(
         roots: autograd nodes to walk back from (the loss's grad_fn).
         params: the model's trainable parameters (leaves that may make a branch a block).
         inputs: probe input tensors that require grad (leaves that may be a fork).
-        nodes: every node behind `roots`, when the caller has already walked the graph.
+        nodes, uses: every node behind `roots` and its consumer count, when the caller has
+            already walked the graph (`all_nodes`).
     Returns:
         FoundJunctions sorted by the add's position in the forward pass.
     """
     param_ids = {id(p) for p in params}
     input_ids = {id(t) for t in inputs}
+    if nodes is None or uses is None:
+        uses = {}
+        nodes = all_nodes(roots, uses)
     found = []
-    for node in all_nodes(roots) if nodes is None else nodes:
+    for node in nodes:
         if type(node).__name__ not in ADD_NODES:
             continue
         operands = node.next_functions
         if len(operands) != 2 or operands[0][0] is None or operands[1][0] is None:
             continue
-        junction = _search(node, param_ids, input_ids)
+        junction = _search(node, param_ids, input_ids, uses)
         if junction is not None:
             found.append(junction)
     found.sort(key=lambda j: j.order)
@@ -198,7 +217,7 @@ class _Walk:
         return (pending[1] == 0 and lone[1] == 0) or (pending[2] == 0 and lone[2] == 0)
 
 
-def _search(add: Any, param_ids: set[int], input_ids: set[int]) -> FoundJunction | None:
+def _search(add: Any, param_ids: set[int], input_ids: set[int], uses: dict[Any, int]) -> FoundJunction | None:
     walk = _Walk(input_ids)
     (a, a_nr), (b, b_nr) = add.next_functions
     if a is b and a_nr == b_nr:
@@ -238,16 +257,17 @@ def _search(add: Any, param_ids: set[int], input_ids: set[int]) -> FoundJunction
             for child, nr in node.next_functions:
                 if child is not None:
                     walk.reach(child, walk.mask[node], nr)
-    return _classify(add, fork, fork_output, walk, param_ids)
+    return _classify(add, fork, fork_output, walk, param_ids, uses)
 
 
 def _classify(
-    add: Any, fork: Any, fork_output: int, walk: _Walk, param_ids: set[int]
+    add: Any, fork: Any, fork_output: int, walk: _Walk, param_ids: set[int], uses: dict[Any, int]
 ) -> FoundJunction | None:
     nodes: tuple[list[Any], list[Any]] = ([], [])
     params: tuple[list[Any], list[Any]] = ([], [])
     seen_params: tuple[set[int], set[int]] = (set(), set())
     edges: tuple[list[Edge], list[Edge]] = ([], [])
+    meet = False  # both sides pass through one node before the fork (a split)
     (a, a_nr), (b, b_nr) = add.next_functions
     for operand, (child, nr) in enumerate(((a, a_nr), (b, b_nr))):
         if child is fork and nr == fork_output:
@@ -257,6 +277,7 @@ def _classify(
     for node in walk.expanded:
         bits = walk.mask[node]
         if bits not in (1, 2):
+            meet = meet or bits == 3
             continue
         side = bits - 1
         nodes[side].append(node)
@@ -278,6 +299,7 @@ def _classify(
     skip = 1 - block
     skip_node, skip_nr = add.next_functions[skip]
     identity = skip_node is fork and skip_nr == fork_output
+    shared = [meet or _used_outside(nodes[side], add, uses) for side in (0, 1)]
     return FoundJunction(
         add=add,
         fork=fork,
@@ -288,7 +310,22 @@ def _classify(
         nodes=(nodes[skip], nodes[block]),
         params=(params[skip], params[block]),
         order=add._sequence_nr(),
+        shared=(shared[skip], shared[block]),
     )
+
+
+def _used_outside(side: list[Any], add: Any, uses: dict[Any, int]) -> bool:
+    """True when a node of `side` has a consumer outside the side and the add, so the gradient
+    it passes on carries that consumer's part too. A node with one consumer is reached through
+    it, so only nodes used more than once need their consumers counted."""
+    inside = {n: 0 for n in side if uses.get(n, 0) > 1}
+    if not inside:
+        return False
+    for consumer in (add, *side):
+        for child, _ in consumer.next_functions:
+            if child in inside:
+                inside[child] += 1
+    return any(uses[n] > count for n, count in inside.items())
 
 
 def _add_param(

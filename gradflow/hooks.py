@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch.autograd.function import BackwardCFunction
+from torch.autograd.graph import GradientEdge
 
 from gradflow.graph import BLOCK, SKIP, FoundJunction
 from gradflow.inventory import Inventory
@@ -219,11 +220,14 @@ class _NodePlan:
     add it is, grad_in of junctions forking at it), each output once: in a pre-hook, or at the
     start of the post-hook when the node has one (`read_late`). The post-hook stops operands of
     its junction and passes the gradients it sends to forks (`taps`) on; one that is the very
-    tensor a read normed (an identity skip) reuses its norm.
+    tensor a read normed (an identity skip) reuses its norm. On an add whose junction has a
+    shared side (see `gradflow.graph`), `through` takes that side's contribution to the fork by a
+    separate backward pass from the operand to the fork.
     """
 
     junction: int | None = None  # index of the junction whose add this node is
     taps: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, input index)
+    through: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, operand)
     reads: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, output nr, GRAD_*)
     stash: dict[int, tuple[torch.Tensor, int]] = field(default_factory=dict)  # id(grad) -> (grad, slot)
     read_late: bool = False  # reads done in the post-hook, from its grad_outputs
@@ -270,6 +274,7 @@ class Taps:
         self.taps: dict[int, _JunctionTap] = {}
         self.grad_output: int | None = None
         self.handles: list[Any] = []
+        self.nested = 0  # > 0 while a shared side's own backward pass runs: hooks only stop
 
     def __enter__(self) -> Taps:
         try:
@@ -295,6 +300,10 @@ class Taps:
         for index in self.measured:
             junction = self.junctions[index]
             for side in (SKIP, BLOCK):
+                if junction.shared[side]:
+                    operand = junction.skip_operand if side == SKIP else junction.block_operand
+                    plans[junction.add].through.append((index, side, operand))
+                    continue
                 for edge in junction.edges[side]:
                     plans.setdefault(edge.consumer, _NodePlan()).taps.append((index, side, edge.index))
             plans[junction.add].reads.append((index, 0, GRAD_OUT))
@@ -324,7 +333,8 @@ class Taps:
 
     def _pre_hook(self, plan: _NodePlan):  # type: ignore[no-untyped-def]
         def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
-            self._read(plan, grad_outputs)
+            if not self.nested:
+                self._read(plan, grad_outputs)
 
         return hook
 
@@ -349,18 +359,24 @@ class Taps:
         def hook(
             grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
         ) -> tuple[Any, ...] | None:
-            if plan.read_late:
-                self._read(plan, grad_outputs)
             replaced = None
             if plan.junction is not None and (self.variant.stop_skip or self.variant.stop_block):
                 replaced = self._stop(plan.junction, grad_inputs)
                 if replaced is not None:
                     grad_inputs = replaced
+            if self.nested:
+                return replaced
+            if plan.read_late:
+                self._read(plan, grad_outputs)
             for index, side, slot in plan.taps:
                 grad = grad_inputs[slot]
                 known = plan.stash.get(id(grad)) if grad is not None else None
                 self.taps[index].contribute(side, grad, known[1] if known and known[0] is grad else None)
             plan.stash.clear()
+            for index, side, operand in plan.through:
+                grad = grad_inputs[operand]
+                through = None if grad is None else self._through(index, operand, grad)
+                self.taps[index].contribute(side, through)
             return replaced
 
         return hook
@@ -377,9 +393,24 @@ class Taps:
             return None
         return tuple(None if i in stopped else g for i, g in enumerate(grad_inputs))
 
+    def _through(self, index: int, operand: int, grad: torch.Tensor) -> torch.Tensor | None:
+        """The gradient that `grad`, arriving at operand `operand` of the junction's add, sends to
+        the fork along that operand's paths alone: a backward pass of its own, from the operand
+        to the fork, over the retained graph. Its nodes have not run yet in the main pass (they
+        all lie below the add), and the hooks only apply stop-gradients while it runs."""
+        junction = self.junctions[index]
+        start = GradientEdge(*junction.add.next_functions[operand])
+        fork = GradientEdge(junction.fork, junction.fork_output)
+        self.nested += 1
+        try:
+            (through,) = torch.autograd.grad([start], [fork], [grad], retain_graph=True, allow_unused=True)
+        finally:
+            self.nested -= 1
+        return through  # type: ignore[no-any-return]
+
     def _input_hook(self, indices: list[int]):  # type: ignore[no-untyped-def]
         def hook(grad: torch.Tensor | None) -> None:
-            if grad is None:  # every path into the input was stopped
+            if grad is None or self.nested:  # every path into the input was stopped
                 return
             norm = self.batch.norm(grad)
             for index in indices:
@@ -406,10 +437,7 @@ class Taps:
         self.variant = variant
         self.grad_output = None
         self.batch = batch = _NormBatch(_budget(self.device))
-        self.taps = {
-            i: _JunctionTap(batch, (len(self.junctions[i].edges[SKIP]), len(self.junctions[i].edges[BLOCK])))
-            for i in self.measured
-        }
+        self.taps = {i: _JunctionTap(batch, _expected(self.junctions[i])) for i in self.measured}
         grads = torch.autograd.grad(loss, list(wrt), retain_graph=retain_graph, allow_unused=True)
         for tap in self.taps.values():
             tap.finish()
@@ -471,6 +499,15 @@ class Taps:
             grad_output=None if self.grad_output is None else rest[cursor],
             loss=rest[cursor + 1],
         )
+
+
+def _expected(junction: FoundJunction) -> tuple[int, int]:
+    """How many contributions each side of `junction` sends to its fork: one per edge, or one
+    from the add's hook for a shared side."""
+    return (
+        1 if junction.shared[SKIP] else len(junction.edges[SKIP]),
+        1 if junction.shared[BLOCK] else len(junction.edges[BLOCK]),
+    )
 
 
 def _to_host(values: list[torch.Tensor], device: torch.device) -> list[float]:

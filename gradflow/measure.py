@@ -56,6 +56,7 @@ from gradflow.report import (
     Thresholds,
 )
 from gradflow.select import select
+from gradflow.sites import AddSite
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,12 @@ def measure(
         names = [n.name for n in graph.naming]
         stops = [_resolve(v, names, at) for v in variants]
         chosen = _measured(names, only, max_junctions)
-        notes = compiled + graph.notes + _subset_note(len(chosen), len(names), only, max_junctions)
+        notes = (
+            compiled
+            + graph.notes
+            + _subset_note(len(chosen), len(names), only, max_junctions)
+            + shared_note([graph.found[i] for i in chosen], [names[i] for i in chosen])
+        )
         fork_leaves = input_forks(graph.found)
         wrt = params + needed_inputs(graph.found, graph.leaves, params, fork_leaves)
         measured: list[Measured] = []
@@ -336,14 +342,16 @@ def _forward_and_find(
             "(are all parameters frozen, or is the output detached?)"
         )
     tick = time.perf_counter()
-    nodes = all_nodes([loss_tensor.grad_fn])
-    found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes)
+    uses: dict[Any, int] = {}
+    nodes = all_nodes([loss_tensor.grad_fn], uses)
+    found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes, uses=uses)
     timings["detect"] = time.perf_counter() - tick
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
     naming = _names(found, recorder, parts.parameter_names)
     kind = resolve_loss(loss, chosen)
-    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, _graph_notes(nodes) + notes)
+    notes = _graph_notes(nodes, recorder.sites) + notes
+    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, notes)
 
 
 def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: ForwardRecorder) -> None:
@@ -358,7 +366,7 @@ def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: 
             recorder.sites.setdefault(node, site)
 
 
-def _graph_notes(nodes: Sequence[Any]) -> tuple[str, ...]:
+def _graph_notes(nodes: Sequence[Any], add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
     """What the autograd graph hides from junction detection, said plainly (or refused)."""
     hidden = sum(1 for n in nodes if type(n).__name__ == "CheckpointFunctionBackward")
     if hidden:
@@ -367,7 +375,38 @@ def _graph_notes(nodes: Sequence[Any]) -> tuple[str, ...]:
             "they build no autograd graph inside and cannot be differentiated with "
             "torch.autograd.grad; use checkpoint(..., use_reentrant=False) to inspect it"
         )
-    return ()
+    return _view_adds_note(add_sites)
+
+
+def _view_adds_note(add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
+    """In-place adds into a view (`x += f(x)` where x views another tensor, as a Linear's output
+    on a 3-d input does) reach autograd as CopySlices, which hides the add and its operands."""
+    places = [
+        site.location or site.module or "the root module"
+        for node, site in add_sites.items()
+        if type(node).__name__ == "CopySlices"
+        or any(type(child).__name__ == "CopySlices" for child, _ in node.next_functions)
+    ]
+    if not places:
+        return ()
+    shown = ", ".join(dict.fromkeys(places[:3])) + (", ..." if len(places) > 3 else "")
+    return (
+        f"{len(places)} in-place add(s) into a view ({shown}) could not be examined: autograd "
+        "records them as CopySlices, which hides the operands; if one is a residual, write "
+        "x = x + f(x) to measure it",
+    )
+
+
+def shared_note(found: Sequence[FoundJunction], names: Sequence[str]) -> tuple[str, ...]:
+    """Which junctions have a shared side (see gradflow.graph), so took an extra backward pass."""
+    shared = [name for junction, name in zip(found, names) if any(junction.shared)]
+    if not shared:
+        return ()
+    shown = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
+    return (
+        f"{shown}: a path shares an operation with code outside it (a norm feeding two branches, "
+        "a split), so its gradient at the fork was taken by a backward pass of its own",
+    )
 
 
 @dataclass(frozen=True)

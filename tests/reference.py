@@ -15,10 +15,10 @@ def reference(model, inputs, loss_fn):  # type: ignore[no-untyped-def]
         loss = loss_fn(out)
         rows = []
         for rec in model.log:
-            (g_y,) = torch.autograd.grad(loss, rec.y, retain_graph=True)
-            (g_skip,) = torch.autograd.grad(rec.skip, rec.x, g_y, retain_graph=True)
-            (g_block,) = torch.autograd.grad(rec.block, rec.x, g_y, retain_graph=True)
-            (g_in,) = torch.autograd.grad(loss, rec.x, retain_graph=True)
+            g_y = _grad(loss, rec.y)  # zero when a stop upstream cut the junction off the loss
+            g_skip = _through(rec.skip, rec.x, g_y)
+            g_block = _through(rec.block, rec.x, g_y)
+            g_in = _grad(loss, rec.x)
             g_params = torch.autograd.grad(loss, rec.params, retain_graph=True, allow_unused=True)
             # Reductions of bf16/fp16 gradients in float32, as the norms in a report are.
             g_y, g_skip, g_block, g_in = (_wide(g) for g in (g_y, g_skip, g_block, g_in))
@@ -33,6 +33,19 @@ def reference(model, inputs, loss_fn):  # type: ignore[no-untyped-def]
         return rows
     finally:
         model.inplace = True
+
+
+def _grad(loss, tensor):  # type: ignore[no-untyped-def]
+    (grad,) = torch.autograd.grad(loss, tensor, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(tensor) if grad is None else grad
+
+
+def _through(operand, x, g_y):  # type: ignore[no-untyped-def]
+    """The gradient g_y sends to x through one operand of the add; zero through a detached one."""
+    if not operand.requires_grad:
+        return torch.zeros_like(x)
+    (grad,) = torch.autograd.grad(operand, x, g_y.sum_to_size(operand.shape), retain_graph=True, allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
 
 
 def _wide(grad):  # type: ignore[no-untyped-def]

@@ -45,6 +45,10 @@ def _inputs(name: str):  # type: ignore[no-untyped-def]
         return (torch.randint(0, 50, (2, 7), generator=g), torch.randint(0, 2, (2, 7), generator=g))
     if name == "TupleOut":
         return torch.randn(3, 5, generator=g)
+    if name == "ParallelBlock":
+        return torch.randn(4, 5, generator=g)
+    if name == "Coupling":
+        return torch.randn(4, 4, generator=g)
     raise KeyError(name)
 
 
@@ -55,6 +59,8 @@ CASES = {
     "Shared": ["identity", "identity"],
     "TokenModel": ["identity", "identity"],
     "TupleOut": ["identity"],
+    "ParallelBlock": ["identity", "identity", "projection"],
+    "Coupling": ["projection"],
 }
 
 

@@ -23,7 +23,7 @@ from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, 
 from gradflow.graph import all_nodes, find_junctions, input_forks, needed_inputs
 from gradflow.hooks import Measured, Taps, Variant
 from gradflow.inventory import Inventory, eager
-from gradflow.measure import _graph_notes, _names, _report, collector_paused
+from gradflow.measure import _graph_notes, _names, _report, collector_paused, shared_note
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
@@ -302,15 +302,18 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
             "the loss does not depend on any trainable parameter: nothing to differentiate "
             "(are all parameters frozen, or is the output detached?)"
         )
-    nodes = all_nodes([loss.grad_fn])
-    notes = _graph_notes(nodes)  # refuses what autograd.grad cannot differentiate, as inspect does
-    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes)
+    uses: dict[Any, int] = {}
+    nodes = all_nodes([loss.grad_fn], uses)
+    # Refuses what autograd.grad cannot differentiate, and notes what it hides, as inspect does.
+    notes = _graph_notes(nodes, recorder.sites)
+    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses)
     naming = _names(found, recorder, param_names)
     names = [n.name for n in naming]
     if chosen is None:
         measured_at = select(at, names)
     else:
         measured_at = [i for i, name in enumerate(names) if name in chosen]
+    notes += shared_note([found[i] for i in measured_at], [names[i] for i in measured_at])
     fork_leaves = input_forks(found)
     wrt = [*params, *needed_inputs(found, leaves, params, fork_leaves)]
     grads: list[torch.Tensor | None] = [None] * len(params)
