@@ -52,6 +52,7 @@ class FoundJunction:
     params: tuple[list[Any], list[Any]]  # trainable parameter tensors, per side
     order: int = field(default=0)  # the add's sequence number (forward order)
     shared: tuple[bool, bool] = (False, False)  # per side: its nodes carry gradient from elsewhere
+    cut: int | None = None  # SKIP or BLOCK when that side's operand is a detached copy: no gradient
 
     @property
     def block_operand(self) -> int:
@@ -135,6 +136,7 @@ def find_junctions(
     inputs: Iterable[Any],
     nodes: Iterable[Any] | None = None,
     uses: dict[Any, int] | None = None,
+    cuts: dict[Any, tuple[int, Any]] | None = None,
 ) -> list[FoundJunction]:
     """Find every junction in the graph behind `roots`, in forward order.
 
@@ -144,6 +146,9 @@ def find_junctions(
         inputs: probe input tensors that require grad (leaves that may be a fork).
         nodes, uses: every node behind `roots` and its consumer count, when the caller has
             already walked the graph (`all_nodes`).
+        cuts: add node -> (operand index, (node, output number)) for adds whose operand is a detached
+            copy of a graph tensor (`ForwardRecorder.cuts`): the add is searched as if that
+            operand were still attached, and the junction says which side is cut.
     Returns:
         FoundJunctions sorted by the add's position in the forward pass.
     """
@@ -157,9 +162,16 @@ def find_junctions(
         if type(node).__name__ not in ADD_NODES:
             continue
         operands = node.next_functions
-        if len(operands) != 2 or operands[0][0] is None or operands[1][0] is None:
+        if len(operands) != 2:
             continue
-        junction = _search(node, param_ids, input_ids, uses)
+        cut = None
+        if operands[0][0] is None or operands[1][0] is None:
+            known = (cuts or {}).get(node)
+            if known is None or operands[1 - known[0]][0] is None:
+                continue  # an add of a constant (a mask, a buffer), or of two
+            cut, source = known
+            operands = tuple(source if i == cut else op for i, op in enumerate(operands))
+        junction = _search(node, operands, param_ids, input_ids, uses, cut)
         if junction is not None:
             found.append(junction)
     found.sort(key=lambda j: j.order)
@@ -217,9 +229,16 @@ class _Walk:
         return (pending[1] == 0 and lone[1] == 0) or (pending[2] == 0 and lone[2] == 0)
 
 
-def _search(add: Any, param_ids: set[int], input_ids: set[int], uses: dict[Any, int]) -> FoundJunction | None:
+def _search(
+    add: Any,
+    operands: tuple[tuple[Any, int], ...],
+    param_ids: set[int],
+    input_ids: set[int],
+    uses: dict[Any, int],
+    cut: int | None,
+) -> FoundJunction | None:
     walk = _Walk(input_ids)
-    (a, a_nr), (b, b_nr) = add.next_functions
+    (a, a_nr), (b, b_nr) = operands
     if a is b and a_nr == b_nr:
         return None  # x + x: one operand, no branches
     walk.reach(a, 1, a_nr)
@@ -257,18 +276,25 @@ def _search(add: Any, param_ids: set[int], input_ids: set[int], uses: dict[Any, 
             for child, nr in node.next_functions:
                 if child is not None:
                     walk.reach(child, walk.mask[node], nr)
-    return _classify(add, fork, fork_output, walk, param_ids, uses)
+    return _classify(add, operands, fork, fork_output, walk, param_ids, uses, cut)
 
 
 def _classify(
-    add: Any, fork: Any, fork_output: int, walk: _Walk, param_ids: set[int], uses: dict[Any, int]
+    add: Any,
+    operands: tuple[tuple[Any, int], ...],
+    fork: Any,
+    fork_output: int,
+    walk: _Walk,
+    param_ids: set[int],
+    uses: dict[Any, int],
+    cut: int | None,
 ) -> FoundJunction | None:
     nodes: tuple[list[Any], list[Any]] = ([], [])
     params: tuple[list[Any], list[Any]] = ([], [])
     seen_params: tuple[set[int], set[int]] = (set(), set())
     edges: tuple[list[Edge], list[Edge]] = ([], [])
     meet = False  # both sides pass through one node before the fork (a split)
-    (a, a_nr), (b, b_nr) = add.next_functions
+    (a, a_nr), (b, b_nr) = operands
     for operand, (child, nr) in enumerate(((a, a_nr), (b, b_nr))):
         if child is fork and nr == fork_output:
             edges[operand].append(Edge(add, operand))
@@ -297,7 +323,7 @@ def _classify(
         key1 = (len(nodes[1]), _numel(params[1]))
         block = 0 if key0 > key1 else 1
     skip = 1 - block
-    skip_node, skip_nr = add.next_functions[skip]
+    skip_node, skip_nr = operands[skip]
     identity = skip_node is fork and skip_nr == fork_output
     shared = [meet or _used_outside(nodes[side], add, uses) for side in (0, 1)]
     return FoundJunction(
@@ -311,6 +337,7 @@ def _classify(
         params=(params[skip], params[block]),
         order=add._sequence_nr(),
         shared=(shared[skip], shared[block]),
+        cut=None if cut is None else (SKIP if cut == skip else BLOCK),
     )
 
 

@@ -300,6 +300,8 @@ class Taps:
         for index in self.measured:
             junction = self.junctions[index]
             for side in (SKIP, BLOCK):
+                if junction.cut == side:
+                    continue  # a detached operand: no gradient passes that side
                 if junction.shared[side]:
                     operand = junction.skip_operand if side == SKIP else junction.block_operand
                     plans[junction.add].through.append((index, side, operand))
@@ -502,11 +504,11 @@ class Taps:
 
 
 def _expected(junction: FoundJunction) -> tuple[int, int]:
-    """How many contributions each side of `junction` sends to its fork: one per edge, or one
-    from the add's hook for a shared side."""
-    return (
-        1 if junction.shared[SKIP] else len(junction.edges[SKIP]),
-        1 if junction.shared[BLOCK] else len(junction.edges[BLOCK]),
+    """How many contributions each side of `junction` sends to its fork: one per edge, one from
+    the add's hook for a shared side, none for a cut side."""
+    return tuple(  # type: ignore[return-value]
+        0 if junction.cut == side else 1 if junction.shared[side] else len(junction.edges[side])
+        for side in (SKIP, BLOCK)
     )
 
 

@@ -166,7 +166,7 @@ def measure(
             compiled
             + graph.notes
             + _subset_note(len(chosen), len(names), only, max_junctions)
-            + shared_note([graph.found[i] for i in chosen], [names[i] for i in chosen])
+            + path_notes([graph.found[i] for i in chosen], [names[i] for i in chosen])
         )
         fork_leaves = input_forks(graph.found)
         wrt = params + needed_inputs(graph.found, graph.leaves, params, fork_leaves)
@@ -332,6 +332,8 @@ def _forward_and_find(
     torch.manual_seed(seed)
     tick = time.perf_counter()
     with ForwardRecorder(model, parts.modules) as recorder:
+        for leaf in leaves:
+            recorder.note_source(leaf)
         output = _forward(model, probe)
     chosen = select_output(output)
     loss_tensor = probe_loss(chosen, loss, seed)
@@ -344,7 +346,7 @@ def _forward_and_find(
     tick = time.perf_counter()
     uses: dict[Any, int] = {}
     nodes = all_nodes([loss_tensor.grad_fn], uses)
-    found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes, uses=uses)
+    found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
     timings["detect"] = time.perf_counter() - tick
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
@@ -397,16 +399,28 @@ def _view_adds_note(add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
     )
 
 
-def shared_note(found: Sequence[FoundJunction], names: Sequence[str]) -> tuple[str, ...]:
-    """Which junctions have a shared side (see gradflow.graph), so took an extra backward pass."""
+def path_notes(found: Sequence[FoundJunction], names: Sequence[str]) -> tuple[str, ...]:
+    """What the table cannot show about the measured junctions' paths: which are cut (a detached
+    operand) and which took an extra backward pass (a shared side, see gradflow.graph)."""
+    notes = []
+    for side, what in ((SKIP, "skip"), (BLOCK, "block")):
+        cut = [name for junction, name in zip(found, names) if junction.cut == side]
+        if cut:
+            example = "x.detach() + f(x)" if side == SKIP else "x + f(x).detach()"
+            notes.append(
+                f"{_listed(cut)}: the {what} is a detached copy ({example}): no gradient passes it"
+            )
     shared = [name for junction, name in zip(found, names) if any(junction.shared)]
-    if not shared:
-        return ()
-    shown = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
-    return (
-        f"{shown}: a path shares an operation with code outside it (a norm feeding two branches, "
-        "a split), so its gradient at the fork was taken by a backward pass of its own",
-    )
+    if shared:
+        notes.append(
+            f"{_listed(shared)}: a path shares an operation with code outside it (a norm feeding "
+            "two branches, a split), so its gradient at the fork was taken by a backward pass of its own"
+        )
+    return tuple(notes)
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 @dataclass(frozen=True)
@@ -504,7 +518,10 @@ def _report(
             block_ratio=ratio,
             cosine=cosine,
             param_grad=param_grad,
-            status=_status(numbers, ratio, values.grad_output, thresholds),
+            status=Status.CUT if fj.cut is not None and _finite(numbers) else _status(
+                numbers, ratio, values.grad_output, thresholds
+            ),
+            cut=None if fj.cut is None else ("skip" if fj.cut == SKIP else "block"),
         )
         junctions.append(junction)
     parameters = tuple(
@@ -551,11 +568,15 @@ def _report(
     )
 
 
+def _finite(numbers: tuple[float | None, ...]) -> bool:
+    return all(v is not None and math.isfinite(v) for v in numbers)
+
+
 def _status(
     numbers: tuple[float | None, ...], block_ratio: float | None, grad_output: float | None, t: Thresholds
 ) -> Status:
     """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad)."""
-    if any(v is None or not math.isfinite(v) for v in numbers):
+    if not _finite(numbers):
         return Status.NONFINITE
     grad_out, _, _, grad_in, _ = numbers
     assert grad_in is not None and grad_out is not None

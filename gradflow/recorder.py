@@ -17,12 +17,14 @@ import functools
 import operator
 import os
 import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from types import FrameType
 from typing import Any
 
 import torch
+from torch.autograd.graph import get_gradient_edge
 from torch.utils._pytree import tree_leaves
 
 from gradflow import sites
@@ -56,7 +58,8 @@ def _shown(filename: str) -> str:
 @contextmanager
 def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
     """Wrap `nn.Module._call_impl` so each call of one of the model's modules pushes its name on
-    `recorder.stack` and notes its output; the original is back on exit, whatever happens.
+    `recorder.stack` and notes its output, and its tensor inputs and outputs as the graph tensors a
+    detached copy may come from; the original is back on exit, whatever happens.
 
     Global forward hooks would do the same, but while any is registered every module call takes
     the slow path of `_call_impl` (hook lists, closures, sets): on a model of 1,000 blocks that
@@ -70,6 +73,9 @@ def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
         name = names.get(id(module))
         if name is None or not active():
             return original(module, *args, **kwargs)
+        for arg in args:  # a block's input is often the fork a detached skip copies
+            if isinstance(arg, torch.Tensor) and arg.requires_grad:
+                recorder.note_source(arg)
         stack.append(name)
         try:
             output = original(module, *args, **kwargs)
@@ -86,20 +92,28 @@ def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
 
 
 @contextmanager
-def _adds_recorded(stack: list[str]) -> Iterator[None]:
+def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
     """Wrap torch.add and the Tensor add methods so each result is recorded as an AddSite of
-    the module on top of `stack`; the originals are back on exit, whatever happens.
+    the module on top of the recorder's stack, and an add of a detached copy of a graph tensor
+    as a cut (see `ForwardRecorder.note_cut`); the originals are back on exit, whatever happens.
 
     The wrappers are process-wide while they are installed, but `sites.record_add` records only
     in the context that opened the recording: another thread's adds pass through unrecorded."""
+    stack = recorder.stack
 
     def recorded(original: Any) -> Any:
         @functools.wraps(original)
         def add(*args: Any, **kwargs: Any) -> Any:
+            pair = _operands(args, kwargs)
+            live = (pair[0].requires_grad, pair[1].requires_grad) if pair else None  # before an in-place add
             result = original(*args, **kwargs)
             # Adds outside the autograd graph (a batch norm's step counter) cannot be junctions.
-            if isinstance(result, torch.Tensor) and result.grad_fn is not None:
+            if isinstance(result, torch.Tensor) and result.grad_fn is not None and sites.recording_active():
                 sites.record_add(result, stack[-1], user_location())
+                if live is not None and live[0] is not live[1]:
+                    cut = 0 if live[1] else 1
+                    recorder.note_cut(result, cut, pair[cut])  # type: ignore[index]
+                recorder.note_source(result)  # after: an in-place add's result is its cut operand
             return result
 
         return add
@@ -120,11 +134,24 @@ def _adds_recorded(stack: list[str]) -> Iterator[None]:
                 delattr(torch.Tensor, name)
 
 
+def _operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The two tensors an add takes (`a + b`, `torch.add(a, b)`, `a.add_(b)`), when both are."""
+    if not args:
+        return None
+    other = args[1] if len(args) > 1 else kwargs.get("other")
+    first = args[0]
+    if isinstance(first, torch.Tensor) and isinstance(other, torch.Tensor):
+        return first, other
+    return None
+
+
 class ForwardRecorder:
     """Records add sites and module outputs of one forward pass of `model`.
 
     After the `with` block: `sites` maps an add's autograd node to its AddSite; `module_outputs`
-    maps an autograd node to the names of the modules whose output it produced.
+    maps an autograd node to the names of the modules whose output it produced; `cuts` maps the
+    node of an add whose operand is a detached copy of a graph tensor (`x.detach() + f(x)`) to
+    that operand's index and the (node, output number) of the tensor it was copied from.
     """
 
     def __init__(
@@ -136,13 +163,15 @@ class ForwardRecorder:
         self.stack: list[str] = [""]
         self.module_outputs: dict[Any, list[str]] = {}
         self.sites: dict[Any, sites.AddSite] = {}
+        self.cuts: dict[Any, tuple[int, Any]] = {}
+        self._sources: dict[int, tuple[Any, ...]] = {}  # data pointer -> (memory, edge, shape, dtype)
         self._exit = ExitStack()
 
     def __enter__(self) -> ForwardRecorder:
         try:
             self.sites = self._exit.enter_context(sites.recording())
             self._exit.enter_context(_module_calls_tracked(self))
-            self._exit.enter_context(_adds_recorded(self.stack))
+            self._exit.enter_context(_adds_recorded(self))
         except BaseException:
             self._exit.close()
             raise
@@ -156,11 +185,45 @@ class ForwardRecorder:
         if isinstance(output, torch.Tensor):
             if output.grad_fn is not None:
                 self.module_outputs.setdefault(output.grad_fn, []).append(name)
+                self.note_source(output)
             return
         for leaf in tree_leaves(output):
             node = getattr(leaf, "grad_fn", None)
             if node is not None:
                 self.module_outputs.setdefault(node, []).append(name)
+                self.note_source(leaf)
+
+    def note_source(self, tensor: torch.Tensor) -> None:
+        """A graph tensor (a module's input or output, an add's result, a probe input) that a
+        detached copy may come from, found again by the memory they share. The tensor object
+        may die while its memory lives on in the copy, so the entry keeps a weak reference to
+        the memory itself: memory that was freed and handed to another tensor is not mistaken
+        for it."""
+        if tensor.is_meta:
+            return
+        node = tensor.grad_fn
+        if node is None:  # a probe input: its gradient edge is its AccumulateGrad node
+            leaf = get_gradient_edge(tensor)
+            node, output_nr = leaf.node, leaf.output_nr
+        else:
+            output_nr = tensor.output_nr
+        edge = (node, output_nr)
+        self._sources[tensor.data_ptr()] = (
+            weakref.ref(tensor.untyped_storage()), edge, tensor.shape, tensor.dtype
+        )
+
+    def note_cut(self, result: torch.Tensor, index: int, operand: torch.Tensor) -> None:
+        """Operand `index` of the add that gave `result` is outside the graph. When it is a graph
+        tensor's memory, shape and dtype, it is that tensor detached (`x.detach()`,
+        `f(x).detach()`): a path cut on purpose or by mistake, which the add still closes."""
+        if operand.is_meta or result.grad_fn is None:
+            return
+        entry = self._sources.get(operand.data_ptr())
+        if entry is None:
+            return
+        storage, edge, shape, dtype = entry
+        if storage() is operand.untyped_storage() and shape == operand.shape and dtype == operand.dtype:
+            self.cuts[result.grad_fn] = (index, edge)
 
 
 _EXPORT_ADDS = {"add.Tensor", "add_.Tensor", "add.Scalar"}

@@ -30,6 +30,7 @@ class Status(Choice):
     """Verdict on one junction, most severe first."""
 
     NONFINITE = "nonfinite"
+    CUT = "cut"
     EXPLODING = "exploding"
     VANISHING = "vanishing"
     DEAD = "dead"
@@ -61,6 +62,8 @@ class Junction:
     block_ratio: grad_block / grad_skip (None when grad_skip is 0).
     cosine: cosine similarity of the skip and block contributions at x (None when either is 0).
     param_grad: ||dL/dtheta|| over the trainable parameters the block uses, each counted once.
+    cut: "skip" or "block" when that operand of the add is a detached copy of the path's tensor
+        (`x.detach() + f(x)`, `x + f(x).detach()`): no gradient passes it; status is then "cut".
     """
 
     index: int
@@ -79,6 +82,7 @@ class Junction:
     cosine: float | None
     param_grad: float | None
     status: Status
+    cut: str | None = None
 
     def metric(self, name: str) -> float | None:
         if name not in METRICS:
@@ -215,7 +219,7 @@ class Report:
 
 
 def _junction_from_dict(data: dict[str, Any]) -> Junction:
-    values = {f.name: data[f.name] for f in fields(Junction)}
+    values = {f.name: data[f.name] for f in fields(Junction) if f.name in data or f.name != "cut"}
     values["block_modules"] = tuple(values["block_modules"])
     values["skip_modules"] = tuple(values["skip_modules"])
     values["status"] = Status(values["status"])

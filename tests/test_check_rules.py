@@ -33,7 +33,7 @@ def by_rule(result, rule):  # type: ignore[no-untyped-def]
 
 
 def test_rules_are_registered_once_in_report_order() -> None:
-    assert rule_names() == ("nonfinite", "no-grad", "vanishing", "dead", "exploding", "regression")
+    assert rule_names() == ("nonfinite", "no-grad", "cut", "vanishing", "dead", "exploding", "regression")
     with pytest.raises(ValueError, match="already registered"):
         register("dead", title="again", fires="never")(lambda report, settings, baseline: None)
     with pytest.raises(OptionError, match="unknown rule 'deadd'.*nonfinite, no-grad"):
@@ -62,16 +62,21 @@ def test_no_grad_names_exactly_the_parameters_autograd_leaves_without_gradient(b
     assert expected  # the model is built to break the rule
     result = check_gradient_flow(model, models.example_input(), loss="sum")
     assert not result.passed
-    assert {v.subject for v in result.violations} == expected
-    assert all(v.rule == "no-grad" and v.value is None for v in result.violations)
-    assert all("not reached from the loss" in v.message for v in result.violations)
+    no_grad = [v for v in result.violations if v.rule == "no-grad"]
+    assert {v.subject for v in no_grad} == expected
+    assert all(v.value is None and "not reached from the loss" in v.message for v in no_grad)
+    # x + side(x).detach() is also a junction whose block is cut, which the cut rule names.
+    cut = [v.subject for v in result.violations if v.rule == "cut"]
+    assert cut == (["#0"] if build is models.build_detached else [])
+    assert len(result.violations) == len(no_grad) + len(cut)
 
 
 def test_allow_unused_accepts_globs_and_module_names() -> None:
-    model = models.build_detached()
-    assert check_gradient_flow(model, models.example_input(), allow_unused=["side"]).passed
-    assert check_gradient_flow(model, models.example_input(), allow_unused=["side.*"]).passed
-    partial = check_gradient_flow(model, models.example_input(), allow_unused=["*.weight"])
+    model = models.build_detached()  # x + side(x).detach(): the cut rule has its own say
+    kept = {"disable": ["cut"]}
+    assert check_gradient_flow(model, models.example_input(), allow_unused=["side"], **kept).passed
+    assert check_gradient_flow(model, models.example_input(), allow_unused=["side.*"], **kept).passed
+    partial = check_gradient_flow(model, models.example_input(), allow_unused=["*.weight"], **kept)
     assert {v.subject for v in partial.violations} == {"side.0.bias", "side.2.bias"}
     assert allowed("pooler.dense.weight", ("pooler",)) and not allowed("poolerx.w", ("pooler",))
 

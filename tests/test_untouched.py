@@ -119,10 +119,10 @@ def test_adds_in_another_thread_are_not_recorded() -> None:
     import threading
 
     from gradflow import sites
-    from gradflow.recorder import _adds_recorded
+    from gradflow.recorder import ForwardRecorder, _adds_recorded
 
     x = torch.randn(3, requires_grad=True)
-    with sites.recording() as recorded, _adds_recorded([""]):
+    with sites.recording() as recorded, _adds_recorded(ForwardRecorder(torch.nn.Module())):
         thread = threading.Thread(target=lambda: x + x * 2)
         thread.start()
         thread.join()

@@ -224,6 +224,28 @@ def allowed(name: str, patterns: tuple[str, ...]) -> bool:
     )
 
 
+# --- cut paths --------------------------------------------------------------------------------
+
+
+@register("cut", title="Cut paths",
+          fires="a junction's skip or block operand is a detached copy of its path "
+                "(x.detach() + f(x), x + f(x).detach()): no gradient passes it")
+def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    found = []
+    for j in report.junctions:
+        if j.cut is None:
+            continue
+        if j.cut == "skip":
+            message = ("the skip is a detached copy of the fork: the gradient reaches it only "
+                       "through the block (a stray .detach() on the residual)")
+        else:
+            message = ("the block's output is detached before the add: the block gets no "
+                       "gradient from this junction (a .detach() or a no_grad copy)")
+        found.append(Violation("cut", j.name, Subject.JUNCTION, None, None, message,
+                               report.probe.seed, j.location))
+    return Finding(float(len(found)), None, tuple(found), applicable=bool(report.junctions))
+
+
 # --- vanishing with depth ---------------------------------------------------------------------
 
 
@@ -260,7 +282,7 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
           fires="a junction's block_ratio (grad_block / grad_skip) is below --dead-below",
           threshold="dead_below", badness=_lower)
 def dead(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
-    measured = [j for j in report.junctions if _finite(j.block_ratio)]
+    measured = [j for j in report.junctions if _finite(j.block_ratio) and j.cut is None]  # cut: its own rule
     if not measured:
         return Finding(None, None, (), applicable=bool(report.junctions))
     worst = min(measured, key=lambda j: j.block_ratio or 0.0)

@@ -31,6 +31,7 @@ def worst_text(o: RuleOutcome) -> str:
     describe: dict[str, Callable[[RuleOutcome], str]] = {
         "nonfinite": lambda o: f"{int(o.worst or 0)} non-finite",
         "no-grad": lambda o: f"{int(o.worst or 0)} without gradient",
+        "cut": lambda o: f"{int(o.worst or 0)} cut",
         "vanishing": lambda o: f"survival {ratio(o.worst)}",
         "dead": lambda o: f"min block_ratio {ratio(o.worst)}",
         "exploding": lambda o: f"max {ratio(o.worst)} the output gradient",

@@ -23,6 +23,7 @@ STATUS_STYLE = {
     Status.VANISHING: "red",
     Status.EXPLODING: "magenta",
     Status.NONFINITE: "bold red",
+    Status.CUT: "bold red",
 }
 
 

@@ -23,7 +23,7 @@ from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, 
 from gradflow.graph import all_nodes, find_junctions, input_forks, needed_inputs
 from gradflow.hooks import Measured, Taps, Variant
 from gradflow.inventory import Inventory, eager
-from gradflow.measure import _graph_notes, _names, _report, collector_paused, shared_note
+from gradflow.measure import _graph_notes, _names, _report, collector_paused, path_notes
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
@@ -294,6 +294,8 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     """
     probe, leaves = detached_inputs(Probe(args, kwargs))
     with ForwardRecorder(model) as recorder:
+        for leaf in leaves:
+            recorder.note_source(leaf)
         output = _forward(model, probe.args, probe.kwargs)
     out = select_output(output)
     loss = objective(out, target)
@@ -306,14 +308,14 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     nodes = all_nodes([loss.grad_fn], uses)
     # Refuses what autograd.grad cannot differentiate, and notes what it hides, as inspect does.
     notes = _graph_notes(nodes, recorder.sites)
-    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses)
+    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
     naming = _names(found, recorder, param_names)
     names = [n.name for n in naming]
     if chosen is None:
         measured_at = select(at, names)
     else:
         measured_at = [i for i, name in enumerate(names) if name in chosen]
-    notes += shared_note([found[i] for i in measured_at], [names[i] for i in measured_at])
+    notes += path_notes([found[i] for i in measured_at], [names[i] for i in measured_at])
     fork_leaves = input_forks(found)
     wrt = [*params, *needed_inputs(found, leaves, params, fork_leaves)]
     grads: list[torch.Tensor | None] = [None] * len(params)
