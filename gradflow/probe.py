@@ -6,6 +6,7 @@ the source's `example_input()`, or inference from the model's first layer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,17 +96,18 @@ def parse_dtype(name: str) -> torch.dtype:
         raise ProbeError(f"unknown dtype {name!r}: use one of {', '.join(sorted(set(_DTYPES)))}") from None
 
 
+# Positive sizes separated by "," or "x", with optional spaces around the separators.
+_SHAPE = re.compile(r"\s*[0-9]+(?:\s*[,x]\s*[0-9]+)*\s*")
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
-    """'8,3,32,32' or '8x3x32x32' -> (8, 3, 32, 32)."""
-    parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
+    """'8,3,32,32', '8x3x32x32' or '8, 3, 32, 32' -> (8, 3, 32, 32); anything else is refused."""
+    shape = tuple(int(size) for size in re.split(r"[,x]", text)) if _SHAPE.fullmatch(text) else ()
+    if not shape or any(size <= 0 for size in shape):
         raise ProbeError(
-            f"bad --input-shape {text!r}: write sizes separated by commas, e.g. 8,3,32,32"
-        ) from None
-    if not shape or any(s <= 0 for s in shape):
-        raise ProbeError(f"bad --input-shape {text!r}: every size must be a positive integer")
+            f"bad --input-shape {text!r}: write positive integer sizes separated by commas or x, "
+            "e.g. --input-shape 8,3,32,32"
+        )
     return shape
 
 
