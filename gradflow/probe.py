@@ -37,7 +37,12 @@ class Probe:
 
 
 def as_probe(inputs: Any) -> Probe:
-    """A tensor, a tuple/list of positional arguments, a dict of keyword arguments, or a Probe."""
+    """A tensor, a tuple/list of positional arguments, a dict of keyword arguments, or a Probe;
+    every tensor in it must hold at least one element."""
+    return require_samples(_as_probe(inputs))
+
+
+def _as_probe(inputs: Any) -> Probe:
     if isinstance(inputs, Probe):
         return inputs
     if isinstance(inputs, torch.Tensor):
@@ -51,6 +56,20 @@ def as_probe(inputs: Any) -> Probe:
     raise ProbeError(
         f"probe inputs must be a tensor, a tuple of tensors or a dict of tensors, not {type(inputs).__name__}"
     )
+
+
+def require_samples(probe: Probe) -> Probe:
+    """The probe itself, if no input tensor is empty: an empty batch has no gradient to measure
+    (every norm 0, the loss nan), which would read as a model whose gradient vanishes."""
+    named = [(f"input {i}", a) for i, a in enumerate(probe.args)]
+    named += [(f"input {k!r}", v) for k, v in probe.kwargs.items()]
+    for name, value in named:
+        if isinstance(value, torch.Tensor) and value.numel() == 0:
+            shape = "x".join(str(size) for size in value.shape)
+            raise ProbeError(
+                f"the probe {name} has no elements (shape {shape}): give a batch of at least one sample"
+            )
+    return probe
 
 
 def detached_inputs(probe: Probe) -> tuple[Probe, list[torch.Tensor]]:

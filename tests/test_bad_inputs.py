@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 
 RESNET = str(SAMPLES / "tiny_resnet.py")
+ONNX_CNN = str(ROOT / "tests" / "fixtures" / "onnx" / "tiny_cnn.onnx")  # input image: batch x 3 x 8 x 8
 
 # What each command needs besides the source to be a valid call.
 EXTRA = {"inspect": [], "compare": ["--sg-skip"], "check": [], "track": ["--steps", "1"], "blocks": []}
@@ -41,6 +42,7 @@ def bad(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
         "    def forward(self, x):\n        return self.head(x + self.f(x))\n"
         "def build():\n    return M()\n"
     )
+    torch.save(torch.zeros(0, 3, 32, 32), folder / "empty_batch.pt")
     good = torch.nn.Sequential(torch.nn.Linear(4, 4))
     torch.save(good.state_dict(), folder / "state.pt")
     torch.save({"0.weight": torch.zeros(4, 4)}, folder / "missing_keys.pt")
@@ -79,6 +81,10 @@ CASES = [
     *case("bad-at-compare", [RESNET, "--at", "nothing*"], needle="matches no junction", commands=("compare",)),
     *case("contradictory-inputs", [RESNET, "--input-shape", "4,3,32,32", "--input", "{bad}/state.pt"],
           needle="use one of them", commands=("inspect", "check")),
+    *case("empty-batch", [RESNET, "--input", "{bad}/empty_batch.pt"],
+          needle="the probe input 0 has no elements (shape 0x3x32x32)"),
+    *case("empty-onnx-batch", [ONNX_CNN, "--dim", "batch=0"], needle="input 'image' has no elements",
+          commands=("inspect", "compare", "check", "track")),
     *case("bad-device", [RESNET, "--device", "tpu"], needle="--device", commands=("inspect", "compare", "check")),
     *case("bad-memory-limit", [RESNET, "--memory-limit", "lots"], needle="--memory-limit", commands=("inspect",)),
     *case("nan-weights", ["{bad}/nan_weights.py", "--input-shape", "2,4"], code=1, needle="nonfinite",

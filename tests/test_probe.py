@@ -1,11 +1,13 @@
-"""Probe building: the --input-shape grammar."""
+"""Probe building: the --input-shape grammar, empty batches."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+import gradflow
 from gradflow.errors import ProbeError
-from gradflow.probe import parse_shape
+from gradflow.probe import Probe, as_probe, parse_shape
 
 
 @pytest.mark.parametrize(
@@ -32,3 +34,24 @@ def test_anything_else_is_refused_naming_the_value_and_the_form(text) -> None:  
     assert f"--input-shape {text!r}" in message
     assert "e.g. --input-shape 8,3,32,32" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("inputs", "needle"),
+    [
+        (torch.zeros(0, 4), "the probe input 0 has no elements (shape 0x4)"),
+        ((torch.ones(2, 4), torch.zeros(2, 0)), "the probe input 1 has no elements (shape 2x0)"),
+        ({"x": torch.zeros(0, 4)}, "the probe input 'x' has no elements (shape 0x4)"),
+        (Probe((torch.zeros(0, 4),)), "the probe input 0 has no elements"),
+    ],
+)
+def test_an_empty_input_tensor_is_refused(inputs, needle) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ProbeError, match="give a batch of at least one sample") as caught:
+        as_probe(inputs)
+    assert needle in str(caught.value)
+
+
+def test_inspect_refuses_an_empty_batch_instead_of_reporting_zero_gradients() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(ProbeError, match="has no elements"):
+        gradflow.inspect(model, torch.zeros(0, 4))
