@@ -69,6 +69,23 @@ def test_output_file_gets_the_json_and_stdout_the_table(gradflow_cli, tmp_path, 
     jsonschema.validate(json.loads(target.read_text()), report_schema)
 
 
+@pytest.mark.parametrize(("command", "extra"), [("inspect", []), ("compare", ["--sg-skip"])])
+@pytest.mark.parametrize(("format", "suffix"), [("json", ".json"), ("markdown", ".md")])
+def test_output_file_is_written_and_stdout_still_carries_the_format(  # type: ignore[no-untyped-def]
+    gradflow_cli, tmp_path, command, extra, format, suffix
+) -> None:
+    target = tmp_path / f"report{suffix}"
+    result = gradflow_cli(command, SAMPLES / "tiny_resnet.py", *extra, "--format", format, "-o", target)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip(), "stdout is empty"
+    assert result.stdout == target.read_text()
+    if format == "json":
+        assert json.loads(result.stdout)["schema"].startswith(f"gradflow/{'report' if command == 'inspect' else 'compare'}@")
+    else:
+        assert result.stdout.startswith("### gradflow")
+    assert result.stderr.strip() == f"gradflow: wrote {target}"
+
+
 def test_markdown_output(gradflow_cli) -> None:
     result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", "--format", "markdown")
     assert result.stdout.startswith("### gradflow")

@@ -200,7 +200,10 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help=("Also write the report to this file (.json, or .md for Markdown)."),
+        help=(
+            "Also write the report to this file: as --format json or markdown; with --format "
+            "table, Markdown for a .md file, else JSON."
+        ),
         rich_help_panel=OUTPUT,
         show_default=False,
     ),

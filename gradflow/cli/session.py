@@ -241,16 +241,16 @@ def emit(
     json: Callable[[], str],
     markdown: Callable[[], str],
 ) -> None:
-    """The output rule of inspect and compare: --format picks what is produced and where
-    stdout goes; --output also writes the result to a file (a table as JSON, or as Markdown for
-    a .md file), and then stdout carries only a table."""
+    """The output rule of inspect and compare: stdout carries --format (table, json or markdown);
+    --output also writes the result to a file, as --format json or markdown, or for a table as
+    Markdown for a .md file and JSON otherwise."""
     kind = str(getattr(format, "value", format))
+    renderers = {"json": json, "markdown": markdown}
+    text = renderers[kind]() if kind in renderers else None
     if output is not None:
-        as_markdown = kind == "markdown" or (kind == "table" and output.suffix == ".md")
-        write_output(output, markdown() if as_markdown else json())
-    if kind == "json" and output is None:
-        print(json())
-    elif kind == "markdown" and output is None:
-        print(markdown(), end="")
-    elif kind == "table":
+        as_file = markdown if output.suffix == ".md" else json
+        write_output(output, text if text is not None else as_file())
+    if text is None:
         table()
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
