@@ -232,3 +232,56 @@ def test_table_keeps_names_and_verdicts_at_any_width(gradflow_cli, monkeypatch, 
         assert name in result.stdout
     assert result.stdout.count(" ok ") + result.stdout.count(" ok\n") >= 4
     assert max(len(line) for line in result.stdout.splitlines()) <= int(columns)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["inspect", SAMPLES / "tiny_resnet.py", "--loss", "foo"], "Invalid value for '--loss'"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--mode", "test"], "'test' is not one of 'train', 'eval'"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--max-junctions", "0"], "Invalid value for '--max-junctions'"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--bogus"], "No such option: --bogus"),
+        (["inspect", SAMPLES / "tiny_resnet.py", "--input-shape"], "'--input-shape' requires an argument"),
+        (["inspect"], "Missing argument 'source'"),
+        (["compare", SAMPLES / "tiny_resnet.py", "--sg-skip", "--loss", "foo"], "Invalid value for '--loss'"),
+        (["check", SAMPLES / "tiny_resnet.py", "--format", "xml"], "'xml' is not one of"),
+        (["track", SAMPLES / "tiny_resnet.py", "--optimizer", "lbfgs"], "'lbfgs' is not one of"),
+        (["blocks", SAMPLES / "tiny_resnet.py", "--format", "csv"], "'csv' is not one of"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(gradflow_cli, args, needle) -> None:  # type: ignore[no-untyped-def]
+    result = gradflow_cli(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gradflow: error:"), lines[0]
+    assert needle in lines[0]
+    command = "gradflow" if args[0].startswith("-") or args[0] == "nosuch" else f"gradflow {args[0]}"
+    assert lines[0].endswith(f"; see {command} --help")
+    assert result.stdout == ""
+
+
+def test_a_usage_error_is_one_line_from_the_installed_entry_point() -> None:
+    out = subprocess.run([sys.executable, "-m", "gradflow", "inspect", "model.py", "--mode", "test"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    assert out.stderr.startswith("gradflow: error: Invalid value for '--mode'")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert out.stdout == ""
+
+
+@pytest.mark.parametrize("command", [[], ["inspect"], ["compare"], ["check"], ["track"], ["blocks"]])
+def test_help_still_works(gradflow_cli, command) -> None:  # type: ignore[no-untyped-def]
+    for flag in ("--help", "-h"):
+        result = gradflow_cli(*command, flag)
+        assert result.exit_code == 0, result.output
+        assert "Usage" in result.stdout and "--help" in result.stdout
+
+
+def test_no_arguments_shows_the_help(gradflow_cli) -> None:
+    result = gradflow_cli()
+    assert "Usage" in result.stdout and "inspect" in result.stdout
+    assert "gradflow: error" not in result.output

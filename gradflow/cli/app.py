@@ -2,13 +2,67 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from gradflow._version import __version__
 from gradflow.cli import blocks, compare, inspect, track
 
+
+class OneLineUsageErrors(TyperGroup):
+    """Click's usage errors (a bad option value, an unknown option, a missing argument) as one
+    line on stderr and exit 2, like every other user mistake, instead of a boxed usage panel."""
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        with _usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors(ctx):
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_errors(group: Any = None) -> Iterator[None]:
+    try:
+        yield
+    except _click_errors() as e:
+        if type(e).__name__ == "NoArgsIsHelpError":
+            raise  # `gradflow` alone: the help, as before
+        message = " ".join(e.format_message().split()).rstrip(".")
+        print(f"gradflow: error: {message}; see {_command_path(e, group)} --help", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+def _command_path(error: Exception, group: Any) -> str:
+    """`gradflow inspect` for an error in inspect's options (some errors carry no context: then
+    the subcommand the group was invoking), else `gradflow`."""
+    ctx = getattr(error, "ctx", None)
+    if ctx is not None:
+        return str(ctx.command_path)
+    subcommand = getattr(group, "invoked_subcommand", None)
+    return f"{group.command_path} {subcommand}" if subcommand else "gradflow"
+
+
+def _click_errors() -> tuple[type[Any], ...]:
+    """The base of Click's errors: typer.TyperException where Typer bundles its own copy of
+    Click, else click.ClickException."""
+    vendored = getattr(typer, "TyperException", None)
+    if vendored is not None:
+        return (vendored,)
+    import click
+
+    return (click.ClickException,)
+
+
 app = typer.Typer(
     name="gradflow",
+    cls=OneLineUsageErrors,
     help=(
         "Is gradient getting through my network? gradflow finds every residual junction "
         "(y = skip + block(x)) in a model, runs a seeded probe batch forward and backward, and "
