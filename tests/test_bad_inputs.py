@@ -110,3 +110,13 @@ def test_bad_input(gradflow_cli, bad, command, args, code, needle) -> None:  # t
 def test_the_matrix_is_large_enough() -> None:
     assert len(CASES) >= 30
     assert {p.values[0] for p in CASES} == set(EXTRA)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:3"])
+def test_a_missing_cuda_device_is_named_as_given(gradflow_cli, monkeypatch, device) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = gradflow_cli("inspect", RESNET, "--device", device)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"gradflow: error: --device {device}: no CUDA device is available here; use --device cpu"
+    )

@@ -102,11 +102,11 @@ def resolve_device(option: str) -> Any:
         raise OptionError(f"unknown --device {option!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise OptionError("--device cuda: no CUDA device is available here; use --device cpu")
+            raise OptionError(f"--device {option}: no CUDA device is available here; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise OptionError(f"--device {option}: only {torch.cuda.device_count()} CUDA device(s) here")
     elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise OptionError("--device mps: MPS is not available here; use --device cpu")
+        raise OptionError(f"--device {option}: MPS is not available here; use --device cpu")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise OptionError(f"--device {option}: use auto, cpu, cuda, cuda:N or mps")
     return device
