@@ -91,7 +91,8 @@ def inspect(
         model: any nn.Module; it comes back untouched (parameters, buffers, grads, mode, hooks).
         inputs: a tensor, a tuple of positional arguments, or a dict of keyword arguments.
         loss: "auto" | "sum" | "mean" | "mse" | "ce" (see `gradflow.probe.probe_loss`).
-        mode: "train" or "eval" for the probe's forward pass.
+        mode: "train" or "eval" for the probe's forward pass. An ONNX graph runs in the mode its
+            nodes fix (`OnnxModel.exported_mode`); the report says that mode, with a note.
         seed: seeds dropout and the `ce` labels, so runs repeat exactly.
         sg_skip / sg_block: stop the gradient on the skip / block path of the selected junctions.
         at: junction names (globs), indices or ranges the stop-gradient applies to (default all).
@@ -192,7 +193,7 @@ def measure(
             InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in graph.probe.tensors()
         ),
         loss=str(graph.loss_kind),
-        mode=str(mode),
+        mode=str(graph.mode),
         seed=seed,
         device=str(device),
     )
@@ -308,6 +309,7 @@ class _Graph:
     loss_kind: Loss
     found: list[FoundJunction]
     naming: list[_Naming]
+    mode: Mode
     notes: tuple[str, ...] = ()
 
 
@@ -323,12 +325,7 @@ def _forward_and_find(
     """The probe's forward pass (recording add sites) and the junctions in the graph it built."""
     params = parts.trainable
     probe, leaves = detached_inputs(as_probe(inputs).to(parts.device()))
-    notes: tuple[str, ...] = ()
-    try:
-        if any(m.training is not (mode is Mode.TRAIN) for m in parts.unique_modules):
-            model.train(mode is Mode.TRAIN)
-    except NotImplementedError:  # torch.export programs fix their mode when exported
-        notes = ("this torch.export program runs in the mode it was exported in; --mode does not change it",)
+    mode, notes = _set_mode(model, mode, parts)
     torch.manual_seed(seed)
     tick = time.perf_counter()
     with ForwardRecorder(model, parts.modules) as recorder:
@@ -353,7 +350,27 @@ def _forward_and_find(
     naming = _names(found, recorder, parts.parameter_names)
     kind = resolve_loss(loss, chosen)
     notes = _graph_notes(nodes, recorder.sites) + notes
-    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, notes)
+    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, notes)
+
+
+def _set_mode(model: torch.nn.Module, mode: Mode, parts: Inventory) -> tuple[Mode, tuple[str, ...]]:
+    """Put the model in `mode`; the mode it really runs in, and a note when that is not `mode`."""
+    exported = getattr(model, "exported_mode", None)
+    if exported is not None:  # an ONNX graph: its nodes fix the mode, train() changes nothing
+        if Mode(exported) is mode:
+            return mode, ()
+        return Mode(exported), (
+            f"this ONNX graph runs in {exported} mode, fixed by its nodes when it was exported; "
+            "--mode does not change it",
+        )
+    try:
+        if any(m.training is not (mode is Mode.TRAIN) for m in parts.unique_modules):
+            model.train(mode is Mode.TRAIN)
+    except NotImplementedError:  # torch.export programs fix their mode when exported
+        return mode, (
+            "this torch.export program runs in the mode it was exported in; --mode does not change it",
+        )
+    return mode, ()
 
 
 def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: ForwardRecorder) -> None:

@@ -121,7 +121,15 @@ LossOpt = Annotated[
     ),
 ]
 ModeOpt = Annotated[
-    ModeOption, typer.Option("--mode", help="Run the probe in train or eval mode.", rich_help_panel=PROBE)
+    ModeOption,
+    typer.Option(
+        "--mode",
+        help=(
+            "Run the probe in train or eval mode (an ONNX graph or torch.export program runs in the "
+            "mode it was exported in)."
+        ),
+        rich_help_panel=PROBE,
+    ),
 ]
 VanishingBelow = Annotated[
     float,

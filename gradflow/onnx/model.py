@@ -40,7 +40,8 @@ class OnnxModel(torch.nn.Module):
     result through `gradflow.sites.record_add`, naming the exporter's module scope.
 
     The exported graph fixes train/eval behaviour (dropout, batch-norm statistics), so
-    `train()` and `eval()` change nothing here.
+    `train()` and `eval()` change nothing here; `exported_mode` says which it is: "train" when
+    some node computes with training semantics (batch statistics, dropping), else "eval".
 
     Args:
         model: an ONNX ModelProto, with tensor data loaded.
@@ -68,6 +69,7 @@ class OnnxModel(torch.nn.Module):
             (o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), 0
         )
         self.input_specs: list[InputSpec] = _input_specs(model, graph)
+        self.exported_mode: str = "train" if plan.training_nodes else "eval"
         self.onnx_names: dict[str, str] = {}
         for attr, (tensor, onnx_name) in plan.parameters.items():
             self.register_parameter(attr, tensor)  # type: ignore[arg-type]

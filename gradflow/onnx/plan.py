@@ -42,7 +42,8 @@ class Plan:
     """An executable form of a graph.
 
     `parameters` and `buffers` map module attribute names to (tensor, ONNX tensor name);
-    `state_slots` says which slot each of them fills at the start of a forward.
+    `state_slots` says which slot each of them fills at the start of a forward;
+    `training_nodes` names the nodes that compute with training semantics.
     """
 
     n_slots: int
@@ -53,6 +54,7 @@ class Plan:
     parameters: dict[str, tuple[torch.Tensor, str]] = field(default_factory=dict)
     buffers: dict[str, tuple[torch.Tensor, str, bool]] = field(default_factory=dict)
     state_slots: tuple[tuple[int, str, bool], ...] = ()
+    training_nodes: tuple[str, ...] = ()
 
 
 def build_plan(model: ModelProto, graph: Graph) -> Plan:
@@ -93,6 +95,7 @@ class _Planner:
         self.alias: dict[str, str] = {}
         self.missing: dict[str, list[str]] = {}  # operator -> node names
         self.unsupported: list[str] = []  # "node (op): feature"
+        self.training_nodes: list[str] = []
 
     def build(self) -> Plan:
         opdefs = self._resolve_ops()
@@ -144,6 +147,8 @@ class _Planner:
         except NotSupported as e:
             self.unsupported.append(f"{node.name} ({node.op_type}): {e}")
             return
+        if opdef.trains is not None and opdef.trains(ctx):
+            self.training_nodes.append(node.name)
         present = [name for name in inputs if name]
         if opdef.deterministic and all(name in self.constants for name in present):
             self._fold(node, kernel, inputs)
@@ -271,6 +276,7 @@ class _Planner:
             parameters=parameters,
             buffers=buffers,
             state_slots=tuple(state),
+            training_nodes=tuple(self.training_nodes),
         )
 
 
@@ -278,7 +284,9 @@ class _AttributeNames:
     """Unique nn.Module attribute names for ONNX tensor names ("." is not allowed in them)."""
 
     # OnnxModel's own attributes start with "_" or are listed here.
-    _RESERVED = frozenset(dir(torch.nn.Module)) | {"training", "onnx_names", "input_specs", "graph"}
+    _RESERVED = frozenset(dir(torch.nn.Module)) | {
+        "training", "onnx_names", "input_specs", "graph", "exported_mode"
+    }
 
     def __init__(self) -> None:
         self.taken: set[str] = set()

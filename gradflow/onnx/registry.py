@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 Kernel = Callable[..., Any]
 KernelFactory = Callable[["NodeContext"], Kernel]
+# Says whether a node computes with training semantics (batch statistics, dropping): the mode an
+# ONNX graph runs in is fixed by its nodes, not by nn.Module.train().
+TrainsPredicate = Callable[["NodeContext"], bool]
 
 # The newest operator versions whose semantics these kernels were written against. A schema
 # introduced later may change semantics, so nodes resolving to it are reported unsupported.
@@ -71,11 +74,13 @@ class UnknownOp(LookupError):
 @dataclass(frozen=True)
 class OpDef:
     """A registered implementation. `deterministic` ops may be evaluated once at load time when
-    all their inputs are constants."""
+    all their inputs are constants; `trains`, for ops whose semantics depend on train or eval
+    mode, says whether a node runs in training mode."""
 
     key: OpKey
     factory: KernelFactory
     deterministic: bool = True
+    trains: TrainsPredicate | None = None
 
 
 class Registry:
@@ -92,6 +97,7 @@ class Registry:
         *,
         domain: str = "",
         deterministic: bool = True,
+        trains: TrainsPredicate | None = None,
     ) -> Callable[[KernelFactory], KernelFactory]:
         """Decorator registering a kernel factory for `op_type` at opsets `since`..`until`.
 
@@ -105,7 +111,7 @@ class Registry:
             for other in defs:
                 if _overlap(key, other.key):
                     raise ValueError(f"duplicate operator registration: {key} overlaps {other.key}")
-            defs.append(OpDef(key, factory, deterministic))
+            defs.append(OpDef(key, factory, deterministic, trains))
             return factory
 
         return decorate

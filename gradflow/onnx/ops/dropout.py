@@ -18,15 +18,22 @@ def _drop(x: torch.Tensor, ratio: float, want_mask: bool) -> tuple[torch.Tensor,
     return x * keep * scale, keep
 
 
-@register("Dropout", since=13, deterministic=False)
+def _dropout_trains(ctx: NodeContext) -> bool:
+    """False when the node is known at load time to drop nothing: training_mode absent or a
+    constant False, or a ratio of constant 0."""
+    training_known = not ctx.has_input(2) or ctx.is_const(2)
+    training = bool(ctx.const_scalar(2)) if ctx.has_input(2) and ctx.is_const(2) else False
+    ratio_const = ctx.const_scalar(1) if ctx.has_input(1) else 0.5
+    return not (training_known and (not training or ratio_const == 0))
+
+
+@register("Dropout", since=13, deterministic=False, trains=_dropout_trains)
 def dropout(ctx: NodeContext) -> Kernel:
     # Inputs: data, ratio (default 0.5), training_mode (default False). The mask output is
     # True where an element was kept.
     want_mask = ctx.output_used(1)
-    training_known = not ctx.has_input(2) or ctx.is_const(2)
-    training = bool(ctx.const_scalar(2)) if ctx.has_input(2) and ctx.is_const(2) else False
     ratio_const = ctx.const_scalar(1) if ctx.has_input(1) else 0.5
-    if training_known and (not training or ratio_const == 0):
+    if not _dropout_trains(ctx):
         # Dropping nothing: the output is the input, the mask all True.
         if not want_mask:
             return PASSTHROUGH if ctx.n_outputs == 1 else (lambda x, *_: (x, None))

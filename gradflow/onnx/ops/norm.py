@@ -50,15 +50,23 @@ def _batch_norm(ctx: NodeContext, training: bool) -> Kernel:
     return train
 
 
-@register("BatchNormalization", since=13, until=13)
-def batch_norm_9(ctx: NodeContext) -> Kernel:
+def _batch_norm_9_trains(ctx: NodeContext) -> bool:
     # Before opset 14, asking for the statistics outputs is what selects training mode.
-    return _batch_norm(ctx, training=ctx.n_outputs > 1)
+    return ctx.n_outputs > 1
 
 
-@register("BatchNormalization", since=14)
+def _batch_norm_14_trains(ctx: NodeContext) -> bool:
+    return bool(ctx.attr("training_mode", 0))
+
+
+@register("BatchNormalization", since=13, until=13, trains=_batch_norm_9_trains)
+def batch_norm_9(ctx: NodeContext) -> Kernel:
+    return _batch_norm(ctx, training=_batch_norm_9_trains(ctx))
+
+
+@register("BatchNormalization", since=14, trains=_batch_norm_14_trains)
 def batch_norm_14(ctx: NodeContext) -> Kernel:
-    return _batch_norm(ctx, training=bool(ctx.attr("training_mode", 0)))
+    return _batch_norm(ctx, training=_batch_norm_14_trains(ctx))
 
 
 @register("LayerNormalization", since=17)
