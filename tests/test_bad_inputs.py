@@ -3,6 +3,10 @@ no traceback. Exit 2 when the run cannot be made; 1 where `check` runs and a rul
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,10 @@ def bad(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     data = (folder / "truncated.pt").read_bytes()
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
     (folder / "seq.py").write_text("import torch\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(4, 4))\n")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(good, (torch.randn(2, 3, 4),), str(folder / "dynamic.onnx"), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "seq"}})
     return folder
 
 
@@ -87,6 +95,9 @@ CASES = [
           commands=("inspect", "compare", "check", "track")),
     *case("bad-device", [RESNET, "--device", "tpu"], needle="--device", commands=("inspect", "compare", "check")),
     *case("bad-memory-limit", [RESNET, "--memory-limit", "lots"], needle="--memory-limit", commands=("inspect",)),
+    *case("misspelled-dim", ["{bad}/dynamic.onnx", "--dim", "sq=5"],
+          needle="no dimension named 'sq' (its named dimensions are batch, seq)",
+          commands=("inspect", "compare", "check", "track")),
     *case("nan-weights", ["{bad}/nan_weights.py", "--input-shape", "2,4"], code=1, needle="nonfinite",
           commands=("check",)),
 ]
@@ -120,3 +131,11 @@ def test_a_missing_cuda_device_is_named_as_given(gradflow_cli, monkeypatch, devi
     assert result.stderr.strip() == (
         f"gradflow: error: --device {device}: no CUDA device is available here; use --device cpu"
     )
+
+
+def test_a_known_dim_sets_the_probe_shape(gradflow_cli, bad) -> None:  # type: ignore[no-untyped-def]
+    # The counterpart of misspelled-dim: a name the graph uses is taken, the batch from --batch-size.
+    result = gradflow_cli("inspect", bad / "dynamic.onnx", "--dim", "seq=5", "--batch-size", "3",
+                          "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["probe"]["inputs"][0]["shape"] == [3, 5, 4]

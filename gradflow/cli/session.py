@@ -182,6 +182,7 @@ def _spec_shapes(specs: Sequence[Any], options: ProbeOptions) -> list[tuple[int,
     """Input shapes from an ONNX graph's signature, without allocating: named dimensions from
     --dim, the first from --batch-size, other unknown ones refused with the flag to set them."""
     dims = parse_dims(options.dims)
+    _refuse_unknown_dims(dims, specs)
     shapes = []
     for spec in specs:
         shape = []
@@ -199,6 +200,19 @@ def _spec_shapes(specs: Sequence[Any], options: ProbeOptions) -> list[tuple[int,
                 )
         shapes.append(tuple(shape))
     return shapes
+
+
+def _refuse_unknown_dims(dims: dict[str, int], specs: Sequence[Any]) -> None:
+    """A --dim name the graph's inputs do not use (a misspelling) is an error, not ignored."""
+    named = sorted({dim for spec in specs for dim in spec.shape if isinstance(dim, str) and dim != "?"})
+    unknown = [name for name in dims if name not in named]
+    if not unknown:
+        return
+    what = f"its named dimensions are {', '.join(named)}" if named else "it has no named dimension"
+    raise OptionError(
+        f"--dim {unknown[0]}: the ONNX graph's inputs have no dimension named {unknown[0]!r} ({what}); "
+        "fix the name or drop the --dim"
+    )
 
 
 def _from_specs(specs: Sequence[Any], options: ProbeOptions, limit: int | None) -> Probe:
