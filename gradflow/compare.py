@@ -12,10 +12,16 @@ from gradflow.report import METRICS, Report
 
 @dataclass(frozen=True)
 class Row:
-    """One junction across variants; a value is None where the variant lacks the junction."""
+    """One junction across variants. A value is None where the variant lacks the junction (it is
+    then in `absent`) or where the metric is undefined there (a ratio over a zero gradient)."""
 
     name: str
     values: dict[str, float | None]
+    absent: frozenset[str] = frozenset()
+
+    def has(self, variant: str) -> bool:
+        """Whether `variant` has this junction, whatever its value."""
+        return variant not in self.absent
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,11 @@ def compare(variants: Mapping[str, Report], metric: str = "grad_in") -> Comparis
                 names.append(junction.name)
     lookup = {k: {j.name: j for j in r.junctions} for k, r in variants.items()}
     rows = tuple(
-        Row(name, {k: (lookup[k][name].metric(metric) if name in lookup[k] else None) for k in variants})
+        Row(
+            name,
+            {k: (lookup[k][name].metric(metric) if name in lookup[k] else None) for k in variants},
+            frozenset(k for k in variants if name not in lookup[k]),
+        )
         for name in names
     )
     return Comparison(metric, next(iter(variants)), dict(variants), rows)
@@ -58,33 +68,38 @@ def describe(comparison: Comparison, variant: str) -> str:
     """One sentence on what changed in `variant` relative to the baseline."""
     base = comparison.variants[comparison.baseline]
     report = comparison.variants[variant]
-    metric = comparison.metric
-    shared = [
-        r
-        for r in comparison.rows
-        if r.values.get(variant) is not None and r.values.get(comparison.baseline) is not None
-    ]
+    shared = [r for r in comparison.rows if r.has(variant) and r.has(comparison.baseline)]
     if not shared:
         return f"{variant}: no junction in common with {comparison.baseline}"
-    first = shared[0]
-    first_ratio = comparison.ratio(first, variant)
-    ratios = [x for x in (comparison.ratio(r, variant) for r in shared) if x is not None and math.isfinite(x)]
-    collapsed = sum(1 for x in ratios if x < 0.1)
-    grew = sum(1 for x in ratios if x > 10)
-    parts = [
-        f"{variant}: {metric} at the first junction ({first.name}) is "
-        f"{_times(first_ratio)} the {comparison.baseline}"
-    ]
-    if ratios:
-        parts.append(f"median {_times(statistics.median(ratios))} over {len(ratios)} junctions")
-    if collapsed:
-        parts.append(f"{collapsed} fell below 0.1×")
-    if grew:
-        parts.append(f"{grew} rose above 10×")
+    parts = _change(comparison, variant, shared)
     newly = {f.name for f in report.summary.flagged} - {f.name for f in base.summary.flagged}
     if newly:
         parts.append(f"{len(newly)} newly flagged")
     return "; ".join(parts)
+
+
+def _change(comparison: Comparison, variant: str, shared: list[Row]) -> list[str]:
+    """The metric's ratio to the baseline over the junctions both have, where it is defined."""
+    metric, baseline = comparison.metric, comparison.baseline
+    defined = [r for r in shared if r.values.get(variant) is not None and r.values.get(baseline) is not None]
+    if not defined:
+        return [f"{variant}: {metric} is undefined (–) in {variant} or {baseline} at all "
+                f"{len(shared)} junctions they share"]
+    parts = [
+        f"{variant}: {metric} at the first junction ({defined[0].name}) is "
+        f"{_times(comparison.ratio(defined[0], variant))} the {baseline}"
+    ]
+    ratios = [comparison.ratio(r, variant) for r in defined]
+    finite = [x for x in ratios if x is not None and math.isfinite(x)]
+    if finite:
+        parts.append(f"median {_times(statistics.median(finite))} over {len(finite)} junctions")
+    collapsed = sum(1 for x in finite if x < 0.1)
+    grew = sum(1 for x in finite if x > 10)
+    if collapsed:
+        parts.append(f"{collapsed} fell below 0.1×")
+    if grew:
+        parts.append(f"{grew} rose above 10×")
+    return parts
 
 
 def _times(value: float | None) -> str:

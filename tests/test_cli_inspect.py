@@ -223,6 +223,25 @@ def test_compare_lists_junctions_present_in_one_source_only(gradflow_cli, tmp_pa
     assert "absent" in result.stdout
 
 
+@pytest.mark.parametrize("metric", ["block_ratio", "cosine"])
+def test_compare_shows_an_undefined_metric_as_a_dash_not_absent(gradflow_cli, tmp_path, metric) -> None:
+    # sg-skip cuts the skip path: grad_skip is 0, so block_ratio and cosine are undefined at every
+    # junction, which sg-skip has all the same.
+    args = ("compare", SAMPLES / "tiny_resnet.py", "--sg-skip", "--metric", metric)
+    table = gradflow_cli(*args, "--html", tmp_path / "c.html")
+    assert table.exit_code == 0, table.output
+    assert "absent" not in table.stdout and "no junction in common" not in table.stdout
+    assert f"sg-skip: {metric} is undefined (–) in sg-skip or baseline at all 6 junctions" in table.stdout
+    md = gradflow_cli(*args, "--format", "markdown").stdout
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert len(rows) == 6
+    for row in rows:
+        _, base, value, ratio = (c.strip() for c in row.strip("|").split("|"))
+        float(base)  # the baseline's value is defined
+        assert (value, ratio) == ("–", "–"), row
+    assert "absent" not in (tmp_path / "c.html").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("columns", ["60", "80", "100", "140"])
 def test_table_keeps_names_and_verdicts_at_any_width(gradflow_cli, monkeypatch, columns) -> None:
     monkeypatch.setenv("COLUMNS", columns)

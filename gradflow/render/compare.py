@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from gradflow.compare import Comparison, describe
+from gradflow.compare import Comparison, Row, describe
 from gradflow.render.numbers import num, ratio
 from gradflow.render.table import console, probe_line
 
@@ -43,21 +43,21 @@ def compare_table(c: Comparison) -> Table:
         table.add_column(name, justify="right")
         table.add_column("ratio", justify="right")
     for row in c.rows:
-        cells: list = [
-            row.name,
-            num(row.values.get(c.baseline))
-            if row.values.get(c.baseline) is not None
-            else Text("absent", style="dim"),
-        ]
+        cells: list = [row.name, Text(cell(row, c.baseline), style="" if row.has(c.baseline) else "dim")]
         for name in others:
-            value = row.values.get(name)
-            if value is None:
-                cells += [Text("absent", style="dim"), ""]
+            if not row.has(name):
+                cells += [Text(cell(row, name), style="dim"), ""]
                 continue
             r = c.ratio(row, name)
-            cells += [num(value), Text(ratio(r), style=ratio_style(r))]
+            cells += [cell(row, name), Text(ratio(r), style=ratio_style(r))]
         table.add_row(*cells)
     return table
+
+
+def cell(row: Row, variant: str) -> str:
+    """A variant's metric at a junction: a number, – where the metric is undefined (a ratio over
+    a zero gradient), "absent" where the variant lacks the junction."""
+    return num(row.values.get(variant)) if row.has(variant) else "absent"
 
 
 def print_comparison(c: Comparison) -> None:
@@ -92,15 +92,11 @@ def comparison_markdown(c: Comparison) -> str:
     rule = "|---|--:|" + "--:|--:|" * len(others)
     lines = [f"### gradflow compare · {c.metric}", "", head, rule]
     for row in c.rows:
-        cells = [
-            f"`{row.name}`",
-            num(row.values.get(c.baseline)) if row.values.get(c.baseline) is not None else "absent",
-        ]
+        cells = [f"`{row.name}`", cell(row, c.baseline)]
         for o in others:
-            value = row.values.get(o)
             r = c.ratio(row, o)
             flag = " 🔻" if r is not None and r < 0.1 else ""
-            cells += ["absent", ""] if value is None else [num(value), ratio(r) + flag]
+            cells += [cell(row, o), ratio(r) + flag] if row.has(o) else [cell(row, o), ""]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {describe(c, o)}" for o in others]

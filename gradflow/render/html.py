@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-from gradflow.compare import Comparison, describe
+from gradflow.compare import Comparison, Row, describe
 from gradflow.render.numbers import log_span, num, ratio
 from gradflow.report import Report
 
@@ -57,7 +57,7 @@ def report_html(report: Report) -> str:
             + "".join(f"<th>{m}</th>" for m, _ in _BAR_METRICS)
             + "<th>block/skip</th><th>cos</th><th>param_grad</th><th class=name>status</th></tr>")
     charts = [
-        _figure(j.name, [(m, j.metric(m), color) for m, color in _BAR_METRICS], span)
+        _figure(j.name, [(m, j.metric(m), num(j.metric(m)), color) for m, color in _BAR_METRICS], span)
         for j in report.junctions
     ]
     s = report.summary
@@ -88,14 +88,14 @@ def comparison_html(comparison: Comparison) -> str:
             + "".join(f"<th>{escape(o)}</th><th>ratio</th>" for o in others) + "</tr>")
     rows = []
     for row in c.rows:
-        cells = [f"<td class=name>{escape(row.name)}</td>", f"<td>{_value(row.values.get(c.baseline))}</td>"]
+        cells = [f"<td class=name>{escape(row.name)}</td>", f"<td>{_value(row, c.baseline)}</td>"]
         for o in others:
             r = c.ratio(row, o)
             style = " class=flag" if r is not None and r < 0.1 else ""
-            cells += [f"<td>{_value(row.values.get(o))}</td>", f"<td{style}>{ratio(r)}</td>"]
+            cells += [f"<td>{_value(row, o)}</td>", f"<td{style}>{ratio(r)}</td>"]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     charts = [
-        _figure(row.name, [(v, row.values.get(v), colors[v]) for v in c.variants], span)
+        _figure(row.name, [(v, row.values.get(v), _value(row, v), colors[v]) for v in c.variants], span)
         for row in c.rows
     ]
     base = c.variants[c.baseline]
@@ -112,15 +112,16 @@ def comparison_html(comparison: Comparison) -> str:
     return _page(f"gradflow compare · {c.metric}", body, base)
 
 
-def _figure(title: str, bars: Sequence[tuple[str, float | None, str]],
+def _figure(title: str, bars: Sequence[tuple[str, float | None, str, str]],
             span: tuple[float, float]) -> str:
-    """A horizontal bar chart on a log scale shared by every chart of the page."""
+    """A horizontal bar chart on a log scale shared by every chart of the page; a bar is
+    (label, value, value as shown, color)."""
     label_w, bar_w, row_h = 92, 170, 20
     width, height = label_w + bar_w + 70, row_h * len(bars) + 6
     low, high = span
     parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{escape(title)}">']
-    for k, (label, value, color) in enumerate(bars):
+    for k, (label, value, shown, color) in enumerate(bars):
         y = 3 + k * row_h
         parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{escape(label)}</text>')
         length = 0.0
@@ -129,7 +130,7 @@ def _figure(title: str, bars: Sequence[tuple[str, float | None, str]],
             length = max(1.0, min(1.0, fraction) * bar_w)
         parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{length:.1f}" height="{row_h - 6}" '
                      f'fill="{color}" rx="2"/>')
-        parts.append(f'<text x="{label_w + length + 5:.1f}" y="{y + 13}">{_value(value)}</text>')
+        parts.append(f'<text x="{label_w + length + 5:.1f}" y="{y + 13}">{shown}</text>')
     parts.append("</svg>")
     return f"<figure><figcaption>{escape(title)}</figcaption>{''.join(parts)}</figure>"
 
@@ -144,8 +145,9 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
     return f"<p class=meta>{swatches} · bars on a log scale shared by every chart</p>"
 
 
-def _value(value: float | None) -> str:
-    return "absent" if value is None else num(value)
+def _value(row: Row, variant: str) -> str:
+    """The metric, – where it is undefined, "absent" where the variant lacks the junction."""
+    return num(row.values.get(variant)) if row.has(variant) else "absent"
 
 
 def _probe(report: Report) -> str:
