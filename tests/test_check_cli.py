@@ -79,7 +79,8 @@ def test_a_run_that_cannot_be_made_exits_2_with_one_line(gradflow_cli, args, nee
     assert str(needle) in lines[0]
 
 
-def test_junit_xml_has_a_test_case_per_rule_and_a_failure_per_violation(gradflow_cli, tmp_path) -> None:
+def test_junit_xml_has_a_test_case_per_rule_and_one_failure_listing_its_violations(gradflow_cli,
+                                                                                  tmp_path) -> None:
     target = tmp_path / "gradflow.xml"
     result = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "--format", "junit", "-o", target)
     assert result.exit_code == 1
@@ -89,12 +90,47 @@ def test_junit_xml_has_a_test_case_per_rule_and_a_failure_per_violation(gradflow
     (suite,) = root.findall("testsuite")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert list(cases) == RULES
-    failures = cases["no-grad"].findall("failure")
-    assert {f.get("message").split(":")[0] for f in failures} == unused_parameters()
+    (failure,) = cases["no-grad"].findall("failure")
+    assert {line.split(":")[0] for line in failure.text.splitlines()} == unused_parameters()
     assert all(not c.findall("failure") for n, c in cases.items() if n != "no-grad")
     assert cases["regression"].find("skipped") is not None
-    assert suite.get("tests") == str(len(RULES)) and suite.get("failures") == str(len(failures))
-    assert root.get("failures") == str(len(failures))
+    assert suite.get("tests") == str(len(RULES)) and suite.get("failures") == "1"
+    assert root.get("failures") == "1"
+
+
+def test_junit_counts_failed_test_cases_when_several_rules_fail(gradflow_cli, tmp_path) -> None:
+    # Every block multiplied by 0: no-grad fails on each block parameter, dead on each junction.
+    target = tmp_path / "gradflow.xml"
+    result = gradflow_cli("check", spec("build_zeroed"), "--device", "cpu", "--seeds", "2",
+                          "--format", "junit", "-o", target)
+    assert result.exit_code == 1
+    root = ET.parse(target).getroot()
+    (suite,) = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    assert all(len(c.findall("failure")) <= 1 for c in cases)  # JUnit allows one per test case
+    failed = {c.get("name"): c.find("failure") for c in cases if c.find("failure") is not None}
+    skipped = [c for c in cases if c.find("skipped") is not None]
+    for element in (root, suite):
+        assert element.get("tests") == str(len(cases)) == str(len(RULES))
+        assert element.get("failures") == str(len(failed)) == "2"
+        assert element.get("skipped") == str(len(skipped)) and element.get("errors") == "0"
+    # Independent of gradflow: what autograd says about the same model and input.
+    model = models.build_zeroed()
+    params = dict(model.named_parameters())
+    loss = model(models.example_input().requires_grad_()).sum()
+    grads = torch.autograd.grad(loss, list(params.values()), retain_graph=True, allow_unused=True)
+    no_grad = {n for n, g in zip(params, grads) if g is None or not g.any()}
+    dead = set()
+    for i, (x, block) in enumerate(zip(model.seen["x"], model.seen["block"], strict=True)):
+        (g_block,) = torch.autograd.grad(block, x, torch.ones_like(block), retain_graph=True)
+        if not g_block.any():
+            dead.add(f"#{i}")
+    assert no_grad and dead == {"#0", "#1", "#2"}
+    for rule, subjects in (("no-grad", no_grad), ("dead", dead)):
+        failure = failed[rule]
+        assert failure.get("type") == rule
+        assert failure.get("message").startswith(f"{len(subjects)} violations of {rule}: ")
+        assert {line.split(":")[0] for line in failure.text.splitlines()} == subjects
 
 
 @pytest.mark.parametrize(("name", "start"), [("out.xml", "<?xml"), ("out.md", "### ❌"), ("out.json", "{")])

@@ -158,6 +158,11 @@ def build_dead() -> ResidualNet:
     return _seeded(lambda: ResidualNet(scales={1: 1e-5}))
 
 
+def build_zeroed() -> ResidualNet:
+    """Every block's output multiplied by 0: no block parameter gets a gradient, every block is dead."""
+    return _seeded(lambda: ResidualNet(scales={0: 0.0, 1: 0.0, 2: 0.0}))
+
+
 def build_exploding() -> ResidualNet:
     """The first block's output scaled by 1e5: the gradient below it blows up."""
     return _seeded(lambda: ResidualNet(scales={0: 1e5}))

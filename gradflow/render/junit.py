@@ -1,8 +1,10 @@
-"""JUnit XML: one test case per rule, one <failure> per violation, readable by CI systems
-(GitHub test reporters, GitLab, Jenkins, Azure Pipelines).
+"""JUnit XML: one test case per rule, readable by CI systems (GitHub test reporters, GitLab,
+Jenkins, Azure Pipelines).
 
-Rules that are off, or that had nothing to judge (no baseline, no junctions), are <skipped>;
-warnings go to the test case's <system-out> and do not fail it.
+A failed rule's test case holds one <failure> (JUnit allows no more) that lists every violation;
+`failures` counts failed test cases. Rules that are off, or that had nothing to judge (no
+baseline, no junctions), are <skipped>; warnings go to the test case's <system-out> and do not
+fail it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import datetime
 import xml.etree.ElementTree as ET
 
-from gradflow.check.result import CheckResult
+from gradflow.check.result import CheckResult, RuleOutcome
+from gradflow.check.rules import Violation
 from gradflow.check.settings import Level
 from gradflow.render.check import limit_text, value_text, worst_text
 from gradflow.render.numbers import num
@@ -23,7 +26,7 @@ def check_junit(result: CheckResult) -> str:
     load = result.report.timings_s.get("load", 0.0)
     total = load + sum(r.timings_s.get("total", 0.0) - r.timings_s.get("load", 0.0)
                        for r in result.reports)
-    failures = sum(len(o.violations) for o in result.outcomes if o.failed)
+    failures = sum(1 for o in result.outcomes if o.failed)
     skipped = sum(1 for o in result.outcomes if o.status in ("off", "n/a"))
     counts = {"tests": str(len(result.outcomes)), "failures": str(failures), "errors": "0",
               "skipped": str(skipped), "time": f"{total:.3f}"}
@@ -48,15 +51,26 @@ def check_junit(result: CheckResult) -> str:
             continue
         lines = [f"{o.title}: {o.fires}",
                  f"worst measured: {worst_text(o)} (limit {limit_text(o)})"]
-        for v in o.violations:
-            text = (f"{v.subject}: value {value_text(v)}, threshold {num(v.threshold)}, "
-                    f"seed {v.seed}: {v.message}" + (f" ({v.location})" if v.location else ""))
-            if o.level is Level.ERROR:
-                failure = ET.SubElement(case, "failure", {"message": f"{v.subject}: {v.message}",
-                                                          "type": o.rule})
-                failure.text = text
-            else:
-                lines.append("warning: " + text)
+        if o.failed:
+            failure = ET.SubElement(case, "failure", {"message": _failure_message(o), "type": o.rule})
+            failure.text = "\n".join(_violation_line(v) for v in o.violations)
+        elif o.level is not Level.ERROR:
+            lines += ["warning: " + _violation_line(v) for v in o.violations]
         ET.SubElement(case, "system-out").text = "\n".join(lines)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _failure_message(outcome: RuleOutcome, shown: int = 8) -> str:
+    """One line: how many violations, of what subjects."""
+    subjects = list(dict.fromkeys(v.subject for v in outcome.violations))
+    count = len(outcome.violations)
+    listed = ", ".join(subjects[:shown])
+    if len(subjects) > shown:
+        listed += f" and {len(subjects) - shown} more"
+    return f"{count} violation{'s' if count != 1 else ''} of {outcome.rule}: {listed}"
+
+
+def _violation_line(v: Violation) -> str:
+    return (f"{v.subject}: value {value_text(v)}, threshold {num(v.threshold)}, seed {v.seed}: "
+            f"{v.message}" + (f" ({v.location})" if v.location else ""))
