@@ -73,20 +73,23 @@ def require_samples(probe: Probe) -> Probe:
 
 
 def detached_inputs(probe: Probe) -> tuple[Probe, list[torch.Tensor]]:
-    """Copies of the inputs; floating ones require grad so a fork at the model input is found.
+    """The inputs for the probe's forward pass, and the leaves whose gradients reach them.
 
-    The user's tensors are never touched: the model may write into its inputs.
+    Each floating input becomes a leaf that requires grad (so a fork at the model input is
+    found) and the model gets `leaf.clone()`: a copy it may write into, as some models do with
+    their input, which a leaf that requires grad would refuse. The user's tensors are never
+    touched. Other inputs (token ids, masks) are plain copies.
     """
     leaves: list[torch.Tensor] = []
 
     def copy(value: Any) -> Any:
         if not isinstance(value, torch.Tensor):
             return value
-        tensor = value.detach().clone()
-        if tensor.is_floating_point() or tensor.is_complex():
-            tensor.requires_grad_(True)
-            leaves.append(tensor)
-        return tensor
+        if value.is_floating_point() or value.is_complex():
+            leaf = value.detach().requires_grad_(True)
+            leaves.append(leaf)
+            return leaf.clone()
+        return value.detach().clone()
 
     probe = Probe(tuple(copy(a) for a in probe.args), {k: copy(v) for k, v in probe.kwargs.items()})
     return probe, leaves

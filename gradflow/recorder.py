@@ -199,7 +199,7 @@ class ForwardRecorder:
         may die while its memory lives on in the copy, so the entry keeps a weak reference to
         the memory itself: memory that was freed and handed to another tensor is not mistaken
         for it."""
-        if tensor.is_meta:
+        if tensor.is_meta or not tensor.requires_grad:
             return
         node = tensor.grad_fn
         if node is None:  # a probe input: its gradient edge is its AccumulateGrad node

@@ -190,3 +190,29 @@ def test_float64_model_matches_autograd() -> None:
     for junction, ref in zip(report.junctions, expected):
         for metric in METRICS:
             assert getattr(junction, metric) == pytest.approx(ref[metric], rel=1e-6, abs=1e-12), (junction.name, metric)
+
+
+class _WritesIntoInput(torch.nn.Module):
+    """Scales its input in place, then forks at it: y = x + f(x)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(0.5)
+        self.fork = x
+        self.y = x + self.f(x)
+        return self.y
+
+
+def test_a_model_that_writes_into_its_input_is_measured_and_the_input_kept() -> None:
+    model = _WritesIntoInput()
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(3))
+    kept = x.clone()
+    (junction,) = gradflow.inspect(model, x, loss="sum").junctions
+    assert torch.equal(x, kept)
+    loss = model(x.clone().requires_grad_() * 1).sum()  # a non-leaf copy, as a training step passes
+    g_y, g_fork = torch.autograd.grad(loss, [model.y, model.fork])
+    assert junction.grad_out == pytest.approx(g_y.norm().item(), rel=1e-5)
+    assert junction.grad_in == pytest.approx(g_fork.norm().item(), rel=1e-5)
