@@ -140,6 +140,8 @@ def check_command(
     - **nonfinite**: a NaN or Inf in the loss, a junction metric or a parameter gradient.
     - **no-grad**: a trainable parameter whose gradient is None or exactly 0 (a layer built but
       not used, a stray `.detach()`, a branch cut by control flow); `--allow-unused PATTERN`.
+    - **cut**: a junction's skip or block reaches the add as a detached copy (`x.detach() + f(x)`,
+      `x + f(x).detach()`): no gradient passes that path.
     - **vanishing**: `grad_in` at the first junction / `grad_out` at the last below 0.01
       (`--vanishing-below`; healthy models measure 0.9 to 11).
     - **dead**: a junction's `block_ratio` (`grad_block` / `grad_skip`) below 0.001
