@@ -201,29 +201,37 @@ class ForwardRecorder:
         for it."""
         if tensor.is_meta or not tensor.requires_grad:
             return
+        memory = _memory(tensor)
+        if memory is None:
+            return
         node = tensor.grad_fn
         if node is None:  # a probe input: its gradient edge is its AccumulateGrad node
             leaf = get_gradient_edge(tensor)
             node, output_nr = leaf.node, leaf.output_nr
         else:
             output_nr = tensor.output_nr
-        edge = (node, output_nr)
-        self._sources[tensor.data_ptr()] = (
-            weakref.ref(tensor.untyped_storage()), edge, tensor.shape, tensor.dtype
-        )
+        self._sources[memory[0]] = (weakref.ref(memory[1]), (node, output_nr), tensor.shape, tensor.dtype)
 
     def note_cut(self, result: torch.Tensor, index: int, operand: torch.Tensor) -> None:
         """Operand `index` of the add that gave `result` is outside the graph. When it is a graph
         tensor's memory, shape and dtype, it is that tensor detached (`x.detach()`,
         `f(x).detach()`): a path cut on purpose or by mistake, which the add still closes."""
-        if operand.is_meta or result.grad_fn is None:
-            return
-        entry = self._sources.get(operand.data_ptr())
-        if entry is None:
+        memory = None if operand.is_meta or result.grad_fn is None else _memory(operand)
+        entry = None if memory is None else self._sources.get(memory[0])
+        if memory is None or entry is None:
             return
         storage, edge, shape, dtype = entry
-        if storage() is operand.untyped_storage() and shape == operand.shape and dtype == operand.dtype:
+        if storage() is memory[1] and shape == operand.shape and dtype == operand.dtype:
             self.cuts[result.grad_fn] = (index, edge)
+
+
+def _memory(tensor: torch.Tensor) -> tuple[int, Any] | None:
+    """The data pointer and storage of a dense tensor; None for tensors without them (sparse,
+    wrapper subclasses)."""
+    try:
+        return tensor.data_ptr(), tensor.untyped_storage()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
 
 
 _EXPORT_ADDS = {"add.Tensor", "add_.Tensor", "add.Scalar"}
