@@ -156,9 +156,9 @@ def measure(
     device = parts.device()
     params = parts.trainable
     param_names = parts.parameter_names
-    autocast = _autocast(dtype, device)
+    precision = _precision(dtype)
     with collector_paused(), preserved(model, [device], parts):
-        with autocast:
+        with _autocast(precision, device):
             graph = _forward_and_find(model, inputs, mode, seed, loss, parts, timings)
         names = [n.name for n in graph.naming]
         stops = [_resolve(v, names, at) for v in variants]
@@ -196,6 +196,7 @@ def measure(
         mode=str(graph.mode),
         seed=seed,
         device=str(device),
+        autocast=None if precision is None else str(precision).replace("torch.", ""),
     )
     return [
         _report(
@@ -249,18 +250,25 @@ def _subset_note(kept: int, total: int, only: Sequence[str] | None, limit: int |
     return (f"measured {kept} of {total} junctions ({how})",)
 
 
-def _autocast(dtype: str | torch.dtype | None, device: torch.device) -> Any:
-    """torch.autocast for a low-precision probe; a no-op for float32 or None."""
-    import contextlib
-
+def _precision(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """The dtype a low-precision probe runs torch.autocast with; None for float32 or None."""
     if dtype is None:
-        return contextlib.nullcontext()
+        return None
     resolved = dtype if isinstance(dtype, torch.dtype) else parse_dtype(str(dtype))
     if resolved == torch.float32:
-        return contextlib.nullcontext()
+        return None
     if resolved not in (torch.bfloat16, torch.float16):
         raise OptionError(f"--dtype {dtype} is not a probe precision: use float32, bfloat16 or float16")
-    return torch.autocast(device_type=device.type, dtype=resolved)
+    return resolved
+
+
+def _autocast(precision: torch.dtype | None, device: torch.device) -> Any:
+    """torch.autocast with `precision` (see _precision); a no-op for None."""
+    import contextlib
+
+    if precision is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=precision)
 
 
 @dataclass(frozen=True)

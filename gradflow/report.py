@@ -122,11 +122,15 @@ class InputInfo:
 
 @dataclass(frozen=True)
 class ProbeInfo:
+    """How the probe ran. autocast: the dtype the forward pass ran under torch.autocast with
+    (bfloat16, float16), None for full precision; the numbers differ between the two."""
+
     inputs: tuple[InputInfo, ...]
     loss: str
     mode: str
     seed: int
     device: str
+    autocast: str | None = None  # absent from reports written before it was recorded
 
 
 @dataclass(frozen=True)

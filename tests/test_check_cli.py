@@ -242,6 +242,38 @@ def test_a_baseline_from_another_probe_is_refused(gradflow_cli, tmp_path) -> Non
     assert "the baseline was measured with loss ce, this run uses sum" in result.stderr
 
 
+def test_a_baseline_at_another_precision_is_refused(gradflow_cli, tmp_path) -> None:
+    baseline = tmp_path / "base.json"
+    gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--write-baseline", baseline)
+    result = gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--baseline", baseline,
+                          "--dtype", "bfloat16")
+    assert result.exit_code == 2
+    assert ("the baseline was measured with precision float32, this run uses bfloat16 (autocast)"
+            in result.stderr)
+    low = tmp_path / "low.json"
+    gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--dtype", "bfloat16", "--write-baseline", low)
+    same = gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--dtype", "bfloat16", "--baseline", low)
+    assert same.exit_code == 0, same.output
+    refused = gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--baseline", low)
+    assert refused.exit_code == 2
+    assert "measured with precision bfloat16 (autocast), this run uses float32" in refused.stderr
+
+
+def test_a_report_written_before_the_precision_was_recorded_still_loads(gradflow_cli, tmp_path,
+                                                                       report_schema) -> None:
+    from gradflow.report import Report
+
+    baseline = tmp_path / "base.json"
+    gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--write-baseline", baseline)
+    document = json.loads(baseline.read_text())
+    del document["probe"]["autocast"]
+    jsonschema.validate(document, report_schema)
+    assert Report.from_dict(document).probe.autocast is None
+    baseline.write_text(json.dumps(document))
+    result = gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--baseline", baseline)
+    assert result.exit_code == 0, result.output
+
+
 def test_pyproject_overrides_defaults_and_flags_override_pyproject(gradflow_cli, tmp_path, monkeypatch) -> None:
     """deep_mlp's smallest block_ratio is about 0.19 (and the same model passes the default)."""
     model = str(SAMPLES / "deep_mlp.py")

@@ -55,6 +55,24 @@ def test_json_numbers_agree_with_autograd_on_the_seed_example(gradflow_cli, repo
     assert [by_name[n] for n in "xyzw"] == [g.item() for g in grads] == [-16.0, 12.0, 2.0, 0.0]
 
 
+def test_the_report_says_the_probe_ran_under_autocast(gradflow_cli, report_schema) -> None:
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        table = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", "--dtype", dtype)
+        assert table.exit_code == 0, table.output
+        document = json.loads(gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", "--dtype", dtype, "-f", "json").stdout)
+        jsonschema.validate(document, report_schema)
+        runs[dtype] = (table.stdout, document)
+    full_table, full = runs["float32"]
+    low_table, low = runs["bfloat16"]
+    assert full["probe"]["autocast"] is None and "autocast" not in full_table
+    assert low["probe"]["autocast"] == "bfloat16"
+    assert "probe 4×3×32×32 float32 · autocast bfloat16 · loss ce" in low_table
+    # the inputs are float32 either way: only the new field tells the two reports apart
+    assert low["probe"]["inputs"] == full["probe"]["inputs"]
+    assert low["summary"]["loss"] != full["summary"]["loss"]
+
+
 def test_seed_example_with_sg_skip_has_two_at_the_fork(gradflow_cli) -> None:
     result = gradflow_cli("inspect", SAMPLES / "seed_example.py", "--loss", "sum", "--sg-skip", "--format", "json")
     (junction,) = json.loads(result.stdout)["junctions"]

@@ -23,7 +23,8 @@ def evaluate(reports: Sequence[Report], settings: CheckSettings | None = None,
         reports: at least one Report, e.g. from `gradflow.inspect` with seeds 0, 1, 2.
         settings: thresholds and levels (default: CheckSettings()).
         baseline: a Report to compare against (the `regression` rule); it must have been measured
-            with the same probe inputs, loss, mode and stop-gradient.
+            with the same probe inputs, precision (--dtype), loss, mode and
+            stop-gradient.
     Returns:
         A CheckResult; `result.passed` and `result.exit_code` say whether the check passed.
     Raises:

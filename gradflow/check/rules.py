@@ -402,8 +402,12 @@ def baseline_mismatch(baseline: Report, report: Report) -> str | None:
     def inputs(r: Report) -> str:
         return ", ".join("x".join(map(str, i.shape)) + f" {i.dtype}" for i in r.probe.inputs)
 
+    def precision(r: Report) -> str:
+        return f"{r.probe.autocast} (autocast)" if r.probe.autocast else "float32"
+
     for what, old, new in (
         ("probe inputs", inputs(baseline), inputs(report)),
+        ("precision", precision(baseline), precision(report)),
         ("loss", baseline.probe.loss, report.probe.loss),
         ("mode", baseline.probe.mode, report.probe.mode),
         ("stop-gradient", str(baseline.stop_gradient), str(report.stop_gradient)),

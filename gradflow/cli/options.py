@@ -194,7 +194,7 @@ DtypeOpt = Annotated[
         "--dtype",
         help=(
             "Probe precision: float32, or bfloat16 / float16 under torch.autocast (norms are "
-            "always accumulated in float32)."
+            "always accumulated in float32; the report records it)."
         ),
         rich_help_panel=PROBE,
     ),

@@ -12,6 +12,7 @@ from html import escape
 
 from gradflow.compare import Comparison, Row, describe
 from gradflow.render.numbers import log_span, num, ratio
+from gradflow.render.table import probe_line
 from gradflow.report import Report
 
 _BAR_METRICS = (("grad_out", "#7f8c8d"), ("grad_skip", "#c0392b"),
@@ -69,7 +70,7 @@ def report_html(report: Report) -> str:
         notes.insert(0, "No residual junction found: nothing to measure.")
     body = (
         f"<h1>gradflow · {escape(report.model.source)}</h1>"
-        f"<p class=meta>{report.model.parameters:,} parameters · {escape(_probe(report))}</p>"
+        f"<p class=meta>{report.model.parameters:,} parameters · {escape(probe_line(report))}</p>"
         + (f"<table>{head}{''.join(rows)}</table>" if report.junctions else "")
         + "<ul class=notes>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>"
         + (f"<h2>Gradient norms at each junction</h2>{_legend(_BAR_METRICS)}"
@@ -102,7 +103,7 @@ def comparison_html(comparison: Comparison) -> str:
     body = (
         f"<h1>gradflow compare · {escape(c.metric)}</h1>"
         f"<p class=meta>baseline: {escape(c.baseline)} · {escape(base.model.source)} · "
-        f"{escape(_probe(base))}</p>"
+        f"{escape(probe_line(base))}</p>"
         f"<table>{head}{''.join(rows)}</table>"
         "<ul class=notes>" + "".join(f"<li>{escape(describe(c, o))}</li>" for o in others) + "</ul>"
         f"<h2>{escape(c.metric)} at each junction</h2>"
@@ -148,12 +149,6 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
 def _value(row: Row, variant: str) -> str:
     """The metric, – where it is undefined, "absent" where the variant lacks the junction."""
     return num(row.values.get(variant)) if row.has(variant) else "absent"
-
-
-def _probe(report: Report) -> str:
-    inputs = ", ".join("×".join(map(str, i.shape)) + f" {i.dtype}" for i in report.probe.inputs)
-    return (f"probe {inputs or 'no tensor inputs'} · loss {report.probe.loss} · "
-            f"{report.probe.mode} mode · seed {report.probe.seed} · {report.probe.device}")
 
 
 def _page(title: str, body: str, report: Report) -> str:

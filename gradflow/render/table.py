@@ -36,9 +36,10 @@ def console(file: IO[str] | None = None) -> Console:
 
 def probe_line(report: Report) -> str:
     inputs = ", ".join("×".join(map(str, i.shape)) + f" {i.dtype}" for i in report.probe.inputs)
+    autocast = f" · autocast {report.probe.autocast}" if report.probe.autocast else ""
     return (
-        f"probe {inputs or 'no tensor inputs'} · loss {report.probe.loss} · {report.probe.mode} mode"
-        f" · seed {report.probe.seed} · {report.probe.device}"
+        f"probe {inputs or 'no tensor inputs'}{autocast} · loss {report.probe.loss} · "
+        f"{report.probe.mode} mode · seed {report.probe.seed} · {report.probe.device}"
     )
 
 
