@@ -73,6 +73,33 @@ def test_the_report_says_the_probe_ran_under_autocast(gradflow_cli, report_schem
     assert low["summary"]["loss"] != full["summary"]["loss"]
 
 
+def test_a_build_that_does_not_seed_itself_repeats_across_runs(tmp_path) -> None:
+    source = tmp_path / "unseeded.py"
+    source.write_text(
+        "import torch\n\n"
+        "def build():\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))\n\n"
+        "def example_input():\n"
+        "    return torch.ones(2, 4)\n"
+    )
+
+    def run(seed: str) -> dict:  # type: ignore[type-arg]
+        out = subprocess.run([sys.executable, "-m", "gradflow", "inspect", str(source), "--seed", seed,
+                              "--loss", "sum", "-f", "json"], capture_output=True, text=True, check=True, cwd=ROOT)
+        document = json.loads(out.stdout)
+        document.pop("timings_s")
+        return document
+
+    first, again, other = run("1"), run("1"), run("2")
+    assert first == again
+    # Independent: the loss torch gives for the weights drawn after seeding with --seed.
+    for seed, document in (("1", first), ("2", other)):
+        torch.manual_seed(int(seed))
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+        assert document["summary"]["loss"] == pytest.approx(model(torch.ones(2, 4)).sum().item(), rel=1e-6)
+    assert first["summary"]["loss"] != other["summary"]["loss"]
+
+
 def test_seed_example_with_sg_skip_has_two_at_the_fork(gradflow_cli) -> None:
     result = gradflow_cli("inspect", SAMPLES / "seed_example.py", "--loss", "sum", "--sg-skip", "--format", "json")
     (junction,) = json.loads(result.stdout)["junctions"]

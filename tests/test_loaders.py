@@ -130,6 +130,42 @@ def test_python_file_relative_path(model_file, monkeypatch):
     assert load_source("model.py:Net").format == "python"
 
 
+def _net_drawn_after_seed(seed: int) -> dict[str, torch.Tensor]:
+    """Independent of gradflow: the weights MODEL_CODE's Net gets from torch's RNG seeded `seed`."""
+    torch.manual_seed(seed)
+    fc1, fc2 = torch.nn.Linear(4, 8), torch.nn.Linear(8, 4)
+    return {f"{name}.{k}": v for name, layer in (("fc1", fc1), ("fc2", fc2))
+            for k, v in layer.state_dict().items()}
+
+
+@pytest.mark.parametrize("suffix", [":Net", ":make", "", ":instance"])
+def test_code_that_does_not_seed_itself_is_built_from_the_seed(model_file, suffix):
+    for seed in (0, 1):
+        torch.rand(3)  # whatever state the RNG was left in, the build starts from the seed
+        built = load_source(f"{model_file}{suffix}", seed=seed).module.state_dict()
+        expected = _net_drawn_after_seed(seed)
+        assert built.keys() == expected.keys()
+        assert all(torch.equal(built[k], expected[k]) for k in expected)
+    assert not torch.equal(_net_drawn_after_seed(0)["fc1.weight"], _net_drawn_after_seed(1)["fc1.weight"])
+
+
+def test_code_that_seeds_itself_keeps_its_own_weights():
+    sample = str(pathlib.Path(__file__).parent.parent / "sample_models" / "tiny_resnet.py")
+    assert same_weights(load_source(sample, seed=0).module, load_source(sample, seed=5).module)
+
+
+def test_arch_and_import_paths_are_built_from_the_seed(tmp_path, monkeypatch):
+    write(tmp_path, "gf_unseeded_arch.py", MODEL_CODE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        for spec in ("gf_unseeded_arch:instance", "gf_unseeded_arch:Net"):  # made on import, built
+            torch.rand(3)
+            built = load_module(spec, seed=2).module.state_dict()
+            assert all(torch.equal(built[k], v) for k, v in _net_drawn_after_seed(2).items())
+    finally:
+        sys.modules.pop("gf_unseeded_arch", None)
+
+
 # --- import paths -----------------------------------------------------------------------------
 
 

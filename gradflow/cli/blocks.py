@@ -66,7 +66,7 @@ def blocks_command(
 
         rows = _static_onnx(source) if source.lower().endswith(".onnx") else None
         if rows is None:
-            loaded, _ = load(source, arch, trust, device)
+            loaded, _ = load(source, arch, trust, device, seed)
             probe = build_probe(
                 loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high, dim, batch_size, seed)
             )

@@ -184,7 +184,7 @@ def check_command(
 
         chosen = seed_range(seed, count)
         before = read_baseline(baseline_path) if baseline_path is not None else None
-        loaded, load_seconds = load(source, arch, trust, device)
+        loaded, load_seconds = load(source, arch, trust, device, seed)
 
         def inputs_for(probe_seed: int):  # type: ignore[no-untyped-def]
             return build_probe(loaded, ProbeOptions(

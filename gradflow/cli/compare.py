@@ -107,7 +107,7 @@ def compare_command(
         from gradflow.compare import compare, two_source_names
         from gradflow.measure import BASELINE, VariantSpec, measure
 
-        loaded, load_seconds = load(source, arch, trust, device)
+        loaded, load_seconds = load(source, arch, trust, device, seed)
         probe = build_probe(
             loaded,
             ProbeOptions(
@@ -140,7 +140,7 @@ def compare_command(
             )
             variants = {spec.name: report for spec, report in zip(specs, reports)}
         else:
-            second, second_seconds = load(other, arch, trust, device)
+            second, second_seconds = load(other, arch, trust, device, seed)
             first_name, second_name = two_source_names(source, other)
             (a,) = measure(
                 loaded.module,

@@ -100,7 +100,7 @@ def inspect_command(
     """
     with guard(debug):
         stopping = sg_skip or sg_block
-        loaded, load_seconds = load(source, arch, trust, device)
+        loaded, load_seconds = load(source, arch, trust, device, seed)
         probe = build_probe(
             loaded,
             ProbeOptions(

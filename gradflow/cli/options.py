@@ -107,7 +107,16 @@ BatchSize = Annotated[
     typer.Option("--batch-size", min=1, help="Batch size of an inferred probe input.", rich_help_panel=PROBE),
 ]
 Seed = Annotated[
-    int, typer.Option("--seed", help="Seeds the probe batch, dropout and `ce` labels.", rich_help_panel=PROBE)
+    int,
+    typer.Option(
+        "--seed",
+        help=(
+            "Seeds the probe batch, dropout and `ce` labels, and torch's RNG right before code "
+            "(file.py, package.module:NAME, --arch) builds the model, so that a build() that "
+            "does not seed itself gives the same weights every run."
+        ),
+        rich_help_panel=PROBE,
+    ),
 ]
 LossOpt = Annotated[
     LossOption,

@@ -71,16 +71,19 @@ class ProbeOptions:
     memory_limit: str = "auto"
 
 
-def load(source: str, arch: str | None, trust: bool, device: str = "cpu") -> tuple[LoadedModel, float]:
+def load(
+    source: str, arch: str | None, trust: bool, device: str = "cpu", seed: int | None = None
+) -> tuple[LoadedModel, float]:
     """Load the model and put it on `device` (see resolve_device); "meta" builds it without
-    weights."""
+    weights. Code that builds the model runs with torch's global RNG seeded with `seed`."""
     from gradflow.loaders import load_source
 
     tick = time.perf_counter()
     if device == "meta":
-        return load_source(source, arch=arch, trust=trust, meta=True), time.perf_counter() - tick
+        loaded = load_source(source, arch=arch, trust=trust, meta=True, seed=seed)
+        return loaded, time.perf_counter() - tick
     target = resolve_device(device)
-    loaded = load_source(source, arch=arch, trust=trust)
+    loaded = load_source(source, arch=arch, trust=trust, seed=seed)
     if target.type != "cpu":
         try:
             loaded.module = loaded.module.to(target)

@@ -121,7 +121,7 @@ def track_command(
             from gradflow.render.plot import require_matplotlib
 
             require_matplotlib(plot)  # before training, not after it
-        loaded, _ = load(source, arch, trust, device)
+        loaded, _ = load(source, arch, trust, device, seed)
         from gradflow.track.data import load_data
         from gradflow.track.train import track
 

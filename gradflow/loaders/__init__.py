@@ -40,7 +40,12 @@ __all__ = ["LoadedModel", "SourceKind", "load_module", "load_source", "register"
 
 
 def load_source(
-    spec: str, *, arch: str | None = None, trust: bool = False, meta: bool = False
+    spec: str,
+    *,
+    arch: str | None = None,
+    trust: bool = False,
+    meta: bool = False,
+    seed: int | None = None,
 ) -> LoadedModel:
     """Load the model that `spec` names.
 
@@ -52,6 +57,9 @@ def load_source(
             the file.
         meta: build the model on the meta device (no memory for weights): for code sources,
             and for a state dict with `arch` (whose weights are then not needed).
+        seed: seed torch's global RNG with this right before code builds the model (a code
+            source, or `arch`), so that code which does not seed itself builds the same weights
+            every run; None leaves the RNG alone.
 
     Returns:
         The LoadedModel, its module on CPU.
@@ -67,18 +75,19 @@ def load_source(
     kind = detect(spec)
     loader = get_loader(kind)
     if meta:
-        return _on_meta(spec, kind, arch)
+        return _on_meta(spec, kind, arch, seed)
     if arch is not None and not loader.takes_arch:
         raise OptionError(
             f"--arch applies only to state-dict checkpoints; {spec} is a {kind.name} source"
         )
-    loaded = loader.load(spec, LoadOptions(arch=arch, trust=trust))
+    loaded = loader.load(spec, LoadOptions(arch=arch, trust=trust, seed=seed))
     loaded.module = _on_cpu(loaded.module, spec)
     return loaded
 
 
-def load_module(spec: str) -> LoadedModel:
-    """Build a model from code only: `file.py[:NAME]` or `package.module:NAME` (used for --arch).
+def load_module(spec: str, *, seed: int | None = None) -> LoadedModel:
+    """Build a model from code only: `file.py[:NAME]` or `package.module:NAME` (used for --arch),
+    with torch's global RNG seeded with `seed` (if given) right before it is built.
 
     Raises:
         SourceError: `spec` is not a code source, or the code cannot build a module.
@@ -89,12 +98,12 @@ def load_module(spec: str) -> LoadedModel:
             f"{spec} is a {kind.name} source, not code: give the code that builds the model "
             "as file.py[:NAME] or package.module:NAME"
         )
-    loaded = get_loader(kind).load(spec, LoadOptions())
+    loaded = get_loader(kind).load(spec, LoadOptions(seed=seed))
     loaded.module = _on_cpu(loaded.module, spec)
     return loaded
 
 
-def _on_meta(spec: str, kind: SourceKind, arch: str | None) -> LoadedModel:
+def _on_meta(spec: str, kind: SourceKind, arch: str | None, seed: int | None) -> LoadedModel:
     """Build from code under `torch.device("meta")`: structure without storage."""
     import torch
 
@@ -105,7 +114,7 @@ def _on_meta(spec: str, kind: SourceKind, arch: str | None) -> LoadedModel:
             f"{get_loader(kind).form}; give the code with --arch, or use --device cpu"
         )
     with torch.device("meta"):
-        loaded = get_loader(detect(code)).load(code, LoadOptions())
+        loaded = get_loader(detect(code)).load(code, LoadOptions(seed=seed))
     loaded.source = spec
     return loaded
 

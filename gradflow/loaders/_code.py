@@ -20,14 +20,21 @@ EXAMPLE_INPUT = "example_input"
 
 
 def build_module(
-    namespace: ModuleType, name: str, label: str, *, user_code: Path | None, defaulted: bool
+    namespace: ModuleType,
+    name: str,
+    label: str,
+    *,
+    user_code: Path | None,
+    defaulted: bool,
+    seed: int | None = None,
 ) -> Any:
     """Build the module that `name` in `namespace` stands for.
 
     `name` may be an nn.Module subclass (instantiated with no arguments), a function returning
     a module (called with no arguments), or a module instance. `label` names the source in
     messages ("model.py:Net"); `user_code` is the folder whose frames locate errors; `defaulted`
-    says `name` was not typed but is the default `build`.
+    says `name` was not typed but is the default `build`; `seed`, if given, seeds torch's global
+    RNG right before the class or function is called (see `seed_rng`).
 
     Raises:
         SourceError: `name` is missing, is not module-like, fails to build, or builds something
@@ -50,6 +57,7 @@ def build_module(
             f"{label} is of type {type(obj).__name__}, not an nn.Module class or a function "
             "returning one"
         )
+    seed_rng(seed)
     try:
         module = obj()
     except (Exception, SystemExit) as e:
@@ -60,6 +68,18 @@ def build_module(
     if not isinstance(module, torch.nn.Module):
         raise SourceError(f"{label}() returned {type(module).__name__}, not a torch.nn.Module")
     return module
+
+
+def seed_rng(seed: int | None) -> None:
+    """Seed torch's global RNG (every device) with `seed`; nothing for None.
+
+    Code that builds a model without seeding draws its weights from the global RNG, so without
+    this each run would measure another model. Code that seeds itself overrides it. The RNG is
+    not restored: the probe seeds it again, inside a fork, before it runs."""
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed)
 
 
 def example_input_of(namespace: ModuleType, label: str) -> Callable[[], Any] | None:

@@ -35,7 +35,10 @@ class LoadedModel:
 @dataclass(frozen=True)
 class LoadOptions:
     """What the user said besides the source: `arch` (code that builds the model for a state
-    dict) and `trust` (allow unpickling, which runs code from the file)."""
+    dict), `trust` (allow unpickling, which runs code from the file) and `seed` (torch's global
+    RNG is seeded with it right before code builds the model, so that a build() that does not
+    seed itself gives the same weights every run; None leaves the RNG alone)."""
 
     arch: str | None = None
     trust: bool = False
+    seed: int | None = None

@@ -46,7 +46,7 @@ def load_checkpoint(spec: str, options: LoadOptions) -> LoadedModel:
             f"{spec} is a state dict ({len(state_dict)} tensors) and holds no code: pass --arch "
             "with the code that builds the model (file.py[:NAME] or package.module:NAME)"
         )
-    return _load_into_arch(state_dict, spec, options.arch)
+    return _load_into_arch(state_dict, spec, options.arch, options.seed)
 
 
 def _load(path: Path, spec: str, trust: bool) -> Any:
@@ -125,11 +125,13 @@ def _what(obj: Any) -> str:
     return f"a {type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def _load_into_arch(state_dict: Mapping[str, Any], spec: str, arch: str) -> LoadedModel:
+def _load_into_arch(
+    state_dict: Mapping[str, Any], spec: str, arch: str, seed: int | None
+) -> LoadedModel:
     from gradflow.loaders import load_module
 
     try:
-        built = load_module(arch)
+        built = load_module(arch, seed=seed)
     except SourceError as e:
         raise SourceError(f"--arch {arch}: {e}") from e
     module = built.module

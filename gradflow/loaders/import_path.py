@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 from gradflow.errors import SourceError
-from gradflow.loaders._code import build_module, example_input_of, import_failure
+from gradflow.loaders._code import build_module, example_input_of, import_failure, seed_rng
 from gradflow.loaders.base import LoadedModel, LoadOptions
 from gradflow.loaders.detect import IMPORT_PATH
 from gradflow.loaders.registry import register
@@ -19,6 +19,7 @@ def load_import_path(spec: str, options: LoadOptions) -> LoadedModel:
     if match is None:  # detect() only routes package.module:NAME here
         raise SourceError(f"not an import path: {spec!r} (expected package.module:NAME)")
     module_name, name = match["module"], match["name"]
+    seed_rng(options.seed)  # for a module instance made on a first import
     try:
         namespace = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -32,7 +33,9 @@ def load_import_path(spec: str, options: LoadOptions) -> LoadedModel:
         raise import_failure(e, module_name, None) from e
     file = getattr(namespace, "__file__", None)
     user_code = Path(file).parent if file else None
-    module = build_module(namespace, name, spec, user_code=user_code, defaulted=False)
+    module = build_module(
+        namespace, name, spec, user_code=user_code, defaulted=False, seed=options.seed
+    )
     return LoadedModel(
         module=module,
         source=spec,

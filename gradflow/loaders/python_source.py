@@ -10,7 +10,13 @@ from pathlib import Path
 from types import ModuleType
 
 from gradflow.errors import SourceError
-from gradflow.loaders._code import DEFAULT_NAME, build_module, example_input_of, import_failure
+from gradflow.loaders._code import (
+    DEFAULT_NAME,
+    build_module,
+    example_input_of,
+    import_failure,
+    seed_rng,
+)
 from gradflow.loaders._files import check_file
 from gradflow.loaders.base import LoadedModel, LoadOptions
 from gradflow.loaders.detect import DOTTED_NAME, split_python_spec
@@ -31,10 +37,16 @@ def load_python_file(spec: str, options: LoadOptions) -> LoadedModel:
         raise SourceError(f"{spec}: {name!r} is not a Python name (expected file.py:NAME)")
     path = Path(file).expanduser()
     check_file(path, file)
+    seed_rng(options.seed)  # for a module instance the file makes when imported
     namespace = import_file(path, file)
     label = f"{file}:{name or DEFAULT_NAME}"
     module = build_module(
-        namespace, name or DEFAULT_NAME, label, user_code=path.parent, defaulted=name is None
+        namespace,
+        name or DEFAULT_NAME,
+        label,
+        user_code=path.parent,
+        defaulted=name is None,
+        seed=options.seed,
     )
     return LoadedModel(
         module=module,
