@@ -172,13 +172,14 @@ def from_file(path: str | Path) -> Probe:
     raise ProbeError(f"unsupported input file {path.name}: use .pt, .npy or .npz")
 
 
-def infer(model: torch.nn.Module, batch_size: int, seed: int) -> Probe:
-    """Guess a probe batch from the model's first layer (or a Hugging Face config)."""
+def infer(model: torch.nn.Module, batch_size: int, seed: int, high: int | None = None) -> Probe:
+    """Guess a probe batch from the model's first layer (or a Hugging Face config). Token ids
+    are drawn from [0, high), by default [0, vocabulary size)."""
     generator = torch.Generator().manual_seed(seed)
     config = getattr(model, "config", None)
     vocab = getattr(config, "vocab_size", None)
     if isinstance(vocab, int) and vocab > 0 and _takes_token_ids(model):
-        ids = torch.randint(0, vocab, (batch_size, 16), generator=generator)
+        ids = torch.randint(0, high or vocab, (batch_size, 16), generator=generator)
         return Probe((), {"input_ids": ids})
     for module in model.modules():
         # By class name and weight shape, so scripted modules (RecursiveScriptModule) work too.
@@ -187,7 +188,7 @@ def infer(model: torch.nn.Module, batch_size: int, seed: int) -> Probe:
         if kind not in _FIRST_LAYERS or not isinstance(weight, torch.Tensor):
             continue
         if kind == "Embedding":
-            ids = torch.randint(0, weight.shape[0], (batch_size, 16), generator=generator)
+            ids = torch.randint(0, high or weight.shape[0], (batch_size, 16), generator=generator)
             return Probe((ids,))
         if kind == "Linear":
             return Probe((torch.randn((batch_size, weight.shape[1]), generator=generator),))

@@ -98,6 +98,26 @@ CASES = [
     *case("misspelled-dim", ["{bad}/dynamic.onnx", "--dim", "sq=5"],
           needle="no dimension named 'sq' (its named dimensions are batch, seq)",
           commands=("inspect", "compare", "check", "track")),
+    *case("batch-size-with-shape", ["{bad}/seq.py", "--input-shape", "2,4", "--batch-size", "3"],
+          needle="--batch-size does not apply: the first size of --input-shape is the batch, e.g. 3,4"),
+    *case("batch-size-with-example", [RESNET, "--batch-size", "3"],
+          needle="--batch-size does not apply: the source's example_input() gives the probe batch",
+          commands=("inspect", "blocks")),
+    *case("batch-size-with-fixed-onnx-batch", ["{bad}/dynamic.onnx", "--dim", "batch=2", "--dim", "seq=3",
+                                               "--batch-size", "3"],
+          needle="--batch-size does not apply", commands=("inspect", "check")),
+    *case("input-high-inferred-floats", ["{bad}/seq.py", "--input-high", "5"],
+          needle="--input-high sets the range of integer inputs, but the inferred probe input is floating-point"),
+    *case("input-high-float-shape", ["{bad}/seq.py", "--input-shape", "2,4", "--input-high", "5"],
+          needle="but the --input-shape inputs are float32: drop --input-high", commands=("inspect", "check")),
+    *case("input-high-onnx-floats", [ONNX_CNN, "--input-high", "5"],
+          needle="every input of the ONNX graph is floating-point", commands=("inspect", "compare")),
+    *case("input-high-zero", ["{bad}/seq.py", "--input-shape", "2,4", "--input-dtype", "int64", "--input-high", "0"],
+          needle="Invalid value for '--input-high'", commands=("inspect",)),
+    *case("input-dtype-without-shape", ["{bad}/seq.py", "--input-dtype", "int64"],
+          needle="--input-dtype int64 sets the dtype of --input-shape inputs, and none is given"),
+    *case("unknown-input-dtype-without-shape", ["{bad}/seq.py", "--input-dtype", "floaty"],
+          needle="--input-dtype: unknown dtype 'floaty'", commands=("inspect", "track")),
     *case("nan-weights", ["{bad}/nan_weights.py", "--input-shape", "2,4"], code=1, needle="nonfinite",
           commands=("check",)),
 ]
@@ -139,3 +159,31 @@ def test_a_known_dim_sets_the_probe_shape(gradflow_cli, bad) -> None:  # type: i
                           "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["probe"]["inputs"][0]["shape"] == [3, 5, 4]
+
+
+def test_batch_size_and_input_high_shape_the_inputs_they_apply_to(gradflow_cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The counterparts of the refusals above: an inferred batch takes --batch-size, and integer
+    # inputs (inferred token ids, or --input-shape with an integer dtype) take --input-high.
+    (tmp_path / "tokens.py").write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.e = torch.nn.Embedding(50, 8); self.f = torch.nn.Linear(8, 8)\n"
+        "    def forward(self, x):\n        h = self.e(x); return h + self.f(h)\n"
+        "def build():\n    return M()\n"
+    )
+    for args, shape in (
+        (["--batch-size", "3", "--input-high", "5"], [3, 16]),
+        (["--input-shape", "2,7", "--input-dtype", "int64", "--input-high", "5"], [2, 7]),
+    ):
+        result = gradflow_cli("inspect", tmp_path / "tokens.py", *args, "--format", "json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["probe"]["inputs"][0]["shape"] == shape
+
+
+def test_input_high_bounds_inferred_token_ids() -> None:
+    from gradflow.probe import infer
+
+    model = torch.nn.Sequential(torch.nn.Embedding(50, 8))
+    assert infer(model, 4, 0, high=1).tensors()[0].max().item() == 0
+    assert infer(model, 4, 0).tensors()[0].max().item() > 1

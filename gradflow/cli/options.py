@@ -77,18 +77,24 @@ InputShape = Annotated[
     ),
 ]
 InputDtype = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--input-dtype",
-        help=("dtype of --input-shape inputs: float32, float16, bfloat16, int64, ..."),
+        help=("dtype of --input-shape inputs: float32 (the default), float16, bfloat16, int64, ..."),
         rich_help_panel=PROBE,
+        show_default=False,
     ),
 ]
 InputHigh = Annotated[
     int | None,
     typer.Option(
         "--input-high",
-        help=("Integer inputs are drawn from [0, HIGH); default: the first embedding's vocabulary size."),
+        min=1,
+        help=(
+            "Integer inputs (--input-shape with an integer --input-dtype, an ONNX graph's integer "
+            "inputs, inferred token ids) are drawn from [0, HIGH); default: the first embedding's "
+            "vocabulary size."
+        ),
         rich_help_panel=PROBE,
         show_default=False,
     ),
@@ -103,8 +109,17 @@ Dims = Annotated[
     ),
 ]
 BatchSize = Annotated[
-    int,
-    typer.Option("--batch-size", min=1, help="Batch size of an inferred probe input.", rich_help_panel=PROBE),
+    int | None,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help=(
+            "Batch size of an inferred probe input or of an ONNX graph's unknown batch dimension "
+            "(default 8); with --input-shape, the first size is the batch."
+        ),
+        rich_help_panel=PROBE,
+        show_default=False,
+    ),
 ]
 Seed = Annotated[
     int,

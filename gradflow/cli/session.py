@@ -59,16 +59,26 @@ def _one_line(text: str) -> str:
     return " ".join(lines[:1]) if lines else "(no message)"
 
 
+DEFAULT_BATCH = 8
+
+
 @dataclass
 class ProbeOptions:
+    """The probe options as given; None where the user left an option out, so an option the
+    chosen probe source would ignore can be refused instead."""
+
     input_file: Path | None = None
     input_shapes: Sequence[str] | None = None
-    input_dtype: str = "float32"
+    input_dtype: str | None = None  # float32 when left out
     input_high: int | None = None
     dims: Sequence[str] | None = None
-    batch_size: int = 8
+    batch_size: int | None = None  # DEFAULT_BATCH when left out
     seed: int = 0
     memory_limit: str = "auto"
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size or DEFAULT_BATCH
 
 
 def load(
@@ -127,25 +137,82 @@ def build_probe(loaded: LoadedModel, options: ProbeOptions) -> Probe:
 def _probe(loaded: LoadedModel, options: ProbeOptions, limit: int | None) -> Probe:
     from gradflow import probe as p
 
+    dtype = _input_dtype(options)
     if options.input_file is not None and options.input_shapes:
         raise OptionError("--input and --input-shape both give the probe input: use one of them")
+    if options.input_dtype is not None and not options.input_shapes:
+        raise OptionError(
+            f"--input-dtype {options.input_dtype} sets the dtype of --input-shape inputs, and none "
+            "is given: add --input-shape, or drop --input-dtype"
+        )
     if options.input_file is not None:
+        _refuse_given(options, "--input gives the probe batch")
         return p.from_file(options.input_file)
     if options.input_shapes:
-        dtype = p.parse_dtype(options.input_dtype)
-        shapes = [p.parse_shape(s) for s in options.input_shapes]
-        memory.check_probe(((s, dtype.itemsize) for s in shapes), limit)
-        high = options.input_high or _vocabulary(loaded.module) or 2
-        return p.from_shapes(shapes, dtype, options.seed, high)
+        return _from_shapes(loaded, options, dtype, limit)
     if loaded.example_input is not None:
+        _refuse_given(options, "the source's example_input() gives the probe batch")
         return p.from_example(loaded.example_input)
     if loaded.input_specs:
         return _from_specs(loaded.input_specs, options, limit)
-    one = p.infer(loaded.module, 1, options.seed)
-    memory.check_probe(
-        ((_batched(t.shape, options.batch_size), t.element_size()) for t in one.tensors()), limit
+    return _inferred(loaded, options, limit)
+
+
+def _from_shapes(loaded: LoadedModel, options: ProbeOptions, dtype: Any, limit: int | None) -> Probe:
+    from gradflow import probe as p
+
+    shapes = [p.parse_shape(s) for s in options.input_shapes or ()]
+    example = ",".join(str(size) for size in _batched(shapes[0], options.batch))
+    _refuse_batch_size(options, f"the first size of --input-shape is the batch, e.g. {example}")
+    if options.input_high is not None and not _draws_integers(dtype):
+        raise _floats_with_high(f"the --input-shape inputs are {str(dtype).replace('torch.', '')}")
+    memory.check_probe(((s, dtype.itemsize) for s in shapes), limit)
+    high = options.input_high or _vocabulary(loaded.module) or 2
+    return p.from_shapes(shapes, dtype, options.seed, high)
+
+
+def _inferred(loaded: LoadedModel, options: ProbeOptions, limit: int | None) -> Probe:
+    from gradflow import probe as p
+
+    one = p.infer(loaded.module, 1, options.seed, options.input_high)
+    if options.input_high is not None and not any(_draws_integers(t.dtype) for t in one.tensors()):
+        raise _floats_with_high("the inferred probe input is floating-point")
+    memory.check_probe(((_batched(t.shape, options.batch), t.element_size()) for t in one.tensors()), limit)
+    return p.infer(loaded.module, options.batch, options.seed, options.input_high)
+
+
+def _input_dtype(options: ProbeOptions) -> Any:
+    """--input-dtype as a torch dtype; an unknown name is an error whether or not it is used."""
+    from gradflow import probe as p
+
+    try:
+        return p.parse_dtype(options.input_dtype or "float32")
+    except ProbeError as e:
+        raise OptionError(f"--input-dtype: {e}") from None
+
+
+def _draws_integers(dtype: Any) -> bool:
+    """Whether random inputs of this dtype are drawn from [0, --input-high)."""
+    return not (dtype.is_floating_point or dtype.is_complex) and str(dtype) != "torch.bool"
+
+
+def _floats_with_high(inputs: str) -> OptionError:
+    return OptionError(
+        f"--input-high sets the range of integer inputs, but {inputs}: drop --input-high, or "
+        "give integer inputs with --input-shape and --input-dtype int64"
     )
-    return p.infer(loaded.module, options.batch_size, options.seed)
+
+
+def _refuse_given(options: ProbeOptions, reason: str) -> None:
+    """--batch-size and --input-high shape random inputs; refused where the batch is given."""
+    _refuse_batch_size(options, reason)
+    if options.input_high is not None:
+        raise OptionError(f"--input-high does not apply: {reason}; drop --input-high")
+
+
+def _refuse_batch_size(options: ProbeOptions, reason: str) -> None:
+    if options.batch_size is not None:
+        raise OptionError(f"--batch-size does not apply: {reason}; drop --batch-size")
 
 
 def _batched(shape: Sequence[int], batch: int) -> tuple[int, ...]:
@@ -195,7 +262,7 @@ def _spec_shapes(specs: Sequence[Any], options: ProbeOptions) -> list[tuple[int,
             elif isinstance(dim, str) and dim in dims:
                 shape.append(dims[dim])
             elif axis == 0:
-                shape.append(options.batch_size)
+                shape.append(options.batch)
             else:
                 raise ProbeError(
                     f"input {spec.name!r} has an unknown dimension {dim or '?'} at axis {axis}: "
@@ -218,12 +285,22 @@ def _refuse_unknown_dims(dims: dict[str, int], specs: Sequence[Any]) -> None:
     )
 
 
+def _needs_batch(specs: Sequence[Any], dims: dict[str, int]) -> bool:
+    """Whether some input's first dimension is unknown and not set by --dim: --batch-size sets it."""
+    firsts = [spec.shape[0] for spec in specs if spec.shape]
+    return any(not (isinstance(dim, int) and dim > 0) and dim not in dims for dim in firsts)
+
+
 def _from_specs(specs: Sequence[Any], options: ProbeOptions, limit: int | None) -> Probe:
     import torch
 
     from gradflow import probe as p
 
     shapes = _spec_shapes(specs, options)
+    if not _needs_batch(specs, parse_dims(options.dims)):
+        _refuse_batch_size(options, "the ONNX graph's inputs have a fixed or --dim batch dimension")
+    if options.input_high is not None and not any(_draws_integers(spec.dtype) for spec in specs):
+        raise _floats_with_high("every input of the ONNX graph is floating-point")
     memory.check_probe(((shape, spec.dtype.itemsize) for shape, spec in zip(shapes, specs)), limit)
     generator = torch.Generator().manual_seed(options.seed)
     high = options.input_high or 2

@@ -89,7 +89,7 @@ def track_command(
     device: DeviceOpt = "auto",
     input_file: InputFile = None,
     input_shape: InputShape = None,
-    input_dtype: InputDtype = "float32",
+    input_dtype: InputDtype = None,
     input_high: InputHigh = None,
     dim: Dims = None,
     plot: PlotFile = None,
@@ -132,7 +132,7 @@ def track_command(
             training = None
             probe = build_probe(loaded, ProbeOptions(
                 input_file=input_file, input_shapes=input_shape, input_dtype=input_dtype,
-                input_high=input_high, dims=dim, batch_size=batch_size or 8, seed=seed))
+                input_high=input_high, dims=dim, batch_size=batch_size, seed=seed))
         with _Progress(steps) as progress:
             result = track(
                 loaded.module, probe, data=training, steps=steps, every=every,
