@@ -187,3 +187,21 @@ def test_input_high_bounds_inferred_token_ids() -> None:
     model = torch.nn.Sequential(torch.nn.Embedding(50, 8))
     assert infer(model, 4, 0, high=1).tensors()[0].max().item() == 0
     assert infer(model, 4, 0).tensors()[0].max().item() > 1
+
+
+def test_a_truncated_export_archive_prints_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # In a fresh process: torch logs its deserialisation traceback through a handler bound to
+    # the real stderr at import, which a CliRunner cannot capture.
+    import subprocess
+    import sys
+
+    path = tmp_path / "truncated.pt2"
+    torch.export.save(torch.export.export(torch.nn.Linear(4, 4), (torch.randn(2, 4),)), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    out = subprocess.run([sys.executable, "-m", "gradflow", "inspect", str(path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [
+        f"gradflow: error: cannot load torch.export program {path}: truncated, corrupt or not saved by "
+        "torch.export.save (BadZipFile: File is not a zip file)"
+    ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,7 @@ def load_exported(spec: str, options: LoadOptions) -> LoadedModel:
     import torch
 
     try:
-        with warnings.catch_warnings():
-            # Some torch versions (2.11) warn, while reading the archive, that its bytes are
-            # read-only: a note about torch's own loading that the user cannot act on.
-            warnings.filterwarnings("ignore", message="The given buffer is not writable")
+        with _quiet_torch_loading():
             program = torch.export.load(str(Path(spec).expanduser()))
         module = program.module()
     except Exception as e:
@@ -36,6 +36,29 @@ def load_exported(spec: str, options: LoadOptions) -> LoadedModel:
         format="torch.export",
         example_input=_stored_example(getattr(program, "example_inputs", None)),
     )
+
+
+# The loggers torch.export.load writes to (their children inherit the level set here).
+_TORCH_EXPORT_LOGGERS = ("torch.export", "torch._export")
+
+
+@contextmanager
+def _quiet_torch_loading() -> Iterator[None]:
+    """No warnings and no log records from torch while it reads the archive: on a corrupt file
+    torch logs its own traceback before raising (and some versions warn that the archive's bytes
+    are read-only), notes about torch's loading that the user cannot act on; the one-line
+    SourceError says what is wrong."""
+    loggers = [logging.getLogger(name) for name in _TORCH_EXPORT_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL + 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _stored_example(example: Any) -> Any:
