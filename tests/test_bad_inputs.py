@@ -28,6 +28,7 @@ def bad(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     (folder / "empty.onnx").write_bytes(b"")
     (folder / "a_directory.pt").mkdir()
     (folder / "notes.txt").write_text("not a model\n")
+    (folder / "garbage.pt").write_bytes(bytes(range(7, 256)) * 8)  # no zip, no pickle
     (folder / "raises.py").write_text("import torch\nraise RuntimeError('broken on import')\n")
     (folder / "not_module.py").write_text("def build():\n    return 42\n")
     (folder / "int_output.py").write_text(
@@ -71,6 +72,8 @@ CASES = [
     *case("empty-checkpoint", ["{bad}/empty.pt"], needle="empty.pt", commands=("inspect", "check", "track")),
     *case("empty-onnx", ["{bad}/empty.onnx"], needle="empty.onnx", commands=("inspect", "blocks")),
     *case("truncated-checkpoint", ["{bad}/truncated.pt"], needle="truncated.pt", commands=("inspect", "compare")),
+    *case("garbage-checkpoint", ["{bad}/garbage.pt"], needle="garbage.pt is not a PyTorch file",
+          commands=("inspect", "check")),
     *case("wrong-extension", ["{bad}/notes.txt"], needle="notes.txt", commands=("inspect", "check", "blocks")),
     *case("unknown-form", ["not a source"], needle="not a source", commands=("inspect", "track")),
     *case("raises-on-import", ["{bad}/raises.py"], needle="broken on import"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import random
 import subprocess
 import sys
 import textwrap
@@ -350,6 +351,18 @@ def test_malicious_pickle_runs_nothing_without_trust(tmp_path):
     # The file really does run code when trusted: this is what --trust allows.
     raises_one_line(str(path), "NoneType", "not a state dict or an nn.Module", trust=True)
     assert marker.exists()
+
+
+def test_garbage_bytes_are_not_called_a_pickle(tmp_path):
+    # Random bytes are refused by weights_only too, but --trust cannot help a file that is no
+    # pickle: the message says the file is not a PyTorch file and never suggests --trust.
+    path = tmp_path / "bad.pt"
+    path.write_bytes(random.Random(0).randbytes(4096))
+    message = raises_one_line(str(path), "bad.pt is not a PyTorch file", "corrupt")
+    assert "--trust" not in message and "pickled" not in message
+    # The counterpart: a legacy (non-zip) torch.save of a module is a pickle --trust would load.
+    torch.save(torch.nn.Linear(2, 2), path, _use_new_zipfile_serialization=False)
+    raises_one_line(str(path), "pickled Python objects (torch.nn.modules.linear.Linear)", "--trust")
 
 
 def test_legacy_non_zip_checkpoint(tmp_path, model_file):

@@ -19,6 +19,9 @@ WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 
 _GLOBAL = re.compile(r"GLOBAL (\S+?)(?:\s|$)")
 
+# How a torch.save file begins: a zip archive, or (the legacy format) a pickle of protocol 2 to 5.
+_TORCH_SAVE_HEAD = re.compile(rb"PK\x03\x04|\x80[\x02-\x05]")
+
 
 @register(
     "checkpoint",
@@ -60,6 +63,11 @@ def _load(path: Path, spec: str, trust: bool) -> Any:
         refused = e
     except Exception as e:
         raise _corrupt(spec, e) from e
+    if not _looks_pickled(path, refused):
+        raise SourceError(
+            f"{spec} is not a PyTorch file: its bytes are neither a torch.save archive nor a "
+            "pickle (corrupt, or another format under this name); save the model again with torch.save"
+        ) from refused
 
     found = _GLOBAL.search(str(refused))
     what = f"pickled Python objects ({found[1]})" if found else "pickled Python objects"
@@ -77,6 +85,15 @@ def _load(path: Path, spec: str, trust: bool) -> Any:
         ) from e
     except Exception as e:
         raise _corrupt(spec, e) from e
+
+
+def _looks_pickled(path: Path, refused: BaseException) -> bool:
+    """Whether weights_only refused a real pickle (one naming a global it may not load, or a
+    torch.save file), rather than bytes that are no pickle at all: only then may --trust help."""
+    if _GLOBAL.search(str(refused)):
+        return True
+    with open(path, "rb") as f:
+        return _TORCH_SAVE_HEAD.match(f.read(4)) is not None
 
 
 def _corrupt(spec: str, e: BaseException) -> SourceError:
