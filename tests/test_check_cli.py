@@ -321,6 +321,27 @@ def test_explicit_config_file_and_its_errors(gradflow_cli, tmp_path) -> None:
     assert broken.exit_code == 2 and "not valid TOML" in broken.stderr
 
 
+@pytest.mark.parametrize(("written", "problem"), [
+    ("seeds = 0", "must be at least 1"),
+    ('warn = ["nosuchrule"]', "unknown rule 'nosuchrule': the rules are nonfinite"),
+    ('disable = ["dead", "deadd"]', "unknown rule 'deadd'"),
+    ("vanishing-below = -1", "must be a number >= 0"),
+    ("dead_below = nan", "must be a number >= 0"),
+    ("exploding_above = 0", "must be a number > 0"),
+    ("tolerance = 0.5", "must be a finite factor >= 1"),
+])
+def test_a_bad_configured_value_names_the_file_and_the_setting(gradflow_cli, tmp_path, monkeypatch,
+                                                              written, problem) -> None:
+    # Not as a flag (--seeds): the user wrote no flag, and must find the line in the file.
+    (tmp_path / "pyproject.toml").write_text(f"[tool.gradflow.check]\n{written}\n")
+    monkeypatch.chdir(tmp_path)
+    result = gradflow_cli("check", spec("build_healthy"), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"gradflow: error: {tmp_path / 'pyproject.toml'} [tool.gradflow.check] {written}: "
+                           f"{problem}"), line
+
+
 def test_configured_baseline_is_relative_to_the_pyproject(gradflow_cli, tmp_path, monkeypatch) -> None:
     gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--write-baseline", tmp_path / "ci" / "base.json")
     (tmp_path / "pyproject.toml").write_text('[tool.gradflow.check]\nbaseline = "ci/base.json"\n')

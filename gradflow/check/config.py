@@ -6,12 +6,13 @@ wrong types are errors that name the key, so a typo cannot silently switch a rul
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradflow.check.settings import CONFIG_KEYS
+from gradflow.check.settings import CONFIG_KEYS, value_problem
 from gradflow.errors import OptionError
 
 TABLE = ("tool", "gradflow", "check")
@@ -46,12 +47,14 @@ def load_config(explicit: Path | None = None, cwd: Path | None = None) -> Config
             raise OptionError(f"--config {explicit}: no such file")
         document = _read(explicit)
         table = _table(document, explicit)
-        return Config(_validated(document if table is None else table, explicit), explicit)
+        if table is None:
+            return Config(_validated(document, explicit, str(explicit)), explicit)
+        return Config(_validated(table, explicit, _section(explicit)), explicit)
     found = find_pyproject(cwd or Path.cwd())
     if found is None:
         return Config()
     table = _table(_read(found), found)
-    return Config({}, None) if table is None else Config(_validated(table, found), found)
+    return Config({}, None) if table is None else Config(_validated(table, found, _section(found)), found)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -82,7 +85,13 @@ def _table(document: Mapping[str, Any], path: Path) -> Mapping[str, Any] | None:
     return node
 
 
-def _validated(table: Mapping[str, Any], path: Path) -> dict[str, Any]:
+def _section(path: Path) -> str:
+    return f"{path} [{'.'.join(TABLE)}]"
+
+
+def _validated(table: Mapping[str, Any], path: Path, where: str) -> dict[str, Any]:
+    """The table's values, typed; `where` names the file (and table) in the error for a bad value,
+    e.g. `pyproject.toml [tool.gradflow.check] seeds = 0: must be at least 1`."""
     values: dict[str, Any] = {}
     for raw, given in table.items():
         key = raw.replace("-", "_")
@@ -92,6 +101,9 @@ def _validated(table: Mapping[str, Any], path: Path) -> dict[str, Any]:
                 f"{path}: unknown key {raw!r} in [tool.gradflow.check] (known: {known})"
             )
         value = _typed(raw, given, CONFIG_KEYS[key], path)
+        problem = value_problem(key, value)
+        if problem is not None:
+            raise OptionError(f"{where} {raw} = {_as_written(given)}: {problem}")
         if key == "baseline":
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
         values[key] = value
@@ -108,6 +120,15 @@ def _typed(raw: str, value: Any, want: type, path: Path) -> Any:
     if isinstance(value, list) and not all(isinstance(v, str) for v in value):
         raise OptionError(f"{path}: {raw} must be a list of strings, got {value!r}")
     return value
+
+
+def _as_written(value: Any) -> str:
+    """A TOML value as it reads in the file: "a", ["a", "b"], 0, 1e-3, nan."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (str, list)):
+        return json.dumps(value)
+    return repr(value)
 
 
 def _kind(want: type) -> str:

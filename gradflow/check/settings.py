@@ -44,17 +44,11 @@ class CheckSettings:
     levels: tuple[tuple[str, Level], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        for name in ("vanishing_below", "dead_below"):
+        for name in ("vanishing_below", "dead_below", "exploding_above", "tolerance"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value != value or value < 0:
-                raise OptionError(f"{_flag(name)} must be a number >= 0, got {value!r}")
-        if not isinstance(self.exploding_above, (int, float)) or not self.exploding_above > 0:
-            raise OptionError(
-                f"--exploding-above must be a number > 0, got {self.exploding_above!r}"
-            )
-        if not isinstance(self.tolerance, (int, float)) or not self.tolerance >= 1 \
-                or math.isinf(self.tolerance):
-            raise OptionError(f"--tolerance must be a finite factor >= 1, got {self.tolerance!r}")
+            problem = value_problem(name, value)
+            if problem is not None:
+                raise OptionError(f"{_flag(name)} {problem}, got {value!r}")
 
     def level(self, rule: str) -> Level:
         for name, level in reversed(self.levels):
@@ -74,6 +68,37 @@ class CheckSettings:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a setting's value, None if nothing: the words the flags and
+    `[tool.gradflow.check]` share (each names the setting its own way)."""
+    if key in ("vanishing_below", "dead_below"):
+        return None if _number(value) and value >= 0 else "must be a number >= 0"
+    if key == "exploding_above":
+        return None if _number(value) and value > 0 else "must be a number > 0"
+    if key == "tolerance":
+        return None if _number(value) and 1 <= value < math.inf else "must be a finite factor >= 1"
+    if key == "seeds":
+        return None if value >= 1 else "must be at least 1"
+    if key in ("warn", "disable"):
+        return _unknown_rule(value)
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _unknown_rule(names: Iterable[str]) -> str | None:
+    from gradflow.check.rules import get_rule
+
+    try:
+        for name in names:
+            get_rule(name)
+    except OptionError as e:
+        return str(e)
+    return None
 
 
 # What `[tool.gradflow.check]` may hold, with the type each key must have. `disable` and `warn`
