@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 import torch
 
+from gradflow.report import Status
 from tests.conftest import ROOT, SAMPLES
 
 
@@ -296,6 +297,23 @@ def test_table_keeps_names_and_verdicts_at_any_width(gradflow_cli, monkeypatch, 
         assert name in result.stdout
     assert result.stdout.count(" ok ") + result.stdout.count(" ok\n") >= 4
     assert max(len(line) for line in result.stdout.splitlines()) <= int(columns)
+
+
+@pytest.mark.parametrize("columns", ["60", "70", "100"])
+@pytest.mark.parametrize(("flags", "mark"), [(["--sg-skip"], "skip"), (["--sg-block"], "block"),
+                                             (["--sg-skip", "--sg-block"], "both")])
+def test_table_keeps_the_stop_gradient_at_any_width(gradflow_cli, monkeypatch, columns, flags, mark) -> None:  # type: ignore[no-untyped-def]
+    # A stopped row must not read as a normal one: the sg column stays when others are dropped.
+    monkeypatch.setenv("COLUMNS", columns)
+    result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", *flags, "--at", "layer1.*")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rows = {cells[1]: cells for cells in map(str.split, lines) if len(cells) > 1 and cells[0].isdigit()
+            and cells[1].startswith("layer")}
+    assert mark in rows["layer1.0"] and mark in rows["layer1.1"]
+    assert not {"skip", "block", "both"} & set(rows["layer2.0"])  # not stopped: the sg cell is empty
+    assert all(cells[-1] in {s.value for s in Status} for cells in rows.values())
+    assert max(len(line) for line in lines) <= int(columns)
 
 
 @pytest.mark.parametrize(

@@ -43,8 +43,9 @@ def probe_line(report: Report) -> str:
     )
 
 
-# Columns a narrow terminal loses first, in this order; the rest always stay.
-OPTIONAL = ("cos", "param_grad", "flow", "grad_out", "sg", "skip", "ratio", "grad_skip")
+# Columns a narrow terminal loses first, in this order; the rest always stay: the junction, its
+# verdict, and where a stop-gradient is (without `sg` a stopped row would read as a normal one).
+OPTIONAL = ("cos", "param_grad", "flow", "grad_out", "skip", "ratio", "grad_skip")
 
 
 def report_table(report: Report, width: int | None = None) -> Table:
@@ -97,8 +98,7 @@ def _table(report: Report, dropped: list[str]) -> Table:
         style = STATUS_STYLE[j.status]
         cells: list = [str(j.index), j.name, "id" if j.skip == "identity" else "proj"]
         if stopped_skip or stopped_block:
-            kinds = (("skip", stopped_skip), ("block", stopped_block))
-            cells.append("+".join(k for k, names in kinds if j.name in names))
+            cells.append(_stopped(j.name, stopped_skip, stopped_block))
         cells += [
             num(j.grad_out),
             num(j.grad_skip),
@@ -112,6 +112,13 @@ def _table(report: Report, dropped: list[str]) -> Table:
         ]
         table.add_row(*(cell for cell, kept in zip(cells, keep) if kept))
     return table
+
+
+def _stopped(name: str, skip: set[str], block: set[str]) -> str:
+    """The `sg` cell: which path of the junction the stop-gradient cuts (short, so it fits)."""
+    if name in skip and name in block:
+        return "both"
+    return "skip" if name in skip else "block" if name in block else ""
 
 
 def summary_lines(report: Report) -> list[Text]:
