@@ -231,6 +231,17 @@ def test_compare_two_checkpoints(gradflow_cli, tmp_path) -> None:
     assert variants["before.pt"]["junctions"][5]["grad_block"] > 0
 
 
+def test_blocks_and_inspect_name_skips_alike(gradflow_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLUMNS", "140")
+    skips = {}
+    for command in ("blocks", "inspect"):
+        result = gradflow_cli(command, SAMPLES / "tiny_resnet.py")
+        assert result.exit_code == 0, result.output
+        rows = [line.replace("│", " ").split() for line in result.stdout.splitlines()]
+        skips[command] = [cells[2] for cells in rows if len(cells) > 2 and cells[1].startswith("layer")]
+    assert skips["blocks"] == skips["inspect"] == ["id", "id", "proj", "id", "proj", "id"]
+
+
 def test_blocks_lists_junctions_without_measuring(gradflow_cli) -> None:
     result = gradflow_cli("blocks", SAMPLES / "prenorm_transformer.py", "--format", "json")
     assert result.exit_code == 0

@@ -7,7 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from gradflow.render.json import dumps
-from gradflow.render.table import console
+from gradflow.render.table import console, skip_label
 
 
 def print_blocks(source: str, rows: list[dict[str, Any]], format: Any) -> None:
@@ -43,7 +43,7 @@ def print_blocks(source: str, rows: list[dict[str, Any]], format: Any) -> None:
         table.add_row(
             str(r["index"]),
             r["name"],
-            "identity" if r["skip"] == "identity" else "proj",
+            skip_label(r["skip"]),
             f"{r['params']:,}",
             shown,
             r.get("location") or "–",

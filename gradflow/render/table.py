@@ -48,6 +48,11 @@ def probe_line(report: Report) -> str:
 OPTIONAL = ("cos", "param_grad", "flow", "grad_out", "skip", "ratio", "grad_skip")
 
 
+def skip_label(kind: str) -> str:
+    """The `skip` cell of every table: `id` for an identity skip, `proj` for a projection."""
+    return "id" if kind == "identity" else "proj"
+
+
 def report_table(report: Report, width: int | None = None) -> Table:
     """One row per junction. Columns are the JSON metric names; `ratio` is block_ratio
     (grad_block / grad_skip) and `flow` is grad_in on a log scale shared by all rows, so the eye
@@ -96,7 +101,7 @@ def _table(report: Report, dropped: list[str]) -> Table:
             table.add_column(name, no_wrap=name != "junction", **options)
     for j in report.junctions:
         style = STATUS_STYLE[j.status]
-        cells: list = [str(j.index), j.name, "id" if j.skip == "identity" else "proj"]
+        cells: list = [str(j.index), j.name, skip_label(j.skip)]
         if stopped_skip or stopped_block:
             cells.append(_stopped(j.name, stopped_skip, stopped_block))
         cells += [
