@@ -337,8 +337,6 @@ def _forward_and_find(
     torch.manual_seed(seed)
     tick = time.perf_counter()
     with ForwardRecorder(model, parts.modules) as recorder:
-        for tensor in probe.tensors():
-            recorder.note_source(tensor)
         output = _forward(model, probe)
     chosen = select_output(output)
     loss_tensor = probe_loss(chosen, loss, seed)

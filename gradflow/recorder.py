@@ -58,8 +58,7 @@ def _shown(filename: str) -> str:
 @contextmanager
 def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
     """Wrap `nn.Module._call_impl` so each call of one of the model's modules pushes its name on
-    `recorder.stack` and notes its output, and its tensor inputs and outputs as the graph tensors a
-    detached copy may come from; the original is back on exit, whatever happens.
+    `recorder.stack` and notes its output; the original is back on exit, whatever happens.
 
     Global forward hooks would do the same, but while any is registered every module call takes
     the slow path of `_call_impl` (hook lists, closures, sets): on a model of 1,000 blocks that
@@ -73,9 +72,6 @@ def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
         name = names.get(id(module))
         if name is None or not active():
             return original(module, *args, **kwargs)
-        for arg in args:  # a block's input is often the fork a detached skip copies
-            if isinstance(arg, torch.Tensor) and arg.requires_grad:
-                recorder.note_source(arg)
         stack.append(name)
         try:
             output = original(module, *args, **kwargs)
@@ -95,7 +91,8 @@ def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
 def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
     """Wrap torch.add and the Tensor add methods so each result is recorded as an AddSite of
     the module on top of the recorder's stack, and an add of a detached copy of a graph tensor
-    as a cut (see `ForwardRecorder.note_cut`); the originals are back on exit, whatever happens.
+    as a cut (see `ForwardRecorder.note_cut`); wrap `detach` so such copies are known. The
+    originals are back on exit, whatever happens.
 
     The wrappers are process-wide while they are installed, but `sites.record_add` records only
     in the context that opened the recording: another thread's adds pass through unrecorded."""
@@ -113,21 +110,32 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
                 if live is not None and live[0] is not live[1]:
                     cut = 0 if live[1] else 1
                     recorder.note_cut(result, cut, pair[cut])  # type: ignore[index]
-                recorder.note_source(result)  # after: an in-place add's result is its cut operand
             return result
 
         return add
 
-    own = {name: torch.Tensor.__dict__[name] for name in _ADD_METHODS if name in torch.Tensor.__dict__}
-    torch_add = torch.add
+    def traced(original: Any) -> Any:
+        @functools.wraps(original)
+        def detach(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+            copy = original(tensor, *args, **kwargs)
+            if isinstance(tensor, torch.Tensor) and tensor.requires_grad and sites.recording_active():
+                recorder.note_detach(tensor, copy)
+            return copy
+
+        return detach
+
+    wrapped = {**dict.fromkeys(_ADD_METHODS, recorded), "detach": traced}
+    own = {name: torch.Tensor.__dict__[name] for name in wrapped if name in torch.Tensor.__dict__}
+    torch_add, torch_detach = torch.add, torch.detach
     try:
-        for name in _ADD_METHODS:
-            setattr(torch.Tensor, name, recorded(getattr(torch.Tensor, name)))
+        for name, wrap in wrapped.items():
+            setattr(torch.Tensor, name, wrap(getattr(torch.Tensor, name)))
         torch.add = recorded(torch_add)
+        torch.detach = traced(torch_detach)
         yield
     finally:
-        torch.add = torch_add
-        for name in _ADD_METHODS:
+        torch.add, torch.detach = torch_add, torch_detach
+        for name in wrapped:
             if name in own:
                 setattr(torch.Tensor, name, own[name])
             elif name in torch.Tensor.__dict__:
@@ -164,7 +172,7 @@ class ForwardRecorder:
         self.module_outputs: dict[Any, list[str]] = {}
         self.sites: dict[Any, sites.AddSite] = {}
         self.cuts: dict[Any, tuple[int, Any]] = {}
-        self._sources: dict[int, tuple[Any, ...]] = {}  # data pointer -> (memory, edge, shape, dtype)
+        self._detached: dict[int, tuple[Any, tuple[Any, int]]] = {}  # id(copy) -> (copy ref, edge)
         self._exit = ExitStack()
 
     def __enter__(self) -> ForwardRecorder:
@@ -185,53 +193,24 @@ class ForwardRecorder:
         if isinstance(output, torch.Tensor):
             if output.grad_fn is not None:
                 self.module_outputs.setdefault(output.grad_fn, []).append(name)
-                self.note_source(output)
             return
         for leaf in tree_leaves(output):
             node = getattr(leaf, "grad_fn", None)
             if node is not None:
                 self.module_outputs.setdefault(node, []).append(name)
-                self.note_source(leaf)
 
-    def note_source(self, tensor: torch.Tensor) -> None:
-        """A graph tensor (a module's input or output, an add's result, a probe input) that a
-        detached copy may come from, found again by the memory they share. The tensor object
-        may die while its memory lives on in the copy, so the entry keeps a weak reference to
-        the memory itself: memory that was freed and handed to another tensor is not mistaken
-        for it."""
-        if tensor.is_meta or not tensor.requires_grad:
-            return
-        memory = _memory(tensor)
-        if memory is None:
-            return
-        node = tensor.grad_fn
-        if node is None:  # a probe input: its gradient edge is its AccumulateGrad node
-            leaf = get_gradient_edge(tensor)
-            node, output_nr = leaf.node, leaf.output_nr
-        else:
-            output_nr = tensor.output_nr
-        self._sources[memory[0]] = (weakref.ref(memory[1]), (node, output_nr), tensor.shape, tensor.dtype)
+    def note_detach(self, tensor: torch.Tensor, copy: torch.Tensor) -> None:
+        """`copy` is `tensor.detach()`: remember the gradient edge it was cut from."""
+        edge = get_gradient_edge(tensor)
+        self._detached[id(copy)] = (weakref.ref(copy), (edge.node, edge.output_nr))
 
     def note_cut(self, result: torch.Tensor, index: int, operand: torch.Tensor) -> None:
-        """Operand `index` of the add that gave `result` is outside the graph. When it is a graph
-        tensor's memory, shape and dtype, it is that tensor detached (`x.detach()`,
-        `f(x).detach()`): a path cut on purpose or by mistake, which the add still closes."""
-        memory = None if operand.is_meta or result.grad_fn is None else _memory(operand)
-        entry = None if memory is None else self._sources.get(memory[0])
-        if memory is None or entry is None:
-            return
-        storage, edge, shape, dtype = entry
-        if storage() is memory[1] and shape == operand.shape and dtype == operand.dtype:
-            self.cuts[result.grad_fn] = (index, edge)
-
-
-def _memory(tensor: torch.Tensor) -> tuple[int, Any] | None:
-    """The data pointer and storage of a dense tensor; None for tensors without them (sparse,
-    wrapper subclasses)."""
-    try:
-        return tensor.data_ptr(), tensor.untyped_storage()
-    except (RuntimeError, NotImplementedError, TypeError):
-        return None
+        """Operand `index` of the add that gave `result` is outside the graph. When it is a
+        detached copy of a graph tensor (`x.detach()`, `f(x).detach()`), the add closes a path
+        cut on purpose or by mistake: note the tensor it was cut from."""
+        known = self._detached.get(id(operand))
+        if known is not None and known[0]() is operand and result.grad_fn is not None:
+            self.cuts[result.grad_fn] = (index, known[1])
 
 
 _EXPORT_ADDS = {"add.Tensor", "add_.Tensor", "add.Scalar"}

@@ -294,8 +294,6 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     """
     probe, leaves = detached_inputs(Probe(args, kwargs))
     with ForwardRecorder(model) as recorder:
-        for tensor in probe.tensors():
-            recorder.note_source(tensor)
         output = _forward(model, probe.args, probe.kwargs)
     out = select_output(output)
     loss = objective(out, target)
