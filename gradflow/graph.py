@@ -178,6 +178,23 @@ def find_junctions(
     return found
 
 
+def subtractions_shaped_like_junctions(
+    nodes: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any], uses: dict[Any, int]
+) -> int:
+    """How many subtractions `y = a - b` have a junction's shape (both operands from one fork, one
+    through a trainable parameter: `x - f(x)`). gradflow measures adds; a note counts these."""
+    param_ids = {id(p) for p in params}
+    input_ids = {id(t) for t in inputs}
+    count = 0
+    for node in nodes:
+        if type(node).__name__ != "SubBackward0":
+            continue
+        operands = node.next_functions
+        if len(operands) == 2 and all(child is not None for child, _ in operands):
+            count += _search(node, operands, param_ids, input_ids, uses, None) is not None
+    return count
+
+
 class _Walk:
     """Labels for one search: bit 1 = reached from operand 0, bit 2 = from operand 1."""
 

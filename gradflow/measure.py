@@ -28,6 +28,7 @@ from gradflow.graph import (
     find_junctions,
     input_forks,
     needed_inputs,
+    subtractions_shaped_like_junctions,
 )
 from gradflow.hooks import Measured, Taps, Variant, preserved
 from gradflow.inventory import Inventory, eager
@@ -355,7 +356,7 @@ def _forward_and_find(
         _name_scripted_adds(model, nodes, recorder)
     naming = _names(found, recorder, parts.parameter_names)
     kind = resolve_loss(loss, chosen)
-    notes = _graph_notes(nodes, recorder.sites) + notes
+    notes = _graph_notes(nodes, recorder.sites) + _subtraction_note(nodes, params, leaves, uses) + notes
     return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, notes)
 
 
@@ -419,6 +420,18 @@ def _view_adds_note(add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
         f"{len(places)} in-place add(s) into a view ({shown}) could not be examined: autograd "
         "records them as CopySlices, which hides the operands; if one is a residual, write "
         "x = x + f(x) to measure it",
+    )
+
+
+def _subtraction_note(
+    nodes: Sequence[Any], params: Sequence[Any], leaves: Sequence[Any], uses: dict[Any, int]
+) -> tuple[str, ...]:
+    count = subtractions_shaped_like_junctions(nodes, params, leaves, uses)
+    if not count:
+        return ()
+    return (
+        f"{count} subtraction(s) have the shape of a junction (y = x - f(x)) and are not measured: "
+        "gradflow measures adds; write x + (-f(x)) to measure one",
     )
 
 

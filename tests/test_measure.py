@@ -216,3 +216,36 @@ def test_a_model_that_writes_into_its_input_is_measured_and_the_input_kept() -> 
     g_y, g_fork = torch.autograd.grad(loss, [model.y, model.fork])
     assert junction.grad_out == pytest.approx(g_y.norm().item(), rel=1e-5)
     assert junction.grad_in == pytest.approx(g_fork.norm().item(), rel=1e-5)
+
+
+class _Subtracts(torch.nn.Module):
+    """y = x - f(x), and the same written as an add, x + (-f(x))."""
+
+    def __init__(self, as_add: bool) -> None:
+        super().__init__()
+        self.as_add = as_add
+        self.inp = torch.nn.Linear(4, 4)
+        self.f = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.inp(x))
+        self.fork = x
+        y = x + (-self.f(x)) if self.as_add else x - self.f(x)
+        return y - y.mean()  # a subtraction, but not a junction: no parameter on either side
+
+
+def test_a_subtraction_shaped_like_a_junction_is_counted_in_a_note() -> None:
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(4))
+    report = gradflow.inspect(_Subtracts(as_add=False), x, loss="sum")
+    assert report.junctions == ()
+    (note,) = [n for n in report.summary.notes if "subtraction" in n]
+    assert note.startswith("1 subtraction(s) have the shape of a junction")  # not y - y.mean()
+    model = _Subtracts(as_add=True)
+    (junction,) = gradflow.inspect(model, x, loss="mse").junctions
+    out = model(x)
+    (g_fork,) = torch.autograd.grad(out.pow(2).mean(), model.fork)
+    assert g_fork.norm() > 0
+    assert junction.grad_in == pytest.approx(g_fork.norm().item(), rel=1e-5)
+    for name in CASES:
+        notes = gradflow.inspect(getattr(models, name)(), _inputs(name), loss="mse").summary.notes
+        assert not [n for n in notes if "subtraction" in n], name
