@@ -9,6 +9,7 @@ all to the host in one transfer. No hook calls `.item()` or `.cpu()`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import torch
 from torch.autograd.function import BackwardCFunction
 from torch.autograd.graph import GradientEdge
 
+from gradflow.errors import ModelError
 from gradflow.graph import BLOCK, SKIP, FoundJunction
 from gradflow.inventory import Inventory
 
@@ -293,6 +295,12 @@ class Taps:
         self.handles.clear()
 
     def _install(self) -> None:
+        if any(any(self.junctions[i].shared) for i in self.measured) and not _edges_as_outputs():
+            raise ModelError(
+                f"a junction's path shares an operation with code outside it, which needs "
+                f"torch.autograd.grad to start from a GradientEdge (torch 2.5 or later; this is "
+                f"{torch.__version__}): upgrade torch, or leave that junction out with --at"
+            )
         plans: dict[Any, _NodePlan] = {}
         leaf_forks: dict[int, list[int]] = {}
         for index, junction in enumerate(self.junctions):
@@ -501,6 +509,20 @@ class Taps:
             grad_output=None if self.grad_output is None else rest[cursor],
             loss=rest[cursor + 1],
         )
+
+
+@functools.cache
+def _edges_as_outputs() -> bool:
+    """Whether this torch's autograd.grad takes a GradientEdge as an output (`Taps._through`)."""
+    with torch.enable_grad():
+        x = torch.ones(1, requires_grad=True)
+        y = x * 2
+        assert y.grad_fn is not None
+        try:
+            torch.autograd.grad([GradientEdge(y.grad_fn, 0)], [x], [torch.ones(1)])
+        except (TypeError, AttributeError, RuntimeError):
+            return False
+    return True
 
 
 def _expected(junction: FoundJunction) -> tuple[int, int]:

@@ -133,3 +133,13 @@ def test_an_inplace_add_into_a_view_is_named_not_silently_dropped() -> None:
     assert report.junctions == ()
     (note,) = [n for n in report.summary.notes if "CopySlices" in n]
     assert note.startswith("1 in-place add(s) into a view (") and "test_shared_paths.py:" in note
+
+
+def test_a_torch_without_gradient_edge_outputs_gets_one_clear_error(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gradflow.hooks
+    from gradflow.errors import ModelError
+
+    monkeypatch.setattr(gradflow.hooks, "_edges_as_outputs", lambda: False)
+    with pytest.raises(ModelError, match="torch 2.5 or later"):
+        gradflow.inspect(models.ParallelBlock(), _inputs("ParallelBlock"), loss="mse")
+    assert gradflow.inspect(models.SmallResNet(), _inputs("SmallResNet"), loss="mse").junctions
