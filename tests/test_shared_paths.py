@@ -1,5 +1,5 @@
 """Junctions whose paths share an operation with code outside them: a norm feeding two branches
-(GPT-J / PaLM parallel blocks), the halves of a split (coupling layers). Hooks on the edges into
+(a parallel block added left to right), the halves of a split (coupling layers). Hooks on the edges into
 the fork would read gradient from outside the path there, so gradflow takes such a path's
 contribution by a backward pass of its own; every number is checked against autograd on the
 model's own tensors."""
