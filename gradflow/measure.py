@@ -449,8 +449,9 @@ def path_notes(found: Sequence[FoundJunction], names: Sequence[str]) -> tuple[st
     shared = [name for junction, name in zip(found, names) if any(junction.shared)]
     if shared:
         notes.append(
-            f"{_listed(shared)}: a path shares an operation with code outside it (a norm feeding "
-            "two branches, a split), so its gradient at the fork was taken by a backward pass of its own"
+            f"{_listed(shared)}: a path shares an operation with code outside it (for example a norm "
+            "whose output also feeds another branch, or a split), so its gradient at the fork was "
+            "taken by a backward pass of its own"
         )
     return tuple(notes)
 

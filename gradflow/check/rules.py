@@ -240,7 +240,8 @@ def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Fin
                        "through the block (a stray .detach() on the residual)")
         else:
             message = ("the block's output is detached before the add: the block gets no "
-                       "gradient from this junction (a .detach() or a no_grad copy)")
+                       "gradient from this junction (a stray .detach(); where meant, as in a "
+                       "straight-through estimator, --warn cut)")
         found.append(Violation("cut", j.name, Subject.JUNCTION, None, None, message,
                                report.probe.seed, j.location))
     return Finding(float(len(found)), None, tuple(found), applicable=bool(report.junctions))
