@@ -28,11 +28,11 @@ from gradflow.graph import (
     find_junctions,
     input_forks,
     needed_inputs,
-    subtractions_shaped_like_junctions,
 )
 from gradflow.hooks import Measured, Taps, Variant, preserved
 from gradflow.inventory import Inventory, eager
 from gradflow.naming import junction_names
+from gradflow.notes import graph_notes, path_notes, subset_note, subtraction_note
 from gradflow.probe import (
     Probe,
     as_probe,
@@ -57,7 +57,6 @@ from gradflow.report import (
     Thresholds,
 )
 from gradflow.select import select
-from gradflow.sites import AddSite
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,7 @@ def measure(
         notes = (
             compiled
             + graph.notes
-            + _subset_note(len(chosen), len(names), only, max_junctions)
+            + subset_note(len(chosen), len(names), only, max_junctions)
             + path_notes([graph.found[i] for i in chosen], [names[i] for i in chosen])
         )
         fork_leaves = input_forks(graph.found)
@@ -242,13 +241,6 @@ def _measured(names: Sequence[str], only: Sequence[str] | None, limit: int | Non
         step = (len(chosen) - 1) / (limit - 1) if limit > 1 else 0.0
         chosen = sorted({chosen[round(i * step)] for i in range(limit)})
     return chosen
-
-
-def _subset_note(kept: int, total: int, only: Sequence[str] | None, limit: int | None) -> tuple[str, ...]:
-    if kept == total:
-        return ()
-    how = " and ".join(w for w, on in (("--at", only), ("--max-junctions", limit)) if on)
-    return (f"measured {kept} of {total} junctions ({how})",)
 
 
 def _precision(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -356,7 +348,7 @@ def _forward_and_find(
         _name_scripted_adds(model, nodes, recorder)
     naming = _names(found, recorder, parts.parameter_names)
     kind = resolve_loss(loss, chosen)
-    notes = _graph_notes(nodes, recorder.sites) + _subtraction_note(nodes, params, leaves, uses) + notes
+    notes = graph_notes(nodes, recorder.sites) + subtraction_note(nodes, params, leaves, uses) + notes
     return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, notes)
 
 
@@ -390,74 +382,6 @@ def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: 
     if sites is not None and len(sites) == len(ran):
         for node, site in zip(ran, sites):
             recorder.sites.setdefault(node, site)
-
-
-def _graph_notes(nodes: Sequence[Any], add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
-    """What the autograd graph hides from junction detection, said plainly (or refused)."""
-    hidden = sum(1 for n in nodes if type(n).__name__ == "CheckpointFunctionBackward")
-    if hidden:
-        raise ModelError(
-            f"the model runs {hidden} torch.utils.checkpoint segment(s) with use_reentrant=True: "
-            "they build no autograd graph inside and cannot be differentiated with "
-            "torch.autograd.grad; use checkpoint(..., use_reentrant=False) to inspect it"
-        )
-    return _view_adds_note(add_sites)
-
-
-def _view_adds_note(add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
-    """In-place adds into a view (`x += f(x)` where x views another tensor, as a Linear's output
-    on a 3-d input does) reach autograd as CopySlices, which hides the add and its operands."""
-    places = [
-        site.location or site.module or "the root module"
-        for node, site in add_sites.items()
-        if type(node).__name__ == "CopySlices"
-        or any(type(child).__name__ == "CopySlices" for child, _ in node.next_functions)
-    ]
-    if not places:
-        return ()
-    shown = ", ".join(dict.fromkeys(places[:3])) + (", ..." if len(places) > 3 else "")
-    return (
-        f"{len(places)} in-place add(s) into a view ({shown}) could not be examined: autograd "
-        "records them as CopySlices, which hides the operands; if one is a residual, write "
-        "x = x + f(x) to measure it",
-    )
-
-
-def _subtraction_note(
-    nodes: Sequence[Any], params: Sequence[Any], leaves: Sequence[Any], uses: dict[Any, int]
-) -> tuple[str, ...]:
-    count = subtractions_shaped_like_junctions(nodes, params, leaves, uses)
-    if not count:
-        return ()
-    return (
-        f"{count} subtraction(s) have the shape of a junction (y = x - f(x)) and are not measured: "
-        "gradflow measures adds; write x + (-f(x)) to measure one",
-    )
-
-
-def path_notes(found: Sequence[FoundJunction], names: Sequence[str]) -> tuple[str, ...]:
-    """What the table cannot show about the measured junctions' paths: which are cut (a detached
-    operand) and which took an extra backward pass (a shared side, see gradflow.graph)."""
-    notes = []
-    for side, what in ((SKIP, "skip"), (BLOCK, "block")):
-        cut = [name for junction, name in zip(found, names) if junction.cut == side]
-        if cut:
-            example = "x.detach() + f(x)" if side == SKIP else "x + f(x).detach()"
-            notes.append(
-                f"{_listed(cut)}: the {what} is a detached copy ({example}): no gradient passes it"
-            )
-    shared = [name for junction, name in zip(found, names) if any(junction.shared)]
-    if shared:
-        notes.append(
-            f"{_listed(shared)}: a path shares an operation with code outside it (for example a norm "
-            "whose output also feeds another branch, or a split), so its gradient at the fork was "
-            "taken by a backward pass of its own"
-        )
-    return tuple(notes)
-
-
-def _listed(names: Sequence[str]) -> str:
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 @dataclass(frozen=True)

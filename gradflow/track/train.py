@@ -23,7 +23,8 @@ from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, 
 from gradflow.graph import all_nodes, find_junctions, input_forks, needed_inputs
 from gradflow.hooks import Measured, Taps, Variant
 from gradflow.inventory import Inventory, eager
-from gradflow.measure import _graph_notes, _names, _report, collector_paused, path_notes
+from gradflow.measure import _names, _report, collector_paused
+from gradflow.notes import graph_notes, path_notes
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
@@ -305,7 +306,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     uses: dict[Any, int] = {}
     nodes = all_nodes([loss.grad_fn], uses)
     # Refuses what autograd.grad cannot differentiate, and notes what it hides, as inspect does.
-    notes = _graph_notes(nodes, recorder.sites)
+    notes = graph_notes(nodes, recorder.sites)
     found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
     naming = _names(found, recorder, param_names)
     names = [n.name for n in naming]
