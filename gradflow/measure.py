@@ -396,19 +396,36 @@ class _Naming:
 def _names(
     found: Sequence[FoundJunction], recorder: ForwardRecorder, param_names: dict[int, str]
 ) -> list[_Naming]:
-    """Name junctions after the innermost module that ran the add, with #k where one runs several."""
+    """Name junctions after the innermost module that ran the add, with #k where one runs several.
+
+    An add that no wrapper saw (one inside torch's own code, such as the mask an attention kernel
+    adds) is named after the innermost module holding every module its branches pass through."""
     sites = [recorder.sites.get(junction.add) for junction in found]
-    modules = [site.module if site else "" for site in sites]
-    return [
-        _Naming(
-            name,
-            module,
-            site.location if site else None,
-            _branch_modules(junction, BLOCK, recorder, param_names),
-            _branch_modules(junction, SKIP, recorder, param_names),
-        )
-        for junction, site, module, name in zip(found, sites, modules, junction_names(modules))
+    branches = [
+        (_branch_modules(j, BLOCK, recorder, param_names), _branch_modules(j, SKIP, recorder, param_names))
+        for j in found
     ]
+    modules = [
+        site.module if site else _enclosing(block + skip) for site, (block, skip) in zip(sites, branches)
+    ]
+    return [
+        _Naming(name, module, site.location if site else None, block, skip)
+        for site, (block, skip), module, name in zip(sites, branches, modules, junction_names(modules))
+    ]
+
+
+def _enclosing(modules: Sequence[str]) -> str:
+    """The innermost module that holds all of `modules` (dotted names); "" for the root."""
+    parents = [name.rpartition(".")[0].split(".") for name in modules if name]
+    if not parents:
+        return ""
+    common = parents[0]
+    for parts in parents[1:]:
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return ".".join(common)
 
 
 def _branch_modules(

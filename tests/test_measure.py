@@ -249,3 +249,38 @@ def test_a_subtraction_shaped_like_a_junction_is_counted_in_a_note() -> None:
     for name in CASES:
         notes = gradflow.inspect(getattr(models, name)(), _inputs(name), loss="mse").summary.notes
         assert not [n for n in notes if "subtraction" in n], name
+
+
+class _MaskedAttention(torch.nn.Module):
+    """scaled_dot_product_attention with a mask computed from the input: the kernel adds the
+    mask to the scores in torch's own code, where no add wrapper sees it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = (torch.nn.Linear(8, 8) for _ in range(3))
+        self.bias = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.bias(x)
+        mask = torch.einsum("bti,bsi->bts", b, b).unsqueeze(1)
+        q, k, v = (f(x).unsqueeze(1) for f in (self.q, self.k, self.v))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask).squeeze(1)
+
+
+class _WithMaskedAttention(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = torch.nn.Linear(8, 8)
+        self.attn = _MaskedAttention()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        return h + self.attn(h)
+
+
+def test_an_add_inside_torch_code_is_named_after_the_module_holding_its_branches() -> None:
+    report = gradflow.inspect(_WithMaskedAttention(), torch.randn(2, 5, 8), loss="sum")
+    inside, residual = report.junctions
+    assert (inside.name, inside.module, inside.location) == ("attn", "attn", None)
+    assert set(inside.block_modules + inside.skip_modules) == {"attn.q", "attn.k", "attn.bias"}
+    assert residual.name == "#0" and residual.location and "test_measure.py:" in residual.location
