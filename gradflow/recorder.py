@@ -192,12 +192,21 @@ class ForwardRecorder:
         """Module `name` returned `output`: note the autograd node of each tensor in it."""
         if isinstance(output, torch.Tensor):
             if output.grad_fn is not None:
-                self.module_outputs.setdefault(output.grad_fn, []).append(name)
+                self._produced(output.grad_fn, name)
             return
         for leaf in tree_leaves(output):
             node = getattr(leaf, "grad_fn", None)
             if node is not None:
-                self.module_outputs.setdefault(node, []).append(name)
+                self._produced(node, name)
+
+    def _produced(self, node: Any, name: str) -> None:
+        """Module `name` returned `node`'s tensor. It made it unless a module outside it returned it
+        first: a tensor one block hands to the next (T5's position bias) stays the first one's."""
+        names = self.module_outputs.setdefault(node, [])
+        prefix = name + "."
+        if name and any(not earlier.startswith(prefix) and earlier != name for earlier in names):
+            return
+        names.append(name)
 
     def note_detach(self, tensor: torch.Tensor, copy: torch.Tensor) -> None:
         """`copy` is `tensor.detach()`: remember the gradient edge it was cut from."""

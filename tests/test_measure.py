@@ -284,3 +284,33 @@ def test_an_add_inside_torch_code_is_named_after_the_module_holding_its_branches
     assert (inside.name, inside.module, inside.location) == ("attn", "attn", None)
     assert set(inside.block_modules + inside.skip_modules) == {"attn.q", "attn.k", "attn.bias"}
     assert residual.name == "#0" and residual.location and "test_measure.py:" in residual.location
+
+
+class _HandsOnBias(torch.nn.Module):
+    """Makes a bias in its first call and hands it on, as T5's blocks hand on the position bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = torch.nn.Linear(6, 6)
+        self.make = torch.nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
+        if bias is None:
+            bias = torch.tanh(self.make(x))
+        return x + self.f(x) * bias, bias
+
+
+class _TwoBlocksOneBias(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.b0, self.b1 = _HandsOnBias(), _HandsOnBias()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, bias = self.b0(x)
+        h, _ = self.b1(h, bias)
+        return h
+
+
+def test_a_tensor_handed_on_belongs_to_the_module_that_made_it() -> None:
+    report = gradflow.inspect(_TwoBlocksOneBias(), torch.randn(3, 6), loss="sum")
+    assert [(j.name, j.block_modules) for j in report.junctions] == [("b0", ("b0",)), ("b1", ("b1.f",))]
