@@ -145,6 +145,7 @@ def _probe(loaded: LoadedModel, options: ProbeOptions, limit: int | None) -> Pro
             f"--input-dtype {options.input_dtype} sets the dtype of --input-shape inputs, and none "
             "is given: add --input-shape, or drop --input-dtype"
         )
+    _refuse_dims(loaded, options)
     if options.input_file is not None:
         _refuse_given(options, "--input gives the probe batch")
         return p.from_file(options.input_file)
@@ -156,6 +157,19 @@ def _probe(loaded: LoadedModel, options: ProbeOptions, limit: int | None) -> Pro
     if loaded.input_specs:
         return _from_specs(loaded.input_specs, options, limit)
     return _inferred(loaded, options, limit)
+
+
+def _refuse_dims(loaded: LoadedModel, options: ProbeOptions) -> None:
+    """--dim names dimensions of an ONNX graph's inputs; anywhere else it would be ignored."""
+    if not options.dims:
+        return
+    if options.input_file is not None or options.input_shapes:
+        given = "--input" if options.input_file is not None else "--input-shape"
+        raise OptionError(f"--dim sets the named dimensions of an ONNX graph's inputs, and {given} "
+                          "gives the probe shape: drop --dim")
+    if not loaded.input_specs:
+        raise OptionError("--dim sets the named dimensions of an ONNX graph's inputs, and this source "
+                          "is not an ONNX graph: drop --dim")
 
 
 def _from_shapes(loaded: LoadedModel, options: ProbeOptions, dtype: Any, limit: int | None) -> Probe:
