@@ -51,7 +51,7 @@ def blocks_command(
     """List every residual junction: its name, skip kind, block modules and parameter count.
 
     PyTorch sources run one forward pass (no backward); an .onnx graph is read statically,
-    without running anything.
+    without running anything, so the probe options do not apply to it.
 
     **Examples**
 
@@ -65,7 +65,12 @@ def blocks_command(
         from gradflow.render.blocks import print_blocks
 
         rows = _static_onnx(source) if source.lower().endswith(".onnx") else None
-        if rows is None:
+        if rows is not None:
+            _refuse_probe_options(
+                {"--input": input_file, "--input-shape": input_shape, "--input-dtype": input_dtype,
+                 "--input-high": input_high, "--dim": dim, "--batch-size": batch_size}
+            )
+        else:
             loaded, _ = load(source, arch, trust, device, seed)
             probe = build_probe(
                 loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high, dim, batch_size, seed)
@@ -87,6 +92,18 @@ def blocks_command(
                 for j in located
             ]
         print_blocks(source, rows, format)
+
+
+def _refuse_probe_options(given: dict[str, object]) -> None:
+    """An .onnx graph is listed without running it: probe options would be ignored."""
+    named = [option for option, value in given.items() if value]
+    if named:
+        from gradflow.errors import OptionError
+
+        raise OptionError(
+            f"gradflow blocks reads an .onnx graph without running it, so {', '.join(named)} "
+            "would change nothing: drop them"
+        )
 
 
 def _static_onnx(source: str) -> list[dict] | None:
