@@ -181,8 +181,9 @@ def find_junctions(
 def subtractions_shaped_like_junctions(
     nodes: Iterable[Any], params: Iterable[Any], inputs: Iterable[Any], uses: dict[Any, int]
 ) -> int:
-    """How many subtractions `y = a - b` have a junction's shape (both operands from one fork, one
-    through a trainable parameter: `x - f(x)`). gradflow measures adds; a note counts these."""
+    """How many of the subtraction nodes among `nodes` have a junction's shape (both operands from
+    one fork, one through a trainable parameter: `x - f(x)`). gradflow measures adds; a note
+    counts these."""
     param_ids = {id(p) for p in params}
     input_ids = {id(t) for t in inputs}
     count = 0

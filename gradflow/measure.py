@@ -32,7 +32,7 @@ from gradflow.graph import (
 from gradflow.hooks import Measured, Taps, Variant, preserved
 from gradflow.inventory import Inventory, eager
 from gradflow.naming import junction_names
-from gradflow.notes import graph_notes, path_notes, subset_note, subtraction_note
+from gradflow.notes import graph_notes, path_notes, subset_note
 from gradflow.probe import (
     Probe,
     as_probe,
@@ -334,22 +334,39 @@ def _forward_and_find(
     chosen = select_output(output)
     loss_tensor = probe_loss(chosen, loss, seed)
     timings["forward"] = time.perf_counter() - tick
-    if loss_tensor.grad_fn is None:
+    found, naming, found_notes = junctions_of(
+        model, loss_tensor, params, leaves, recorder, parts.parameter_names, timings
+    )
+    kind = resolve_loss(loss, chosen)
+    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes)
+
+
+def junctions_of(
+    model: torch.nn.Module,
+    loss: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    leaves: Sequence[torch.Tensor],
+    recorder: ForwardRecorder,
+    param_names: dict[int, str],
+    timings: dict[str, float],
+) -> tuple[list[FoundJunction], list[_Naming], tuple[str, ...]]:
+    """The junctions in the graph behind `loss`, their names, and the notes on what the graph
+    hides; `timings["detect"]` gets the time of the walk and the search. Shared by inspect and
+    track."""
+    if loss.grad_fn is None:
         raise ProbeError(
             "the loss does not depend on any trainable parameter: nothing to differentiate "
             "(are all parameters frozen, or is the output detached?)"
         )
     tick = time.perf_counter()
     uses: dict[Any, int] = {}
-    nodes = all_nodes([loss_tensor.grad_fn], uses)
-    found = find_junctions([loss_tensor.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
+    nodes = all_nodes([loss.grad_fn], uses)
+    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
     timings["detect"] = time.perf_counter() - tick
+    notes = graph_notes(nodes, recorder.sites, params, leaves, uses)
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
-    naming = _names(found, recorder, parts.parameter_names)
-    kind = resolve_loss(loss, chosen)
-    notes = graph_notes(nodes, recorder.sites) + subtraction_note(nodes, params, leaves, uses) + notes
-    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, notes)
+    return found, _names(found, recorder, param_names), notes
 
 
 def _set_mode(model: torch.nn.Module, mode: Mode, parts: Inventory) -> tuple[Mode, tuple[str, ...]]:
@@ -496,9 +513,7 @@ def _report(
             block_ratio=ratio,
             cosine=cosine,
             param_grad=param_grad,
-            status=Status.CUT if fj.cut is not None and _finite(numbers) else _status(
-                numbers, ratio, values.grad_output, thresholds
-            ),
+            status=_status(numbers, ratio, values.grad_output, thresholds, cut=fj.cut is not None),
             cut=None if fj.cut is None else ("skip" if fj.cut == SKIP else "block"),
         )
         junctions.append(junction)
@@ -546,16 +561,19 @@ def _report(
     )
 
 
-def _finite(numbers: tuple[float | None, ...]) -> bool:
-    return all(v is not None and math.isfinite(v) for v in numbers)
-
-
 def _status(
-    numbers: tuple[float | None, ...], block_ratio: float | None, grad_output: float | None, t: Thresholds
+    numbers: tuple[float | None, ...],
+    block_ratio: float | None,
+    grad_output: float | None,
+    t: Thresholds,
+    cut: bool = False,
 ) -> Status:
-    """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad)."""
-    if not _finite(numbers):
+    """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad), and
+    whether one of its paths is cut (a detached copy), which outranks every verdict but nonfinite."""
+    if any(v is None or not math.isfinite(v) for v in numbers):
         return Status.NONFINITE
+    if cut:
+        return Status.CUT
     grad_out, _, _, grad_in, _ = numbers
     assert grad_in is not None and grad_out is not None
     if grad_output and math.isfinite(grad_output):

@@ -14,16 +14,30 @@ from gradflow.graph import BLOCK, SKIP, FoundJunction, subtractions_shaped_like_
 from gradflow.sites import AddSite
 
 
-def graph_notes(nodes: Sequence[Any], add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
-    """What the autograd graph hides from junction detection, said plainly (or refused)."""
-    hidden = sum(1 for n in nodes if type(n).__name__ == "CheckpointFunctionBackward")
+def graph_notes(
+    nodes: Sequence[Any],
+    add_sites: dict[Any, AddSite],
+    params: Sequence[Any],
+    leaves: Sequence[Any],
+    uses: dict[Any, int],
+) -> tuple[str, ...]:
+    """What the autograd graph hides from junction detection, said plainly (or refused): in-place
+    adds into views, subtractions shaped like junctions. One pass over the graph's node types."""
+    hidden = 0
+    subtractions = []
+    for node in nodes:
+        kind = type(node).__name__
+        if kind == "CheckpointFunctionBackward":
+            hidden += 1
+        elif kind == "SubBackward0":
+            subtractions.append(node)
     if hidden:
         raise ModelError(
             f"the model runs {hidden} torch.utils.checkpoint segment(s) with use_reentrant=True: "
             "they build no autograd graph inside and cannot be differentiated with "
             "torch.autograd.grad; use checkpoint(..., use_reentrant=False) to inspect it"
         )
-    return _view_adds_note(add_sites)
+    return _view_adds_note(add_sites) + _subtraction_note(subtractions, params, leaves, uses)
 
 
 def _view_adds_note(add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
@@ -45,10 +59,10 @@ def _view_adds_note(add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
     )
 
 
-def subtraction_note(
-    nodes: Sequence[Any], params: Sequence[Any], leaves: Sequence[Any], uses: dict[Any, int]
+def _subtraction_note(
+    subtractions: Sequence[Any], params: Sequence[Any], leaves: Sequence[Any], uses: dict[Any, int]
 ) -> tuple[str, ...]:
-    count = subtractions_shaped_like_junctions(nodes, params, leaves, uses)
+    count = subtractions_shaped_like_junctions(subtractions, params, leaves, uses)
     if not count:
         return ()
     return (

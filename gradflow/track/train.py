@@ -20,11 +20,11 @@ import torch
 from gradflow._version import __version__
 from gradflow.choices import Loss
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
-from gradflow.graph import all_nodes, find_junctions, input_forks, needed_inputs
+from gradflow.graph import input_forks, needed_inputs
 from gradflow.hooks import Measured, Taps, Variant
 from gradflow.inventory import Inventory, eager
-from gradflow.measure import _names, _report, collector_paused
-from gradflow.notes import graph_notes, path_notes
+from gradflow.measure import _report, collector_paused, junctions_of
+from gradflow.notes import path_notes
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.recorder import ForwardRecorder, run_forward
 from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
@@ -298,17 +298,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
         output = _forward(model, probe.args, probe.kwargs)
     out = select_output(output)
     loss = objective(out, target)
-    if loss.grad_fn is None:
-        raise ProbeError(
-            "the loss does not depend on any trainable parameter: nothing to differentiate "
-            "(are all parameters frozen, or is the output detached?)"
-        )
-    uses: dict[Any, int] = {}
-    nodes = all_nodes([loss.grad_fn], uses)
-    # Refuses what autograd.grad cannot differentiate, and notes what it hides, as inspect does.
-    notes = graph_notes(nodes, recorder.sites)
-    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
-    naming = _names(found, recorder, param_names)
+    found, naming, notes = junctions_of(model, loss, params, leaves, recorder, param_names, {})
     names = [n.name for n in naming]
     if chosen is None:
         measured_at = select(at, names)
