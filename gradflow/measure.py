@@ -29,7 +29,7 @@ from gradflow.graph import (
     input_forks,
     needed_inputs,
 )
-from gradflow.hooks import Measured, Taps, Variant, preserved
+from gradflow.hooks import Measured, Taps, Variant, preserved, seed_generators
 from gradflow.inventory import Inventory, eager
 from gradflow.naming import junction_names
 from gradflow.notes import graph_notes, path_notes, subset_note
@@ -327,7 +327,7 @@ def _forward_and_find(
     params = parts.trainable
     probe, leaves = detached_inputs(as_probe(inputs).to(parts.device()))
     mode, notes = _set_mode(model, mode, parts)
-    torch.manual_seed(seed)
+    seed_generators(seed, parts.device())
     tick = time.perf_counter()
     with ForwardRecorder(model, parts.modules) as recorder:
         output = _forward(model, probe)

@@ -314,3 +314,20 @@ class _TwoBlocksOneBias(torch.nn.Module):
 def test_a_tensor_handed_on_belongs_to_the_module_that_made_it() -> None:
     report = gradflow.inspect(_TwoBlocksOneBias(), torch.randn(3, 6), loss="sum")
     assert [(j.name, j.block_modules) for j in report.junctions] == [("b0", ("b0",)), ("b1", ("b1.f",))]
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_dropout_draws_the_masks_of_the_probe_seed(seed: int) -> None:
+    """The probe seeds the generator dropout draws from, as torch.manual_seed(seed) would: the
+    reference, seeded that way, sees the same masks."""
+    torch.manual_seed(0)
+    model = models.DropoutBlock()
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(2))
+    report = gradflow.inspect(model, x, loss="mse", mode="train", seed=seed)
+    torch.manual_seed(seed)
+    (expected,) = reference(model.train(), x, mse)
+    (junction,) = report.junctions
+    for metric in METRICS:
+        assert getattr(junction, metric) == pytest.approx(expected[metric], rel=1e-5, abs=1e-8), metric
+    other = gradflow.inspect(model, x, loss="mse", mode="train", seed=seed + 1).junctions[0]
+    assert other.grad_block != pytest.approx(junction.grad_block, rel=1e-3)

@@ -21,7 +21,7 @@ from gradflow._version import __version__
 from gradflow.choices import Loss
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
 from gradflow.graph import input_forks, needed_inputs
-from gradflow.hooks import Measured, Taps, Variant
+from gradflow.hooks import Measured, Taps, Variant, seed_generators
 from gradflow.inventory import Inventory, eager
 from gradflow.measure import _report, collector_paused, junctions_of
 from gradflow.notes import path_notes
@@ -122,7 +122,7 @@ def track(
     # TorchScript's optimizing executor would, after a few calls, fuse the graph into nodes
     # that hide the junctions; every step must build the graph `inspect` sees.
     with torch.random.fork_rng(devices=cuda), torch.jit.optimized_execution(False):
-        torch.manual_seed(seed)
+        seed_generators(seed, device)
         work.train()
         try:
             for step in range(steps):
