@@ -210,14 +210,8 @@ class _Walk:
         self.expanded: list[Any] = []
 
     def reach(self, node: Any, bits: int, output_nr: int) -> None:
-        # The hottest function of detection: written out rather than looped.
-        outs = self.outputs.get(node)
-        if outs is None:
-            outs = self.outputs[node] = (set(), set())
-        if bits & 1:
-            outs[0].add(output_nr)
-        if bits & 2:
-            outs[1].add(output_nr)
+        # The hottest function of detection: written out rather than looped. Leaves come first:
+        # they are never expanded, so the output numbers that locate a fork are not kept for them.
         if type(node).__name__ == _LEAF:
             old_bits = self.leaves.get(node, 0)
             new_bits = old_bits | bits
@@ -226,6 +220,13 @@ class _Walk:
                 self.lone_inputs[old_bits] -= old_bits in (1, 2)
                 self.lone_inputs[new_bits] += new_bits in (1, 2)
             return
+        outs = self.outputs.get(node)
+        if outs is None:
+            outs = self.outputs[node] = (set(), set())
+        if bits & 1:
+            outs[0].add(output_nr)
+        if bits & 2:
+            outs[1].add(output_nr)
         old = self.mask.get(node)
         if old is None:
             self.mask[node] = bits

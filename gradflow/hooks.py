@@ -38,7 +38,7 @@ _TO_FLOAT32 = (torch.float32, torch.bfloat16, torch.float16)  # norms accumulate
 
 
 def _by_dot(tensor: torch.Tensor) -> bool:
-    return tensor.device.type == "cpu" and tensor.dtype == torch.float32 and tensor.is_contiguous()
+    return tensor.is_cpu and tensor.dtype is torch.float32 and tensor.is_contiguous()
 
 
 def _norm(tensor: torch.Tensor) -> torch.Tensor:
@@ -86,8 +86,15 @@ def _together(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def _alone(tensor: torch.Tensor) -> bool:
     """Normed on its own: what the arithmetic dominates (a large dense float32 CPU tensor, by dot
-    product) and float64, which keeps its own precision."""
-    return (tensor.numel() >= _DOT_FROM and _by_dot(tensor)) or tensor.dtype not in _TO_FLOAT32
+    product) and float64, which keeps its own precision. Called for every gradient a backward
+    pass norms, so the cheapest tests come first (`is_cpu`, not `device.type`: 0.05 against
+    0.27 µs)."""
+    dtype = tensor.dtype
+    if dtype not in _TO_FLOAT32:
+        return True
+    return (
+        dtype is torch.float32 and tensor.numel() >= _DOT_FROM and tensor.is_cpu and tensor.is_contiguous()
+    )
 
 
 _CPU_BUDGET = 4 << 20  # bytes of gradients a backward pass on the CPU holds for `_NormBatch`
@@ -133,7 +140,7 @@ class _NormBatch:
             return slot
         self.values.append(None)
         self.held.append((slot, tensor))
-        self.held_bytes += tensor.numel() * tensor.element_size()
+        self.held_bytes += tensor.nbytes
         if self.held_bytes > self.budget:
             self.flush()
         return slot
@@ -272,6 +279,7 @@ class Taps:
         self.device = output.device
         self.fork_leaves = fork_leaves
         self.variant = Variant("baseline")
+        self.stopping = False  # whether the variant stops any path
         self.batch = _NormBatch(_CPU_BUDGET)
         self.taps: dict[int, _JunctionTap] = {}
         self.grad_output: int | None = None
@@ -370,7 +378,7 @@ class Taps:
             grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
         ) -> tuple[Any, ...] | None:
             replaced = None
-            if plan.junction is not None and (self.variant.stop_skip or self.variant.stop_block):
+            if plan.junction is not None and self.stopping:
                 replaced = self._stop(plan.junction, grad_inputs)
                 if replaced is not None:
                     grad_inputs = replaced
@@ -445,6 +453,7 @@ class Taps:
     ) -> Measured:
         """One backward pass under `variant`; returns its numbers on the host."""
         self.variant = variant
+        self.stopping = bool(variant.stop_skip or variant.stop_block)
         self.grad_output = None
         self.batch = batch = _NormBatch(_budget(self.device))
         self.taps = {i: _JunctionTap(batch, _expected(self.junctions[i])) for i in self.measured}
