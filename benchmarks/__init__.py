@@ -1,4 +1,4 @@
-"""The performance benchmark of issue 7: gradflow against one bare forward and backward pass.
+"""The performance benchmark: gradflow against one bare forward and backward pass.
 
     python -m benchmarks.run            # full run (about 5 minutes on 2 quiet CPU cores)
     python -m benchmarks.run --quick    # small sizes, a smoke test of the harness

@@ -1,4 +1,4 @@
-"""Run the benchmark of issue 7 and print its tables (optionally write JSON).
+"""Run the performance benchmark and print its tables (optionally write JSON).
 
     python -m benchmarks.run [--quick] [--device cpu|cuda] [--models resnet50,gpt2,...]
                              [--repeats N] [--figures inspect,compare,...] [--json FILE]
@@ -27,7 +27,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FIGURES = ("inspect", "compare", "memory", "detect", "help", "onnx")
+FIGURES = ("inspect", "floor", "compare", "memory", "detect", "help", "onnx")
 DEFAULT_MODELS = ("resnet50", "gpt2", "deep_mlp", "junctions1000")
 DEFAULT_ONNX_MODELS = ("resnet50", "deep_mlp")
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def _csv(text: str) -> list[str]:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="gradflow against one bare forward and backward pass (issue 7).",
+        description="gradflow against one bare forward and backward pass.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="small inputs and few repeats: proves the harness, not the targets")
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    timed_models = args.models if {"inspect", "compare"} & set(args.figures) else []
+    timed_models = args.models if {"inspect", "floor", "compare"} & set(args.figures) else []
     for name in timed_models:
         bench = BENCHES[name]
         model, inputs = build(name, args.quick, args.batch_multiplier)
@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pairs = args.repeats * bench.pairs
         warmup = 1 if bench.pairs == 1 else 3
         for figure, key, bare, tool in (("inspect", "inspect", "bare", "inspect"),
+                                        ("floor", "floor", "bare", "norms"),
                                         ("compare", "compare", "bare-k", "compare"),
                                         ("compare", "compare_equal", "bare-k", "compare-equal")):
             if figure in args.figures:

@@ -51,6 +51,8 @@ def render(results: dict[str, Any], console: Console | None = None) -> None:
     )
     for title, key, target_key, label in (
         ("1. inspect / bare forward+backward", "inspect", "inspect", "inspect"),
+        ("1b. floor: bare + the parameter gradients' norms alone (plain torch) / bare", "floor",
+         "inspect", "norms"),
         (f"2. compare (k={results['settings']['k']}: baseline, sg-skip, sg-block) / forward + k "
          "backward", "compare", "compare", "compare"),
         (f"2b. compare, k={results['settings']['k']} unstopped variants (equal work) / forward + k "

@@ -73,6 +73,22 @@ def bare_step(model: torch.nn.Module, inputs: Any, backward_passes: int = 1,
     return step
 
 
+def norms_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
+    """The bare step, then the one read of the parameter gradients that any exact report needs
+    (their norms, in one `_foreach_norm` call, brought to the host in one transfer), and nothing
+    else: no hooks, no detection, no junction gradients. Its ratio to the bare step is a floor
+    under what a gradient-flow measurement can cost on that model."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step() -> None:
+        model.train(mode == "train")
+        loss = probe_loss(select_output(call(model, inputs)), LOSS, SEED)
+        grads = torch.autograd.grad(loss, params)
+        torch.stack(torch._foreach_norm(list(grads), 2, dtype=torch.float32)).tolist()
+
+    return step
+
+
 def inspect_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
     """`gradflow.inspect`: one forward pass, junction detection, one measured backward pass."""
     return lambda: inspect(model, inputs, loss=LOSS, mode=mode, seed=SEED)
@@ -89,10 +105,12 @@ def compare_equal_step(model: torch.nn.Module, inputs: Any) -> Step:
 
 
 def steps(model: torch.nn.Module, inputs: Any, workload: str) -> Step:
-    """The step named `workload`: bare, inspect, bare-k (k = len(COMPARE_VARIANTS)), compare
+    """The step named `workload`: bare, norms, inspect, bare-k (k = len(COMPARE_VARIANTS)), compare
     or compare-equal."""
     if workload == "bare":
         return bare_step(model, inputs)
+    if workload == "norms":
+        return norms_step(model, inputs)
     if workload == "inspect":
         return inspect_step(model, inputs)
     if workload == "bare-k":
