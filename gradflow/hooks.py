@@ -589,17 +589,18 @@ def preserved(
                     param.requires_grad_(flag)
 
 
-def seed_generators(seed: int, device: torch.device) -> None:
-    """Seed the random generators a step on `device` draws from: the CPU's, and the device's own.
-    These are the ones `preserved` forks and gives back. `torch.manual_seed` would also seed every
-    other accelerator, which nothing restores, and costs 0.13 ms on a machine without one,
-    against 1 µs for the CPU generator alone."""
+def seed_generators(seed: int, devices: Sequence[torch.device] = ()) -> None:
+    """Seed the random generators a step on `devices` draws from: the CPU's, and each CUDA
+    device's own. These are the ones `preserved` forks and gives back. `torch.manual_seed` would
+    also seed every other accelerator, which nothing restores, and costs 0.13 ms on a machine
+    without one, against 1 µs for the CPU generator alone."""
     torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            torch.cuda.manual_seed(seed)
-    elif device.type != "cpu":
-        torch.manual_seed(seed)  # other accelerators keep their generators behind this call
+    for device in devices:
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        elif device.type != "cpu":
+            torch.manual_seed(seed)  # other accelerators keep their generators behind this call
 
 
 class _Saved:

@@ -75,6 +75,13 @@ class Inventory:
     def parameter_count(self) -> int:
         return sum(p.numel() for _, p in self.parameters)
 
+    def devices(self) -> list[torch.device]:
+        """Where the model computes: its first parameter's device (see `device`), then every other
+        device a parameter lives on, as in a model split across GPUs."""
+        first = self.device()
+        others = {p.device for _, p in self.parameters if not p.is_cpu} - {first}
+        return [first, *sorted(others, key=str)]
+
     def device(self) -> torch.device:
         """Where the model lives: its first parameter's device, else its first buffer's, else cpu."""
         for _, param in self.parameters:

@@ -80,6 +80,22 @@ def test_model_on_cuda_stays_there_untouched() -> None:
     assert model.training
 
 
+def test_dropout_on_cuda_draws_the_masks_of_the_probe_seed_and_leaves_the_generator() -> None:
+    """The probe seeds the model device's generator as torch.manual_seed would, and gives its
+    state back."""
+    torch.manual_seed(0)
+    model = models.DropoutBlock().cuda()
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(2)).cuda()
+    state = torch.cuda.get_rng_state()
+    report = gradflow.inspect(model, x, loss="mse", mode="train", seed=3)
+    assert torch.equal(torch.cuda.get_rng_state(), state)
+    torch.manual_seed(3)
+    (expected,) = reference(model.train(), x, mse)
+    for metric in METRICS:
+        got = getattr(report.junctions[0], metric)
+        assert got == pytest.approx(expected[metric], rel=1e-4, abs=1e-7), metric
+
+
 def test_bfloat16_on_cuda_is_close_to_float32() -> None:
     model = models.SmallResNet().cuda()
     x = _cuda(_inputs("SmallResNet"))

@@ -122,7 +122,7 @@ def track(
     # TorchScript's optimizing executor would, after a few calls, fuse the graph into nodes
     # that hide the junctions; every step must build the graph `inspect` sees.
     with torch.random.fork_rng(devices=cuda), torch.jit.optimized_execution(False):
-        seed_generators(seed, device)
+        seed_generators(seed, [device])
         work.train()
         try:
             for step in range(steps):
