@@ -51,7 +51,7 @@ def render(results: dict[str, Any], console: Console | None = None) -> None:
     )
     for title, key, target_key, label in (
         ("1. inspect / bare forward+backward", "inspect", "inspect", "inspect"),
-        ("1b. floor: bare + the parameter gradients' norms alone (plain torch) / bare", "floor",
+        ("1b. floor: bare + only the parameter gradients' norms (no hooks, no detection) / bare", "floor",
          "inspect", "norms"),
         (f"2. compare (k={results['settings']['k']}: baseline, sg-skip, sg-block) / forward + k "
          "backward", "compare", "compare", "compare"),
