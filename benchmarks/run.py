@@ -4,7 +4,7 @@
                              [--repeats N] [--figures inspect,compare,...] [--json FILE]
 
 Figures: 1 inspect / bare forward+backward; 1b the floor, a bare step plus only the parameter
-gradients' norms in plain torch / bare (`floor`); 2 compare (baseline, sg-skip, sg-block) / one
+gradients' norms (no hooks, no detection) / bare (`floor`); 2 compare (baseline, sg-skip, sg-block) / one
 forward + 3 backward, and 2b the same with 3 unstopped variants (equal work); 3 peak step
 memory, inspect / bare; 4 junction detection on 1,000 junctions; 5 `gradflow --help` start-up;
 and the ONNX executor where gradflow.onnx provides it.

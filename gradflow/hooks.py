@@ -599,7 +599,7 @@ def seed_generators(seed: int, devices: Sequence[torch.device] = ()) -> None:
         if device.type == "cuda":
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
-        elif device.type != "cpu":
+        elif device.type not in ("cpu", "meta"):  # meta tensors draw nothing
             torch.manual_seed(seed)  # other accelerators keep their generators behind this call
 
 
