@@ -206,6 +206,31 @@ def many_junctions(n: int = 1000, width: int = 8, batch: int = 2) -> tuple[nn.Mo
     return model, torch.randn(batch, width, generator=torch.Generator().manual_seed(0))
 
 
+class CutBlock(nn.Module):
+    """`x + mlp(x).detach()`: a block whose gradient path is cut."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(x).detach()
+
+
+class CutMLP(nn.Module):
+    """8 cut blocks of width 256 between an input and an output layer. A bare step frees each
+    block's graph as soon as the block has run; gradflow keeps them to find the junctions."""
+
+    def __init__(self, width: int = 256, blocks: int = 8, classes: int = 10) -> None:
+        super().__init__()
+        self.inp = nn.Linear(width, width)
+        self.blocks = nn.Sequential(*(CutBlock(width) for _ in range(blocks)))
+        self.out = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.inp(x)))
+
+
 # The registry the harness reads ----------------------------------------------------------------
 
 
@@ -247,6 +272,14 @@ def _many(quick: bool) -> tuple[nn.Module, Any]:
     return many_junctions(1000)
 
 
+def _cut_mlp(quick: bool) -> tuple[nn.Module, Any]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CutMLP()
+    batch = 64 if quick else 2048
+    return model, torch.randn(batch, 256, generator=torch.Generator().manual_seed(0))
+
+
 BENCHES: dict[str, Bench] = {
     b.name: b
     for b in (
@@ -255,6 +288,8 @@ BENCHES: dict[str, Bench] = {
         Bench("deep_mlp", "sample deep MLP (48 blocks, width 32), batch 8", 48, _deep_mlp, pairs=10),
         Bench("junctions1000", "1,000 blocks x + fc(relu(x)), width 8, batch 2", 1000, _many,
               pairs=2),
+        # Not run by default: the memory a model whose blocks are all cut costs (see CutMLP).
+        Bench("cut_mlp", "8 blocks x + mlp(x).detach(), width 256, batch 2048", 8, _cut_mlp),
     )
 }
 QUICK_DESCRIBE = {

@@ -47,7 +47,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="small inputs and few repeats: proves the harness, not the targets")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--models", type=_csv, default=list(DEFAULT_MODELS),
-                        help=f"comma-separated, from {', '.join(DEFAULT_MODELS)}")
+                        help=f"comma-separated (default {', '.join(DEFAULT_MODELS)}; also "
+                             "cut_mlp, a model whose blocks are all cut)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed (bare, gradflow) pairs per model (default 7, quick 3); "
                              "millisecond-sized models run a multiple of this")

@@ -69,7 +69,7 @@ def bare_step(model: torch.nn.Module, inputs: Any, backward_passes: int = 1,
         model.train(mode == "train")
         loss = probe_loss(select_output(call(model, inputs)), LOSS, SEED)
         for k in range(backward_passes):
-            torch.autograd.grad(loss, params, retain_graph=k < backward_passes - 1)
+            torch.autograd.grad(loss, params, retain_graph=k < backward_passes - 1, allow_unused=True)
 
     return step
 
@@ -86,8 +86,8 @@ def norms_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
     def step() -> None:
         model.train(mode == "train")
         loss = probe_loss(select_output(call(model, inputs)), LOSS, SEED)
-        grads = torch.autograd.grad(loss, params)
-        torch.stack(_norms(list(grads))).tolist()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        torch.stack(_norms([g for g in grads if g is not None])).tolist()
 
     return step
 
