@@ -75,9 +75,11 @@ class Inventory:
     def parameter_count(self) -> int:
         return sum(p.numel() for _, p in self.parameters)
 
+    @cached_property
     def devices(self) -> list[torch.device]:
         """Where the model computes: its first parameter's device (see `device`), then every other
-        device a parameter lives on, as in a model split across GPUs."""
+        device a parameter lives on, as in a model split across GPUs. The state guard forks these
+        devices' generators and the probe seeds them: worked out once per measurement."""
         first = self.device()
         others = {p.device for _, p in self.parameters if not p.is_cpu} - {first}
         return [first, *sorted(others, key=str)]

@@ -157,7 +157,7 @@ def measure(
     params = parts.trainable
     param_names = parts.parameter_names
     precision = _precision(dtype)
-    with collector_paused(), preserved(model, parts.devices(), parts):
+    with collector_paused(), preserved(model, parts.devices, parts):
         with _autocast(precision, device):
             graph = _forward_and_find(model, inputs, mode, seed, loss, parts, timings)
         names = [n.name for n in graph.naming]
@@ -284,7 +284,7 @@ def locate(
     """Find the junctions of `model` from one forward pass, without a backward pass."""
     model, _ = eager(model)
     parts = Inventory.of(model)
-    with collector_paused(), preserved(model, parts.devices(), parts):
+    with collector_paused(), preserved(model, parts.devices, parts):
         graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, parts, {})
     return [
         Located(
@@ -327,7 +327,7 @@ def _forward_and_find(
     params = parts.trainable
     probe, leaves = detached_inputs(as_probe(inputs).to(parts.device()))
     mode, notes = _set_mode(model, mode, parts)
-    seed_generators(seed, parts.devices())
+    seed_generators(seed, parts.devices)
     tick = time.perf_counter()
     with ForwardRecorder(model, parts.modules) as recorder:
         output = _forward(model, probe)

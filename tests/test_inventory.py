@@ -48,6 +48,6 @@ def test_walk_matches_named_modules_and_named_parameters(name: str) -> None:
 def test_devices_lists_the_first_parameters_device_then_every_other() -> None:
     """A model split across devices: the state guard forks, and the probe seeds, each of them."""
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2, device="meta"), nn.Linear(2, 2))
-    assert Inventory.of(model).devices() == [torch.device("cpu"), torch.device("meta")]
-    assert Inventory.of(nn.Sequential(nn.Linear(2, 2))).devices() == [torch.device("cpu")]
-    assert Inventory.of(nn.ReLU()).devices() == [torch.device("cpu")]
+    assert Inventory.of(model).devices == [torch.device("cpu"), torch.device("meta")]
+    assert Inventory.of(nn.Sequential(nn.Linear(2, 2))).devices == [torch.device("cpu")]
+    assert Inventory.of(nn.ReLU()).devices == [torch.device("cpu")]
