@@ -3,7 +3,7 @@
 gradflow's forward pass runs under `ForwardRecorder` (wrappers around the add functions and
 `nn.Module._call_impl`) so junctions can be named; then `find_junctions` walks the autograd graph of the loss.
 Timed here: the bare forward (with the probe's loss), the recorded forward, `find_junctions` on
-the recorded graph, and `gradflow.measure.locate` (forward, detection and naming: `gradflow
+the recorded graph, and `gradflow.engine.measure.locate` (forward, detection and naming: `gradflow
 blocks`). Naming alone is locate minus the recorded forward and the detection.
 """
 
@@ -16,10 +16,10 @@ import torch
 
 from benchmarks.timing import interleaved, median_time, timed
 from benchmarks.workloads import LOSS, SEED, call
-from gradflow.graph import find_junctions
-from gradflow.measure import locate
+from gradflow.engine.junctions import find_junctions
+from gradflow.engine.measure import locate
+from gradflow.engine.recorder import ForwardRecorder
 from gradflow.probe import as_probe, detached_inputs, probe_loss, select_output
-from gradflow.recorder import ForwardRecorder
 
 
 def detection(model: torch.nn.Module, inputs: Any, runs: int) -> dict[str, Any]:

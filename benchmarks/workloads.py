@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from gradflow.hooks import _norms
-from gradflow.measure import BASELINE, VariantSpec, inspect, measure
+from gradflow.engine.measure import BASELINE, VariantSpec, inspect, measure
+from gradflow.engine.norms import norms_of
 from gradflow.probe import probe_loss, select_output
 
 LOSS = "auto"
@@ -78,7 +78,7 @@ def norms_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
     """The bare step, then the one read of the parameter gradients that any exact report needs
     (their norms, brought to the host in one transfer), and nothing else: no hooks, no detection,
     no junction gradients. The norms are taken the fastest way this project knows, the one
-    gradflow uses (`gradflow.hooks._norms`: a BLAS dot product for each large float32 CPU
+    gradflow uses (`gradflow.engine.norms.norms_of`: a BLAS dot product for each large float32 CPU
     tensor, one `_foreach_norm` call for the rest). Its ratio to the bare step is a floor under
     what a gradient-flow measurement can cost on that model."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -87,7 +87,7 @@ def norms_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
         model.train(mode == "train")
         loss = probe_loss(select_output(call(model, inputs)), LOSS, SEED)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-        torch.stack(_norms([g for g in grads if g is not None])).tolist()
+        torch.stack(norms_of([g for g in grads if g is not None])).tolist()
 
     return step
 
@@ -98,12 +98,12 @@ def inspect_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
 
 
 def compare_step(model: torch.nn.Module, inputs: Any) -> Step:
-    """`gradflow.measure` with the baseline, sg-skip and sg-block: one forward, k backward."""
+    """`gradflow.engine.measure` with the baseline, sg-skip and sg-block: one forward, k backward."""
     return lambda: measure(model, inputs, COMPARE_VARIANTS, loss=LOSS, mode=MODE, seed=SEED)
 
 
 def compare_equal_step(model: torch.nn.Module, inputs: Any) -> Step:
-    """`gradflow.measure` with k unstopped variants: one forward, k full backward passes."""
+    """`gradflow.engine.measure` with k unstopped variants: one forward, k full backward passes."""
     return lambda: measure(model, inputs, EQUAL_WORK_VARIANTS, loss=LOSS, mode=MODE, seed=SEED)
 
 

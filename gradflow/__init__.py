@@ -15,17 +15,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gradflow._version import __version__
-from gradflow.report import Junction, Report, Status, Thresholds
+from gradflow.engine.report import Junction, Report, Status, Thresholds
 
 if TYPE_CHECKING:
-    from gradflow.measure import inspect as inspect
+    from gradflow.engine.measure import inspect as inspect
 
 __all__ = ["Junction", "Report", "Status", "Thresholds", "__version__", "inspect"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "inspect":
-        from gradflow.measure import inspect
+        from gradflow.engine.measure import inspect
 
         return inspect
     raise AttributeError(f"module 'gradflow' has no attribute {name!r}")

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gradflow.check import CheckResult
-    from gradflow.report import Report
+    from gradflow.engine.report import Report
+    from gradflow.gate import CheckResult
 
 __all__ = ["assert_gradient_flow", "check_gradient_flow"]
 
@@ -71,8 +71,8 @@ def check_gradient_flow(
         >>> result = check_gradient_flow(model, x, disable=["dead"])
         >>> [v.subject for v in result.violations]
     """
-    from gradflow.check import settings_from
-    from gradflow.check.run import check_model
+    from gradflow.drivers.check import check_model
+    from gradflow.gate import settings_from
 
     settings = settings_from(
         {}, vanishing_below=vanishing_below, dead_below=dead_below,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.models import BENCHES, build
-from gradflow.measure import locate
+from gradflow.engine.measure import locate
 
 
 @pytest.mark.parametrize("name", list(BENCHES))

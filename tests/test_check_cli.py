@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import torch
 
-from gradflow.check import settings as defaults
+from gradflow.gate import settings as defaults
 from tests import test_check_models as models
 from tests.conftest import ROOT, SAMPLES
 
@@ -261,7 +261,7 @@ def test_a_baseline_at_another_precision_is_refused(gradflow_cli, tmp_path) -> N
 
 def test_a_report_written_before_the_precision_was_recorded_still_loads(gradflow_cli, tmp_path,
                                                                        report_schema) -> None:
-    from gradflow.report import Report
+    from gradflow.engine.report import Report
 
     baseline = tmp_path / "base.json"
     gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--write-baseline", baseline)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradflow.check import CheckSettings, Level, evaluate, rule_names
-from gradflow.check.rules import allowed, get_rule, register
 from gradflow.errors import OptionError
+from gradflow.gate import CheckSettings, Level, evaluate, rule_names
+from gradflow.gate.rules import allowed, get_rule, register
 from gradflow.loaders import load_source
 from gradflow.testing import check_gradient_flow
 from tests import test_check_models as models

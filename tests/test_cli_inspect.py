@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import torch
 
-from gradflow.report import Status
+from gradflow.engine.report import Status
 from tests.conftest import ROOT, SAMPLES
 
 

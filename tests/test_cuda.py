@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import gradflow
-import gradflow.hooks
-from gradflow.measure import measure
+import gradflow.engine.norms
+from gradflow.engine.measure import measure
 from tests.conftest import SAMPLES
 from tests.fixtures import models
 from tests.reference import reference
@@ -39,8 +39,8 @@ def _exact_cuda_math():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("held", ["together", "one at a time"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_metrics_match_autograd_on_cuda(name: str, held: str, monkeypatch) -> None:
-    if held == "one at a time":  # a budget of 0 bytes: gradflow.hooks._NormBatch flushes at every norm
-        monkeypatch.setattr(gradflow.hooks, "_budget", lambda device: 0)
+    if held == "one at a time":  # a budget of 0 bytes: gradflow.engine.norms.NormBatch flushes at every norm
+        monkeypatch.setattr(gradflow.engine.norms, "budget", lambda device: 0)
     torch.manual_seed(0)
     model = getattr(models, name)().cuda()
     inputs = _cuda(_inputs(name))
@@ -137,4 +137,4 @@ def test_two_cuda_runs_agree_to_rounding() -> None:
 def test_numbers_on_several_devices_reach_the_host_together() -> None:
     """A model split across devices hands `_collect` numbers on each of them."""
     values = [torch.tensor(1.5), torch.tensor(2.5, device="cuda"), torch.tensor(3.5, device="cuda")]
-    assert gradflow.hooks._to_host(values, torch.device("cuda")) == [1.5, 2.5, 3.5]
+    assert gradflow.engine.norms.to_host(values, torch.device("cuda")) == [1.5, 2.5, 3.5]

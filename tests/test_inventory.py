@@ -1,4 +1,4 @@
-"""The one module walk (gradflow.inventory) lists what torch's own walks list, in their order."""
+"""The one module walk (gradflow.engine.inventory) lists what torch's own walks list, in their order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradflow.inventory import Inventory
+from gradflow.engine.inventory import Inventory
 from tests.fixtures import models
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gradflow
-import gradflow.hooks
+import gradflow.engine.norms
 from tests.fixtures import models
 from tests.reference import reference
 
@@ -67,10 +67,10 @@ CASES = {
 @pytest.mark.parametrize("held", ["together", "one at a time"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_metrics_match_autograd(name: str, held: str, monkeypatch) -> None:
-    """Norms and dot products are taken in batches (see gradflow.hooks._NormBatch); a budget of 0
+    """Norms and dot products are taken in batches (see gradflow.engine.norms.NormBatch); a budget of 0
     bytes flushes at every gradient, so both paths are checked."""
     if held == "one at a time":
-        monkeypatch.setattr(gradflow.hooks, "_budget", lambda device: 0)
+        monkeypatch.setattr(gradflow.engine.norms, "budget", lambda device: 0)
     torch.manual_seed(0)
     model = getattr(models, name)()
     inputs = _inputs(name)

@@ -1,11 +1,11 @@
-"""gradflow.hooks._NormBatch: norms taken together, checked against float64 norms of the same values."""
+"""gradflow.engine.norms.NormBatch: norms taken together, checked against float64 norms of the same values."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from gradflow.hooks import _DOT_FROM, _NormBatch
+from gradflow.engine.norms import DOT_FROM, NormBatch
 
 
 def _exact(tensor: torch.Tensor) -> float:
@@ -15,7 +15,7 @@ def _exact(tensor: torch.Tensor) -> float:
 def test_held_norms_are_taken_at_the_flush() -> None:
     g = torch.Generator().manual_seed(0)
     tensors = [torch.randn(4, 8, generator=g), torch.randn(3, generator=g), torch.zeros(5)]
-    batch = _NormBatch(budget=1 << 20)
+    batch = NormBatch(budget=1 << 20)
     slots = [batch.norm(t) for t in tensors]
     assert batch.values == [None, None, None]
     batch.flush()
@@ -26,7 +26,7 @@ def test_held_norms_are_taken_at_the_flush() -> None:
 def test_budget_bounds_what_is_held() -> None:
     g = torch.Generator().manual_seed(1)
     tensors = [torch.randn(100, generator=g) for _ in range(10)]  # 400 bytes each
-    batch = _NormBatch(budget=1000)
+    batch = NormBatch(budget=1000)
     for t in tensors:
         batch.norm(t)
         assert batch.held_bytes <= 1000
@@ -37,9 +37,9 @@ def test_budget_bounds_what_is_held() -> None:
 
 def test_large_cpu_float32_and_float64_are_normed_at_once() -> None:
     g = torch.Generator().manual_seed(2)
-    large = torch.randn(_DOT_FROM, generator=g)
+    large = torch.randn(DOT_FROM, generator=g)
     wide = torch.randn(7, generator=g, dtype=torch.float64) * 1e-25  # squares underflow float32
-    batch = _NormBatch(budget=1 << 30)
+    batch = NormBatch(budget=1 << 30)
     assert batch.values[batch.norm(large)] is not None
     value = batch.values[batch.norm(wide)]
     assert value is not None and value.item() == pytest.approx(_exact(wide), rel=1e-6) and value.item() > 0
@@ -49,7 +49,7 @@ def test_large_cpu_float32_and_float64_are_normed_at_once() -> None:
 def test_low_precision_gradients_accumulate_in_float32() -> None:
     g = torch.Generator().manual_seed(3)
     half = (torch.randn(4096, generator=g) * 30).to(torch.bfloat16)
-    batch = _NormBatch(budget=1 << 20)
+    batch = NormBatch(budget=1 << 20)
     slot = batch.norm(half)
     (also,) = batch.flush(also=[torch.full((3,), 2.0)])
     assert batch.values[slot].dtype == torch.float32  # type: ignore[union-attr]

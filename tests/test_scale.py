@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import gradflow
-from gradflow.measure import locate, measure
+from gradflow.engine.measure import locate, measure
 from tests.conftest import ROOT, SAMPLES
 from tests.fixtures import models
 from tests.test_cli_inspect import _load_sample
@@ -105,7 +105,7 @@ def test_at_alone_limits_measurement(gradflow_cli) -> None:
 def test_sg_on_unmeasured_junctions_still_applies() -> None:
     model = models.SmallResNet()
     x = _inputs("SmallResNet")
-    (report,) = measure(model, x, [gradflow.measure.VariantSpec("s", sg_skip=True)], at=["b2"], only=["b1"], loss="mse")
+    (report,) = measure(model, x, [gradflow.engine.measure.VariantSpec("s", sg_skip=True)], at=["b2"], only=["b1"], loss="mse")
     _, grad_in, _ = _hand_detached(model, x, skip={1}, block=set())  # b2 rewritten by hand
     assert [j.name for j in report.junctions] == ["b1"]
     assert report.junctions[0].grad_in == pytest.approx(grad_in[0], rel=1e-4)
@@ -113,7 +113,7 @@ def test_sg_on_unmeasured_junctions_still_applies() -> None:
 
 def test_hooks_never_synchronise_with_the_host(monkeypatch) -> None:
     """No .item(), .cpu(), .tolist(), float() or .numpy() while the backward pass runs."""
-    from gradflow import hooks
+    from gradflow.engine import taps as hooks
 
     calls: list[str] = []
     in_backward = {"on": False}
@@ -149,7 +149,7 @@ def test_no_sync_on_cuda(monkeypatch) -> None:
     `Taps._collect`, where the check is switched off."""
     model = models.SmallResNet().cuda()
     x = _inputs("SmallResNet").cuda()
-    from gradflow import hooks
+    from gradflow.engine import taps as hooks
 
     real_collect = hooks.Taps._collect
 

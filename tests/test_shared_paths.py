@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import gradflow
-from gradflow.graph import find_junctions
-from gradflow.measure import VariantSpec, measure
+from gradflow.engine.junctions import find_junctions
+from gradflow.engine.measure import VariantSpec, measure
 from gradflow.track import track
 from tests.fixtures import models
 from tests.reference import reference
@@ -136,10 +136,10 @@ def test_an_inplace_add_into_a_view_is_named_not_silently_dropped() -> None:
 
 
 def test_a_torch_without_gradient_edge_outputs_gets_one_clear_error(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import gradflow.hooks
+    import gradflow.engine.taps
     from gradflow.errors import ModelError
 
-    monkeypatch.setattr(gradflow.hooks, "_edges_as_outputs", lambda: False)
+    monkeypatch.setattr(gradflow.engine.taps, "_edges_as_outputs", lambda: False)
     with pytest.raises(ModelError, match="torch 2.5 or later"):
         gradflow.inspect(models.ParallelBlock(), _inputs("ParallelBlock"), loss="mse")
     assert gradflow.inspect(models.SmallResNet(), _inputs("SmallResNet"), loss="mse").junctions

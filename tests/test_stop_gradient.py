@@ -94,7 +94,7 @@ def test_at_that_matches_nothing_lists_the_junctions() -> None:
 
 @pytest.mark.parametrize(("pattern", "expected"), [("0", [0]), ("-1", [1]), ("0:2", [0, 1]), (":1", [0]), ("b*", [0, 1])])
 def test_at_indices_ranges_and_globs(pattern: str, expected: list[int]) -> None:
-    from gradflow.select import select
+    from gradflow.engine.select import select
 
     assert select([pattern], ["b1", "b2"]) == expected
 

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from gradflow.check import CheckResult
+from gradflow.gate import CheckResult
 from gradflow.testing import assert_gradient_flow, baseline_path, check_gradient_flow
 from tests import test_check_models as models
 

@@ -118,8 +118,8 @@ def test_adds_in_another_thread_are_not_recorded() -> None:
     """The add wrappers are process-wide while the probe runs; recording is not."""
     import threading
 
-    from gradflow import sites
-    from gradflow.recorder import ForwardRecorder, _adds_recorded
+    from gradflow.engine import sites
+    from gradflow.engine.recorder import ForwardRecorder, _adds_recorded
 
     x = torch.randn(3, requires_grad=True)
     with sites.recording() as recorded, _adds_recorded(ForwardRecorder(torch.nn.Module())):

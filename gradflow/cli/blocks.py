@@ -75,7 +75,7 @@ def blocks_command(
             probe = build_probe(
                 loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high, dim, batch_size, seed)
             )
-            from gradflow.measure import locate
+            from gradflow.engine.measure import locate
 
             located = locate(loaded.module, probe, seed=seed)
             rows = [
@@ -110,8 +110,8 @@ def _static_onnx(source: str) -> list[dict] | None:
     """Junctions read from the ONNX graph itself, named like `inspect` names them."""
     from pathlib import Path
 
+    from gradflow.engine.naming import junction_names
     from gradflow.loaders._files import check_file
-    from gradflow.naming import junction_names
 
     try:
         from gradflow.onnx.static import static_junctions

@@ -32,7 +32,7 @@ from gradflow.cli.options import (
 from gradflow.cli.session import ProbeOptions, build_probe, guard, load, write_output
 
 if TYPE_CHECKING:
-    from gradflow.check import CheckResult
+    from gradflow.gate import CheckResult
 
 RULES = "Rules"
 BASELINE = "Baseline"
@@ -166,8 +166,8 @@ def check_command(
       gradflow check model.py --baseline gradflow-baseline.json --tolerance 4
     """
     with guard(debug):
-        from gradflow.check import settings_from
-        from gradflow.check.config import load_config
+        from gradflow.gate import settings_from
+        from gradflow.gate.config import load_config
 
         configured = load_config(config).values
         settings = settings_from(
@@ -178,9 +178,9 @@ def check_command(
         baseline_path = baseline or (Path(configured["baseline"]) if "baseline" in configured else None)
         count = seeds if seeds is not None else int(configured.get("seeds", 1))
 
-        from gradflow.check.evaluate import evaluate
-        from gradflow.check.run import measure_seeds, read_baseline, seed_range
-        from gradflow.check.run import write_baseline as write_report
+        from gradflow.drivers.check import measure_seeds, read_baseline, seed_range
+        from gradflow.drivers.check import write_baseline as write_report
+        from gradflow.gate.evaluate import evaluate
 
         chosen = seed_range(seed, count)
         before = read_baseline(baseline_path) if baseline_path is not None else None

@@ -38,8 +38,8 @@ from gradflow.cli.options import (
     VanishingBelow,
 )
 from gradflow.cli.session import ProbeOptions, build_probe, emit, guard, load, thresholds, write_output
+from gradflow.engine.report import METRICS
 from gradflow.errors import OptionError
-from gradflow.report import METRICS
 
 Second = Annotated[
     str | None,
@@ -104,8 +104,8 @@ def compare_command(
             )
         if other is None and not (sg_skip or sg_block):
             raise OptionError("nothing to compare: add --sg-skip and/or --sg-block, or give a second source")
-        from gradflow.compare import compare, two_source_names
-        from gradflow.measure import BASELINE, VariantSpec, measure
+        from gradflow.drivers.compare import compare, two_source_names
+        from gradflow.engine.measure import BASELINE, VariantSpec, measure
 
         loaded, load_seconds = load(source, arch, trust, device, seed)
         probe = build_probe(

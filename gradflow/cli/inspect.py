@@ -107,7 +107,7 @@ def inspect_command(
                 input_file, input_shape, input_dtype, input_high, dim, batch_size, seed, memory_limit
             ),
         )
-        from gradflow.measure import VariantSpec, measure
+        from gradflow.engine.measure import VariantSpec, measure
 
         name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)
         (report,) = measure(

@@ -328,7 +328,7 @@ def _from_specs(specs: Sequence[Any], options: ProbeOptions, limit: int | None) 
 
 
 def thresholds(vanishing_below: float, exploding_above: float, dead_below: float) -> Any:
-    from gradflow.report import Thresholds
+    from gradflow.engine.report import Thresholds
 
     return Thresholds(vanishing_below, exploding_above, dead_below)
 

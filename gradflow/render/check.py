@@ -13,9 +13,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from gradflow.check.result import CheckResult, RuleOutcome
-from gradflow.check.rules import Violation
-from gradflow.check.settings import Level
+from gradflow.gate.result import CheckResult, RuleOutcome
+from gradflow.gate.rules import Violation
+from gradflow.gate.settings import Level
 from gradflow.render.json import dumps
 from gradflow.render.numbers import num, ratio
 from gradflow.render.table import console, probe_line

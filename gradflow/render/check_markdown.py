@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gradflow.check.result import CheckResult
-from gradflow.check.settings import Level
+from gradflow.gate.result import CheckResult
+from gradflow.gate.settings import Level
 from gradflow.render.check import limit_text, value_text, worst_text
 from gradflow.render.numbers import num
 

@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from gradflow.compare import Comparison, Row, describe
+from gradflow.drivers.compare import Comparison, Row, describe
 from gradflow.render.numbers import num, ratio
 from gradflow.render.table import console, probe_line
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gradflow.check.result import CheckResult
-from gradflow.check.settings import Level
+from gradflow.gate.result import CheckResult
+from gradflow.gate.settings import Level
 from gradflow.render.numbers import num
 
 

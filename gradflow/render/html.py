@@ -10,10 +10,10 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-from gradflow.compare import Comparison, Row, describe
+from gradflow.drivers.compare import Comparison, Row, describe
+from gradflow.engine.report import Report
 from gradflow.render.numbers import log_span, num, ratio
 from gradflow.render.table import probe_line
-from gradflow.report import Report
 
 _BAR_METRICS = (("grad_out", "#7f8c8d"), ("grad_skip", "#c0392b"),
                 ("grad_block", "#1e8449"), ("grad_in", "#2c3e50"))

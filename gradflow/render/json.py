@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gradflow.report import Report
+from gradflow.engine.report import Report
 
 COMPARE_SCHEMA = "gradflow/compare@1"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime
 import xml.etree.ElementTree as ET
 
-from gradflow.check.result import CheckResult, RuleOutcome
-from gradflow.check.rules import Violation
-from gradflow.check.settings import Level
+from gradflow.gate.result import CheckResult, RuleOutcome
+from gradflow.gate.rules import Violation
+from gradflow.gate.settings import Level
 from gradflow.render.check import limit_text, value_text, worst_text
 from gradflow.render.numbers import num
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gradflow.engine.report import Report
 from gradflow.render.numbers import num, ratio
-from gradflow.report import Report
 
 
 def report_markdown(report: Report) -> str:

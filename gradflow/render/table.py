@@ -12,8 +12,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from gradflow.engine.report import Report, Status
 from gradflow.render.numbers import bar, log_span, num, ratio
-from gradflow.report import Report, Status
 
 BAR_WIDTH = 10
 

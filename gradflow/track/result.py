@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gradflow.choices import Choice
-from gradflow.report import METRICS
+from gradflow.engine.report import METRICS
 
 TRACK_SCHEMA = "gradflow/track@1"
 
@@ -28,7 +28,7 @@ class Optimizer(Choice):
 class TrackRecord:
     """One junction's numbers at one recorded step (before that step's parameter update).
 
-    The metrics are those of `gradflow.report.Junction`, measured on the training step's own
+    The metrics are those of `gradflow.engine.report.Junction`, measured on the training step's own
     backward pass; `loss` is that step's training loss.
     """
 

@@ -19,16 +19,17 @@ import torch
 
 from gradflow._version import __version__
 from gradflow.choices import Loss
+from gradflow.engine.inventory import Inventory, eager
+from gradflow.engine.junctions import input_forks, needed_inputs
+from gradflow.engine.measure import _report, junctions_of
+from gradflow.engine.notes import path_notes
+from gradflow.engine.recorder import ForwardRecorder, run_forward
+from gradflow.engine.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
+from gradflow.engine.select import select
+from gradflow.engine.state import collector_paused, seed_generators
+from gradflow.engine.taps import Measured, Taps, Variant
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
-from gradflow.graph import input_forks, needed_inputs
-from gradflow.hooks import Measured, Taps, Variant, seed_generators
-from gradflow.inventory import Inventory, eager
-from gradflow.measure import _report, collector_paused, junctions_of
-from gradflow.notes import path_notes
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
-from gradflow.recorder import ForwardRecorder, run_forward
-from gradflow.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
-from gradflow.select import select
 from gradflow.track.data import TrainingData, as_training_data, batches
 from gradflow.track.result import Optimizer, Track, TrackRecord, TrackSettings
 

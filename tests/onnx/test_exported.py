@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from gradflow.engine.sites import recording
 from gradflow.onnx import load_onnx_model
 from gradflow.onnx.static import SkipKind, static_junctions
-from gradflow.sites import recording
 from tests.onnx.conftest import CASES, MODELS, Exported, case_id, export
 from tests.onnx.helpers import assert_matches, relative_error, run_ort
 from tests.onnx.models import TokenEncoder

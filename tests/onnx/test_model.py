@@ -7,8 +7,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from gradflow.engine.sites import recording
 from gradflow.onnx import OnnxModel
-from gradflow.sites import recording
 
 
 def _array(name: str, value: object, dtype: type = np.float32) -> onnx.TensorProto:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import torch
 
+from gradflow.engine.sites import record_add
 from gradflow.onnx.context import NodeContext
 from gradflow.onnx.ops.helpers import binary, scalar_operands
 from gradflow.onnx.registry import Kernel, register
-from gradflow.sites import record_add
 
 
 @register("Add", since=13)

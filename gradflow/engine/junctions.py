@@ -15,7 +15,7 @@ A side is *shared* when the gradient its nodes carry is not its own alone: one o
 feeds code outside the junction (a norm whose output feeds two branches), or both sides pass
 through one node on their way to the fork (the two halves of a `chunk`). Hooks on the side's
 edges into the fork would then read gradient from outside the side, so a shared side's
-contribution is taken by a separate vector-Jacobian product instead (`gradflow.hooks`).
+contribution is taken by a separate vector-Jacobian product instead (`gradflow.engine.taps`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any
 
-from gradflow.sites import AddSite
+from gradflow.engine.sites import AddSite
 
 _ADDS = ("aten::add", "aten::add_")
 _SOURCE = re.compile(r'File "([^"]+)", line (\d+)|^\s*(\S+?)\((\d+)\):')

@@ -27,7 +27,7 @@ import torch
 from torch.autograd.graph import get_gradient_edge
 from torch.utils._pytree import tree_leaves
 
-from gradflow import sites
+from gradflow.engine import sites
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _GRADFLOW_DIR = os.path.dirname(os.path.abspath(__file__))

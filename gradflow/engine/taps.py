@@ -2,7 +2,7 @@
 
 All hooks sit on autograd nodes of the graph the probe built, never on the user's modules, and
 `Taps` removes every handle on exit. Hook state lives in small per-junction accumulators built by
-named factories; the hooks hand gradients to a `_NormBatch`, which takes their norms together, and
+named factories; the hooks hand gradients to a `NormBatch`, which takes their norms together, and
 every value stays on the model's device as a 0-dim float32 tensor until `Taps._collect` moves them
 all to the host in one transfer. No hook calls `.item()` or `.cpu()`.
 """
@@ -10,8 +10,7 @@ all to the host in one transfer. No hook calls `.item()` or `.cpu()`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +18,10 @@ import torch
 from torch.autograd.function import BackwardCFunction
 from torch.autograd.graph import GradientEdge
 
+from gradflow.engine import norms
+from gradflow.engine.junctions import BLOCK, SKIP, FoundJunction
+from gradflow.engine.norms import NormBatch
 from gradflow.errors import ModelError
-from gradflow.graph import BLOCK, SKIP, FoundJunction
-from gradflow.inventory import Inventory
 
 
 @dataclass(frozen=True)
@@ -33,141 +33,9 @@ class Variant:
     stop_block: frozenset[int] = frozenset()
 
 
-_DOT_FROM = 1 << 16  # elements; below this a norm costs its call, not its arithmetic
-_TO_FLOAT32 = (torch.float32, torch.bfloat16, torch.float16)  # norms accumulate in float32
-
-
-def _by_dot(tensor: torch.Tensor) -> bool:
-    return tensor.is_cpu and tensor.dtype is torch.float32 and tensor.is_contiguous()
-
-
-def _norm(tensor: torch.Tensor) -> torch.Tensor:
-    """The 2-norm as a float32 zero-dim tensor on the tensor's device, without a sync.
-
-    For dense float32 tensors on the CPU, `sqrt(dot(x, x))`: the BLAS dot product runs about
-    2.4x faster there than `linalg.vector_norm`, and in a measurement on 2.4 M normal values it
-    was closer to the float64 norm (relative error 7e-7 against 4e-5)."""
-    if _by_dot(tensor):
-        flat = tensor.view(-1)
-        return torch.dot(flat, flat).sqrt()
-    if tensor.dtype in _TO_FLOAT32:
-        return torch.linalg.vector_norm(tensor, dtype=torch.float32)
-    return torch.linalg.vector_norm(tensor).float()  # float64 keeps its own precision
-
-
-def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """`_norm` of each: large dense float32 CPU tensors and float64 ones one by one (`_norm`), the
-    rest through one `_foreach_norm` call per dtype (one fused kernel on CUDA, one C++ loop on the
-    CPU, where 148 small tensors take 0.14 ms against 0.51 ms one Python call each)."""
-    out: list[torch.Tensor | None] = [None] * len(tensors)
-    rest = []
-    for i, t in enumerate(tensors):
-        if _alone(t):
-            out[i] = _norm(t)
-        else:
-            rest.append(i)
-    for i, norm in zip(rest, _together([tensors[i] for i in rest])):
-        out[i] = norm
-    return out  # type: ignore[return-value]
-
-
-def _together(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Float32 norms of `tensors`, one `_foreach_norm` call per dtype."""
-    out: list[torch.Tensor | None] = [None] * len(tensors)
-    by_dtype: dict[torch.dtype, list[int]] = {}
-    for i, t in enumerate(tensors):
-        by_dtype.setdefault(t.dtype, []).append(i)
-    for indices in by_dtype.values():
-        norms = torch._foreach_norm([tensors[i] for i in indices], 2, dtype=torch.float32)
-        for i, norm in zip(indices, norms):
-            out[i] = norm
-    return out  # type: ignore[return-value]
-
-
-def _alone(tensor: torch.Tensor) -> bool:
-    """Normed on its own: what the arithmetic dominates (a large dense float32 CPU tensor, by dot
-    product) and float64, which keeps its own precision. Called for every gradient a backward
-    pass norms, so the cheapest tests come first (`is_cpu`, not `device.type`: 0.05 against
-    0.27 µs)."""
-    dtype = tensor.dtype
-    if dtype not in _TO_FLOAT32:
-        return True
-    return (
-        dtype is torch.float32 and tensor.numel() >= _DOT_FROM and tensor.is_cpu and tensor.is_contiguous()
-    )
-
-
-_CPU_BUDGET = 4 << 20  # bytes of gradients a backward pass on the CPU holds for `_NormBatch`
-_MIN_BUDGET = 1 << 20
-
-
-def _budget(device: torch.device) -> int:
-    """How many bytes of gradients `_NormBatch` may hold: 2 % of the device memory in use when the
-    backward pass starts (the saved activations and more), so holding them adds at most that to
-    the step's peak memory. On the CPU only small tensors are held (see `_alone`)."""
-    if device.type == "cuda":
-        return max(_MIN_BUDGET, torch.cuda.memory_allocated(device) // 50)
-    if device.type == "mps":
-        return max(_MIN_BUDGET, torch.mps.current_allocated_memory() // 50)
-    return _CPU_BUDGET
-
-
-class _NormBatch:
-    """Norms of one backward pass, taken together rather than one operator call each.
-
-    A hook hands a gradient to `norm` and gets a slot; the gradient is held, and every `flush`
-    takes all held norms in one `_foreach_norm` call per dtype. On a GPU fed small batches the
-    host's cost of one call per norm was most of what the hooks cost. Held gradients stay alive
-    until the flush, so the batch flushes whenever they exceed `budget` bytes; tensors that
-    `_alone` picks are normed at once. Values stay on the device.
-
-    Dot products (for the cosine) are not batched: stacking their operands by shape cost more
-    than it saved, on the CPU and for models whose junctions differ in shape.
-    """
-
-    __slots__ = ("budget", "held", "held_bytes", "values")
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.held: list[tuple[int, torch.Tensor]] = []
-        self.held_bytes = 0
-        self.values: list[torch.Tensor | None] = []
-
-    def norm(self, tensor: torch.Tensor) -> int:
-        slot = len(self.values)
-        if _alone(tensor):
-            self.values.append(_norm(tensor))
-            return slot
-        self.values.append(None)
-        self.held.append((slot, tensor))
-        self.held_bytes += tensor.nbytes
-        if self.held_bytes > self.budget:
-            self.flush()
-        return slot
-
-    def flush(self, also: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
-        """Norm every held gradient, and `also` in the same `_foreach_norm` calls; returns the
-        norms of `also`."""
-        if not self.held and not also:
-            return []
-        norms = _norms([t for _, t in self.held] + list(also))
-        for (slot, _), value in zip(self.held, norms):
-            self.values[slot] = value
-        taken = len(self.held)
-        self.held.clear()
-        self.held_bytes = 0
-        return norms[taken:]
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a · b as a float32 zero-dim tensor: float64 in its own precision, the rest in float32."""
-    if a.dtype == b.dtype and a.dtype in (torch.float32, torch.float64):
-        return torch.dot(a.reshape(-1), b.reshape(-1)).float()
-    return torch.dot(a.reshape(-1).float(), b.reshape(-1).float())
-
 
 class _JunctionTap:
-    """One junction's numbers during one backward pass, as `_NormBatch` slots.
+    """One junction's numbers during one backward pass, as `NormBatch` slots.
 
     Contributions to the fork arrive edge by edge; once every edge of a side has reported, the
     side's sum goes to the batch for its norm. The first finished side is held only until the
@@ -176,7 +44,7 @@ class _JunctionTap:
 
     __slots__ = ("batch", "remaining", "partial", "known", "norm", "dot", "grad_out", "grad_in")
 
-    def __init__(self, batch: _NormBatch, expected: tuple[int, int]) -> None:
+    def __init__(self, batch: NormBatch, expected: tuple[int, int]) -> None:
         self.batch = batch
         self.remaining = list(expected)
         self.partial: list[torch.Tensor | None] = [None, None]
@@ -207,7 +75,7 @@ class _JunctionTap:
         other = self.partial[1 - side]
         if self.remaining[1 - side] <= 0:
             if mine is not None and other is not None:
-                self.dot = _dot(mine, other)
+                self.dot = norms.dot(mine, other)
             self.partial = [None, None]
 
     def finish(self) -> None:
@@ -230,7 +98,7 @@ class _NodePlan:
     start of the post-hook when the node has one (`read_late`). The post-hook stops operands of
     its junction and passes the gradients it sends to forks (`taps`) on; one that is the very
     tensor a read normed (an identity skip) reuses its norm. On an add whose junction has a
-    shared side (see `gradflow.graph`), `through` takes that side's contribution to the fork by a
+    shared side (see `gradflow.engine.junctions`), `through` takes that side's contribution to the fork by a
     separate backward pass from the operand to the fork.
     """
 
@@ -280,7 +148,7 @@ class Taps:
         self.fork_leaves = fork_leaves
         self.variant = Variant("baseline")
         self.stopping = False  # whether the variant stops any path
-        self.batch = _NormBatch(_CPU_BUDGET)
+        self.batch = NormBatch(norms.CPU_BUDGET)
         self.taps: dict[int, _JunctionTap] = {}
         self.grad_output: int | None = None
         self.handles: list[Any] = []
@@ -455,7 +323,7 @@ class Taps:
         self.variant = variant
         self.stopping = bool(variant.stop_skip or variant.stop_block)
         self.grad_output = None
-        self.batch = batch = _NormBatch(_budget(self.device))
+        self.batch = batch = NormBatch(norms.budget(self.device))
         self.taps = {i: _JunctionTap(batch, _expected(self.junctions[i])) for i in self.measured}
         grads = torch.autograd.grad(loss, list(wrt), retain_graph=retain_graph, allow_unused=True)
         for tap in self.taps.values():
@@ -469,7 +337,7 @@ class Taps:
         device = self.device
         zero = torch.zeros((), dtype=torch.float32, device=device)
         nan = torch.full((), float("nan"), dtype=torch.float32, device=device)
-        norms = iter(self.batch.flush(also=[g for g in grads if g is not None]))
+        param_norms_taken = iter(self.batch.flush(also=[g for g in grads if g is not None]))
         taken = self.batch.values
 
         def value(slot: int | None) -> torch.Tensor:
@@ -486,12 +354,12 @@ class Taps:
                 nan if tap.dot is None else tap.dot,
             ]
         for grad, param in zip(grads, params):
-            values.append(next(norms) if grad is not None else nan)
+            values.append(next(param_norms_taken) if grad is not None else nan)
             if param.numel() == 1:
                 values.append(grad.reshape(()).float() if grad is not None else nan)
         values.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
         values.append(loss.detach().float().reshape(()))
-        host = _to_host(values, device)
+        host = norms.to_host(values, device)
         n = len(self.taps)
         per_junction = [host[5 * i : 5 * i + 5] for i in range(n)]
         rest = host[5 * n :]
@@ -542,101 +410,3 @@ def _expected(junction: FoundJunction) -> tuple[int, int]:
         for side in (SKIP, BLOCK)
     )
 
-
-def _to_host(values: list[torch.Tensor], device: torch.device) -> list[float]:
-    """Zero-dim float32 tensors as floats, in one transfer."""
-    if not values:
-        return []
-    try:
-        return torch.stack(values).tolist()  # type: ignore[no-any-return]
-    except RuntimeError:  # on several devices (a model split across GPUs): gather them first
-        return torch.stack([v.to(device) for v in values]).tolist()  # type: ignore[no-any-return]
-
-
-@contextmanager
-def preserved(
-    model: torch.nn.Module, devices: Sequence[Any] = (), parts: Inventory | None = None
-) -> Iterator[None]:
-    """Run a block and put the model back exactly as it was: modes, buffers, grads, RNG state.
-
-    Parameters and their `.grad` are never written by the probe (gradients are taken with
-    `torch.autograd.grad`); buffers such as batch-norm running statistics are restored by value
-    into the original tensors, and the global RNG (CPU and the given CUDA devices) is forked.
-    """
-    parts = parts or Inventory.of(model)
-    modes = [(m, m.training) for m in parts.unique_modules]
-    slots = [
-        (module, name, buf)
-        for module in parts.unique_modules
-        for name, buf in module._buffers.items()
-        if buf is not None
-    ]
-    saved = _Saved([buf for _, _, buf in slots])
-    flags = [(p, p.requires_grad) for _, p in parts.parameters]
-    cuda = [d for d in devices if getattr(d, "type", None) == "cuda"]
-    with torch.random.fork_rng(devices=cuda, enabled=True):
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                if module.training is not training:
-                    module.__dict__["training"] = training  # skips nn.Module.__setattr__
-            for module, name, original in slots:
-                module._buffers[name] = original
-            saved.restore()
-            for param, flag in flags:
-                if param.requires_grad is not flag:
-                    param.requires_grad_(flag)
-
-
-def seed_generators(seed: int, devices: Sequence[torch.device] = ()) -> None:
-    """Seed the random generators a step on `devices` draws from: the CPU's, and each CUDA
-    device's own. These are the ones `preserved` forks and gives back. `torch.manual_seed` would
-    also seed every other accelerator, which nothing restores, and costs 0.13 ms on a machine
-    without one, against 1 µs for the CPU generator alone."""
-    torch.default_generator.manual_seed(seed)
-    for device in devices:
-        if device.type == "cuda":
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
-        elif device.type not in ("cpu", "meta"):  # meta tensors draw nothing
-            torch.manual_seed(seed)  # other accelerators keep their generators behind this call
-
-
-class _Saved:
-    """Copies of tensors, to be written back into them by value: grouped by (device, dtype) when
-    saved, so restoring is one `torch._foreach_copy_` per group (one fused kernel on CUDA, where a
-    mixed list falls back to one copy per tensor). Other layouts are copied one by one."""
-
-    def __init__(self, tensors: list[torch.Tensor]) -> None:
-        self.groups: dict[Any, list[torch.Tensor]] = {}
-        for t in tensors:
-            key = (t.device, t.dtype) if t.layout == torch.strided else None
-            self.groups.setdefault(key, []).append(t)
-        with torch.no_grad():
-            self.copies = {
-                key: [t.clone() for t in group] if key is None else _clone_all(group)
-                for key, group in self.groups.items()
-            }
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for key, originals in self.groups.items():
-                if key is None:
-                    for original, copy in zip(originals, self.copies[key]):
-                        original.copy_(copy)
-                else:
-                    torch._foreach_copy_(originals, self.copies[key])
-
-
-def _clone_all(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Copies of dense tensors of one device and dtype, value for value and stride for stride:
-    one `_foreach_clone` call where torch has it (2.13 does, 2.11 does not; on ResNet-50's 159
-    buffers, 0.12 ms on the CPU against 0.42 ms for views into one allocation), else an
-    `empty_like` each and one `_foreach_copy_` (one fused kernel on CUDA)."""
-    clone_all = getattr(torch, "_foreach_clone", None)
-    if clone_all is not None:
-        return list(clone_all(tensors))
-    copies = [torch.empty_like(t) for t in tensors]
-    torch._foreach_copy_(copies, tensors)
-    return copies

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gradflow.engine.junctions import BLOCK, SKIP, FoundJunction, subtractions_shaped_like_junctions
+from gradflow.engine.sites import AddSite
 from gradflow.errors import ModelError
-from gradflow.graph import BLOCK, SKIP, FoundJunction, subtractions_shaped_like_junctions
-from gradflow.sites import AddSite
 
 
 def graph_notes(
@@ -73,7 +73,7 @@ def _subtraction_note(
 
 def path_notes(found: Sequence[FoundJunction], names: Sequence[str]) -> tuple[str, ...]:
     """What the table cannot show about the measured junctions' paths: which are cut (a detached
-    operand) and which took an extra backward pass (a shared side, see gradflow.graph)."""
+    operand) and which took an extra backward pass (a shared side, see gradflow.engine.junctions)."""
     notes = []
     for side, what in ((SKIP, "skip"), (BLOCK, "block")):
         cut = [name for junction, name in zip(found, names) if junction.cut == side]

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradflow.check.evaluate import evaluate
-from gradflow.check.result import CHECK_SCHEMA, CheckResult
-from gradflow.check.settings import CheckSettings
+from gradflow.engine.report import Report, Thresholds
 from gradflow.errors import OptionError
-from gradflow.report import Report, Thresholds
+from gradflow.gate.evaluate import evaluate
+from gradflow.gate.result import CHECK_SCHEMA, CheckResult
+from gradflow.gate.settings import CheckSettings
 
 
 def measure_seeds(model: Any, inputs_for: Callable[[int], Any], seeds: Sequence[int], *,
@@ -21,7 +21,7 @@ def measure_seeds(model: Any, inputs_for: Callable[[int], Any], seeds: Sequence[
                   timings: dict[str, float] | None = None) -> list[Report]:
     """One Report per seed: the probe batch is `inputs_for(seed)`, and the seed also drives
     dropout and the `ce` labels. Junction statuses use the check's dead and exploding limits."""
-    from gradflow.measure import measure
+    from gradflow.engine.measure import measure
 
     thresholds = Thresholds(dead_below=settings.dead_below,
                             exploding_above=settings.exploding_above)

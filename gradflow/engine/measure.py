@@ -6,11 +6,9 @@ Data flows one way: probe -> forward (recording add sites) -> junctions from the
 
 from __future__ import annotations
 
-import gc
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +16,8 @@ import torch
 
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
-from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
-from gradflow.graph import (
+from gradflow.engine.inventory import Inventory, eager
+from gradflow.engine.junctions import (
     ADD_NODES,
     BLOCK,
     SKIP,
@@ -29,21 +27,10 @@ from gradflow.graph import (
     input_forks,
     needed_inputs,
 )
-from gradflow.hooks import Measured, Taps, Variant, preserved, seed_generators
-from gradflow.inventory import Inventory, eager
-from gradflow.naming import junction_names
-from gradflow.notes import graph_notes, path_notes, subset_note
-from gradflow.probe import (
-    Probe,
-    as_probe,
-    detached_inputs,
-    parse_dtype,
-    probe_loss,
-    resolve_loss,
-    select_output,
-)
-from gradflow.recorder import ForwardRecorder, run_forward
-from gradflow.report import (
+from gradflow.engine.naming import junction_names
+from gradflow.engine.notes import graph_notes, path_notes, subset_note
+from gradflow.engine.recorder import ForwardRecorder, run_forward
+from gradflow.engine.report import (
     Flag,
     InputInfo,
     Junction,
@@ -56,7 +43,19 @@ from gradflow.report import (
     Summary,
     Thresholds,
 )
-from gradflow.select import select
+from gradflow.engine.select import select
+from gradflow.engine.state import collector_paused, preserved, seed_generators
+from gradflow.engine.taps import Measured, Taps, Variant
+from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
+from gradflow.probe import (
+    Probe,
+    as_probe,
+    detached_inputs,
+    parse_dtype,
+    probe_loss,
+    resolve_loss,
+    select_output,
+)
 
 
 @dataclass(frozen=True)
@@ -217,24 +216,6 @@ def measure(
     ]
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused for one measurement, and back as it was after.
-
-    A measurement creates many short-lived Python objects (graph walks, hooks, the report) while
-    the model, its autograd graph and their wrappers are alive, so the collector's periodic passes
-    kept traversing all of them: on a model of 1,000 blocks they took 40 % of an `inspect`.
-    Reference counting still frees everything that is not in a cycle at once; cycles wait for
-    the collector's next pass after the measurement."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _measured(names: Sequence[str], only: Sequence[str] | None, limit: int | None) -> list[int]:
     chosen = select(only, names) if only else list(range(len(names)))
     if limit is not None and 0 < limit < len(chosen):
@@ -391,8 +372,8 @@ def _set_mode(model: torch.nn.Module, mode: Mode, parts: Inventory) -> tuple[Mod
 
 def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: ForwardRecorder) -> None:
     """Give a TorchScript model's adds the module and line its graphs record, when the adds it
-    ran line up one to one with those graphs (see gradflow.script_sites)."""
-    from gradflow.script_sites import script_add_sites
+    ran line up one to one with those graphs (see gradflow.engine.script_sites)."""
+    from gradflow.engine.script_sites import script_add_sites
 
     sites = script_add_sites(model)
     ran = sorted((n for n in nodes if type(n).__name__ in ADD_NODES), key=lambda n: n._sequence_nr())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gradflow.check.result import CheckResult, RuleOutcome
-from gradflow.check.rules import Finding, Rule, Violation, baseline_mismatch, rules
-from gradflow.check.settings import CheckSettings, Level
+from gradflow.engine.report import Report
 from gradflow.errors import OptionError
-from gradflow.report import Report
+from gradflow.gate.result import CheckResult, RuleOutcome
+from gradflow.gate.rules import Finding, Rule, Violation, baseline_mismatch, rules
+from gradflow.gate.settings import CheckSettings, Level
 
 
 def evaluate(reports: Sequence[Report], settings: CheckSettings | None = None,

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from gradflow.check.settings import CheckSettings
 from gradflow.choices import Choice
+from gradflow.engine.report import Junction, Report
 from gradflow.errors import OptionError
-from gradflow.report import Junction, Report
+from gradflow.gate.settings import CheckSettings
 
 
 class Subject(Choice):

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gradflow.report import METRICS, Report
+from gradflow.engine.report import METRICS, Report
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradflow.check.settings import CONFIG_KEYS, value_problem
 from gradflow.errors import OptionError
+from gradflow.gate.settings import CONFIG_KEYS, value_problem
 
 TABLE = ("tool", "gradflow", "check")
 

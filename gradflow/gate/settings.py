@@ -57,7 +57,7 @@ class CheckSettings:
         return Level.ERROR
 
     def with_levels(self, rules: Iterable[str], level: Level) -> CheckSettings:
-        from gradflow.check.rules import get_rule
+        from gradflow.gate.rules import get_rule
 
         added = tuple((get_rule(r).name, level) for r in rules)
         return replace(self, levels=self.levels + added)
@@ -91,7 +91,7 @@ def _number(value: Any) -> bool:
 
 
 def _unknown_rule(names: Iterable[str]) -> str | None:
-    from gradflow.check.rules import get_rule
+    from gradflow.gate.rules import get_rule
 
     try:
         for name in names:

@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from gradflow.check.rules import Subject, Violation
-from gradflow.check.settings import CheckSettings, Level
-from gradflow.report import Report
+from gradflow.engine.report import Report
+from gradflow.gate.rules import Subject, Violation
+from gradflow.gate.settings import CheckSettings, Level
 
 CHECK_SCHEMA = "gradflow/check@1"
 
