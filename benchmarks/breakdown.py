@@ -34,7 +34,7 @@ def breakdown(model: Any, inputs: Any, runs: int, sync: Any = lambda: None) -> d
     import torch
 
     from benchmarks.workloads import LOSS, MODE, SEED, call
-    from gradflow.engine.measure import inspect
+    from gradflow.drivers.inspect import inspect
     from gradflow.probe import probe_loss, select_output
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -74,7 +74,7 @@ def breakdown(model: Any, inputs: Any, runs: int, sync: Any = lambda: None) -> d
 
 def profile(model: Any, inputs: Any, top: int, sort: str) -> str:
     from benchmarks.workloads import LOSS, MODE, SEED
-    from gradflow.engine.measure import inspect
+    from gradflow.drivers.inspect import inspect
 
     inspect(model, inputs, loss=LOSS, mode=MODE, seed=SEED)
     profiler = cProfile.Profile()

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from gradflow.engine.measure import BASELINE, VariantSpec, inspect, measure
+from gradflow.drivers.inspect import inspect
+from gradflow.engine.measure import BASELINE, VariantSpec, measure
 from gradflow.engine.norms import norms_of
 from gradflow.probe import probe_loss, select_output
 

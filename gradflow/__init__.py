@@ -6,6 +6,8 @@ and backward, and measure the gradient on the skip and block path of each.
     >>> import gradflow
     >>> report = gradflow.inspect(model, torch.randn(8, 3, 32, 32))
     >>> report.junctions[0].grad_block
+    >>> gradflow.compare(model, x, sg_skip=True)
+    >>> gradflow.check(model, x, seeds=3).passed
 
 Importing gradflow does not import torch; the verbs do, when called.
 """
@@ -15,17 +17,42 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gradflow._version import __version__
+from gradflow.drivers.compare import Comparison
 from gradflow.engine.report import Junction, Report, Status, Thresholds
+from gradflow.gate.result import CheckResult
+from gradflow.gate.settings import CheckSettings
 
 if TYPE_CHECKING:
-    from gradflow.engine.measure import inspect as inspect
+    from gradflow.drivers.check import check as check
+    from gradflow.drivers.compare import compare as compare
+    from gradflow.drivers.inspect import inspect as inspect
 
-__all__ = ["Junction", "Report", "Status", "Thresholds", "__version__", "inspect"]
+__all__ = [
+    "CheckResult",
+    "CheckSettings",
+    "Comparison",
+    "Junction",
+    "Report",
+    "Status",
+    "Thresholds",
+    "__version__",
+    "check",
+    "compare",
+    "inspect",
+]
+
+# The verbs, imported on first use: each pulls in torch.
+_VERBS = {
+    "inspect": "gradflow.drivers.inspect",
+    "compare": "gradflow.drivers.compare",
+    "check": "gradflow.drivers.check",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "inspect":
-        from gradflow.engine.measure import inspect
+    module = _VERBS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradflow' has no attribute {name!r}")
+    import importlib
 
-        return inspect
-    raise AttributeError(f"module 'gradflow' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

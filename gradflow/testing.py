@@ -71,7 +71,7 @@ def check_gradient_flow(
         >>> result = check_gradient_flow(model, x, disable=["dead"])
         >>> [v.subject for v in result.violations]
     """
-    from gradflow.drivers.check import check_model
+    from gradflow.drivers.check import check
     from gradflow.gate import settings_from
 
     settings = settings_from(
@@ -79,9 +79,8 @@ def check_gradient_flow(
         exploding_above=exploding_above, tolerance=tolerance, allow_unused=tuple(allow_unused),
         disable=tuple(disable), warn=tuple(warn),
     )
-    return check_model(model, inputs, settings=settings, seeds=seeds, seed=seed, loss=loss,
-                       mode=mode, baseline=baseline, write_to=write_baseline,
-                       source=type(model).__name__)
+    return check(model, inputs, settings=settings, seeds=seeds, seed=seed, loss=loss, mode=mode,
+                 baseline=baseline, write_baseline=write_baseline, source=type(model).__name__)
 
 
 def assert_gradient_flow(model: Any, inputs: Any, **rules: Any) -> CheckResult:

@@ -178,8 +178,7 @@ def check_command(
         baseline_path = baseline or (Path(configured["baseline"]) if "baseline" in configured else None)
         count = seeds if seeds is not None else int(configured.get("seeds", 1))
 
-        from gradflow.drivers.check import measure_seeds, read_baseline, seed_range
-        from gradflow.drivers.check import write_baseline as write_report
+        from gradflow.drivers.check import measure_seeds, read_baseline, save_baseline, seed_range
         from gradflow.gate.evaluate import evaluate
 
         chosen = seed_range(seed, count)
@@ -201,7 +200,7 @@ def check_command(
         result = evaluate(reports, settings, before,
                           None if baseline_path is None else str(baseline_path))
         if write_baseline is not None:
-            write_report(write_baseline, reports[0])
+            save_baseline(write_baseline, reports[0])
             typer.echo(f"gradflow: wrote baseline {write_baseline}", err=True)
         emit_check(result, format, output)
     if result.exit_code:

@@ -104,8 +104,8 @@ def compare_command(
             )
         if other is None and not (sg_skip or sg_block):
             raise OptionError("nothing to compare: add --sg-skip and/or --sg-block, or give a second source")
-        from gradflow.drivers.compare import compare, two_source_names
-        from gradflow.engine.measure import BASELINE, VariantSpec, measure
+        from gradflow.drivers.compare import compare, line_up, two_source_names
+        from gradflow.engine.measure import measure
 
         loaded, load_seconds = load(source, arch, trust, device, seed)
         probe = build_probe(
@@ -123,22 +123,18 @@ def compare_command(
             thresholds=thresholds(vanishing_below, exploding_above, dead_below),
         )
         if other is None:
-            specs = [BASELINE]
-            if sg_skip:
-                specs.append(VariantSpec("sg-skip", sg_skip=True))
-            if sg_block:
-                specs.append(VariantSpec("sg-block", sg_block=True))
-            reports = measure(
+            comparison = compare(
                 loaded.module,
                 probe,
-                specs,
+                sg_skip=sg_skip,
+                sg_block=sg_block,
                 at=at,
+                metric=metric,
                 source=source,
                 source_format=loaded.format,
                 timings={"load": load_seconds},
                 **common,
             )
-            variants = {spec.name: report for spec, report in zip(specs, reports)}
         else:
             second, second_seconds = load(other, arch, trust, device, seed)
             first_name, second_name = two_source_names(source, other)
@@ -160,8 +156,7 @@ def compare_command(
                 timings={"load": second_seconds},
                 **common,
             )
-            variants = {first_name: a, second_name: b}
-        comparison = compare(variants, metric)
+            comparison = line_up({first_name: a, second_name: b}, metric)
         emit_comparison(comparison, format, output)
         if html is not None:
             from gradflow.render.html import comparison_html

@@ -1,4 +1,5 @@
-"""Measure a model once per probe seed and judge the reports: the one place check touches torch."""
+"""`gradflow.check`: measure a model once per probe seed and judge the reports by the rules of
+`gradflow.gate`. Importing this module does not import torch; the verb does."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def read_baseline(path: str | Path) -> Report:
         raise OptionError(f"baseline {path} is not a gradflow/report@1 document: {e}") from e
 
 
-def write_baseline(path: str | Path, report: Report) -> None:
+def save_baseline(path: str | Path, report: Report) -> None:
     from gradflow.render.json import report_json
 
     path = Path(path)
@@ -73,23 +74,48 @@ def write_baseline(path: str | Path, report: Report) -> None:
         raise OptionError(f"cannot write {path}: {e.strerror or e}") from e
 
 
-def check_model(model: Any, inputs: Any, *, settings: CheckSettings | None = None,
-                seeds: int = 1, seed: int = 0, loss: str = "auto", mode: str = "train",
-                baseline: str | Path | Report | None = None,
-                write_to: str | Path | None = None, source: str = "<module>") -> CheckResult:
-    """Measure `model` with seeds seed..seed+seeds-1 and judge the worst case.
+def check(
+    model: Any,
+    inputs: Any,
+    *,
+    seeds: int = 1,
+    baseline: str | Path | Report | None = None,
+    settings: CheckSettings | None = None,
+    loss: str = "auto",
+    mode: str = "train",
+    seed: int = 0,
+    dtype: str | None = None,
+    write_baseline: str | Path | None = None,
+    source: str = "<module>",
+) -> CheckResult:
+    """Measure `model` with probe seeds seed .. seed+seeds-1 and judge the worst case by the
+    check rules (the CI gate of `gradflow check`).
 
-    `inputs` is a tensor, a tuple or a dict (the same batch for every seed: only dropout and the
-    `ce` labels change), or a function of the seed returning one (a new batch per seed).
+    Args:
+        model: any nn.Module; it comes back untouched.
+        inputs: a tensor, a tuple or a dict (the same batch for every seed: only dropout and
+            the `ce` labels change), or a function of the seed returning one (a new batch each).
+        seeds: how many probe seeds to judge.
+        baseline: a Report, or a report file, to gate on change (the `regression` rule).
+        settings: thresholds and enabled rules (default: `gradflow check`'s defaults);
+            `gradflow.gate.settings_from` builds one from keyword arguments.
+        loss, mode, seed, dtype: as for `gradflow.inspect`.
+        write_baseline: also write the first seed's report to this file.
+    Returns:
+        A CheckResult: `.passed`, `.exit_code`, `.violations`, `.reports`.
+
+    Example:
+        >>> result = gradflow.check(model, torch.randn(8, 3, 32, 32), seeds=3)
+        >>> result.passed, [v.subject for v in result.violations]
     """
     settings = settings or CheckSettings()
     inputs_for = inputs if callable(inputs) else (lambda _seed: inputs)
     reports = measure_seeds(model, inputs_for, seed_range(seed, seeds), settings=settings,
-                            loss=loss, mode=mode, source=source)
+                            loss=loss, mode=mode, dtype=dtype, source=source)
     before, name = _baseline(baseline)
     result = evaluate(reports, settings, before, name)
-    if write_to is not None:
-        write_baseline(write_to, reports[0])
+    if write_baseline is not None:
+        save_baseline(write_baseline, reports[0])
     return result
 
 

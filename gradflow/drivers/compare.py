@@ -1,13 +1,20 @@
-"""Comparisons of reports junction by junction: stop-gradient variants, or two models."""
+"""`gradflow.compare`: reports lined up junction by junction, for stop-gradient variants of one
+model or for two models. Importing this module does not import torch; the verb does."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from gradflow.engine.report import METRICS, Report
+from gradflow.choices import Loss, Mode
+from gradflow.engine.report import METRICS, Report, Thresholds
+from gradflow.errors import OptionError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,80 @@ def ratio(value: float | None, base: float | None) -> float | None:
     return value / base
 
 
-def compare(variants: Mapping[str, Report], metric: str = "grad_in") -> Comparison:
-    """Line up reports by junction name; the first variant is the baseline."""
+def compare(
+    model: torch.nn.Module,
+    inputs: Any,
+    *,
+    sg_skip: bool = False,
+    sg_block: bool = False,
+    at: Sequence[str] | None = None,
+    metric: str = "grad_in",
+    loss: Loss | str = Loss.AUTO,
+    mode: Mode | str = Mode.TRAIN,
+    seed: int = 0,
+    dtype: str | None = None,
+    max_junctions: int | None = None,
+    thresholds: Thresholds | None = None,
+    source: str = "<module>",
+    source_format: str = "module",
+    timings: dict[str, float] | None = None,
+) -> Comparison:
+    """The baseline beside the model with a stop-gradient on skip and/or block paths.
+
+    One forward pass, and one backward pass per variant over the same graph.
+
+    Args:
+        model: any nn.Module; it comes back untouched.
+        inputs: a tensor, a tuple of positional arguments, or a dict of keyword arguments.
+        sg_skip / sg_block: add the variant `sg(x) + f(x)` / `x + sg(f(x))` (at least one).
+        at: the junctions the stop-gradient applies to: names (globs), indices or ranges
+            (default all); every junction is still reported.
+        metric: the junction metric the rows show (`gradflow.engine.report.METRICS`).
+        loss, mode, seed, dtype, max_junctions, thresholds: as for `gradflow.inspect`.
+    Returns:
+        A Comparison: `variants` maps "baseline", "sg-skip", "sg-block" to their Reports, and
+        `rows` has one Row per junction.
+
+    Example:
+        >>> comparison = gradflow.compare(model, torch.randn(8, 3, 32, 32), sg_skip=True)
+        >>> [comparison.ratio(row, "sg-skip") for row in comparison.rows]
+    """
+    from gradflow.engine.measure import BASELINE, VariantSpec, measure
+
+    _check_metric(metric)
+    if not (sg_skip or sg_block):
+        raise OptionError("nothing to compare: set sg_skip and/or sg_block (--sg-skip, --sg-block)")
+    specs = [BASELINE]
+    if sg_skip:
+        specs.append(VariantSpec("sg-skip", sg_skip=True))
+    if sg_block:
+        specs.append(VariantSpec("sg-block", sg_block=True))
+    reports = measure(
+        model,
+        inputs,
+        specs,
+        loss=loss,
+        mode=mode,
+        seed=seed,
+        at=at,
+        max_junctions=max_junctions,
+        dtype=dtype,
+        thresholds=thresholds,
+        source=source,
+        source_format=source_format,
+        timings=timings,
+    )
+    return line_up({spec.name: report for spec, report in zip(specs, reports)}, metric)
+
+
+def _check_metric(metric: str) -> None:
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
+        raise OptionError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
+
+
+def line_up(variants: Mapping[str, Report], metric: str = "grad_in") -> Comparison:
+    """Line up reports by junction name; the first variant is the baseline."""
+    _check_metric(metric)
     names: list[str] = []
     for report in variants.values():
         for junction in report.junctions:

@@ -1,12 +1,12 @@
-"""The verb: a model and its probe inputs in, a Report out.
+"""The measurement's stages in order, for the drivers: a model and its probe in, Reports out.
 
-Data flows one way: probe -> forward (recording add sites) -> junctions from the autograd graph
--> hooks -> one backward per variant -> Reports. The model comes back exactly as it was.
+Data flows one way: probe -> forward (the recorder notes add sites) -> junctions from the
+autograd graph, named -> taps -> one backward pass per variant -> build_report. The model comes
+back exactly as it was (`gradflow.engine.state`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,25 +27,23 @@ from gradflow.engine.junctions import (
     input_forks,
     needed_inputs,
 )
-from gradflow.engine.naming import junction_names
+from gradflow.engine.naming import Naming, name_junctions
 from gradflow.engine.notes import graph_notes, path_notes, subset_note
 from gradflow.engine.recorder import ForwardRecorder, run_forward
 from gradflow.engine.report import (
-    Flag,
     InputInfo,
-    Junction,
+    Located,
+    Measured,
     ModelInfo,
-    ParamGrad,
     ProbeInfo,
     Report,
-    Status,
     StopGradient,
-    Summary,
     Thresholds,
+    build_report,
 )
 from gradflow.engine.select import select
 from gradflow.engine.state import collector_paused, preserved, seed_generators
-from gradflow.engine.taps import Measured, Taps, Variant
+from gradflow.engine.taps import Taps, Variant
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
 from gradflow.probe import (
     Probe,
@@ -68,55 +66,6 @@ class VariantSpec:
 
 
 BASELINE = VariantSpec()
-
-
-def inspect(
-    model: torch.nn.Module,
-    inputs: Any,
-    *,
-    loss: Loss | str = Loss.AUTO,
-    mode: Mode | str = Mode.TRAIN,
-    seed: int = 0,
-    sg_skip: bool = False,
-    sg_block: bool = False,
-    at: Sequence[str] | None = None,
-    thresholds: Thresholds | None = None,
-    source: str = "<module>",
-    source_format: str = "module",
-) -> Report:
-    """Measure the gradient on the skip and block path of every residual junction.
-
-    Args:
-        model: any nn.Module; it comes back untouched (parameters, buffers, grads, mode, hooks).
-        inputs: a tensor, a tuple of positional arguments, or a dict of keyword arguments.
-        loss: "auto" | "sum" | "mean" | "mse" | "ce" (see `gradflow.probe.probe_loss`).
-        mode: "train" or "eval" for the probe's forward pass. An ONNX graph runs in the mode its
-            nodes fix (`OnnxModel.exported_mode`); the report says that mode, with a note.
-        seed: seeds dropout and the `ce` labels, so runs repeat exactly.
-        sg_skip / sg_block: stop the gradient on the skip / block path of the selected junctions.
-        at: junction names (globs), indices or ranges the stop-gradient applies to (default all).
-        thresholds: when a junction is flagged vanishing, exploding or dead.
-    Returns:
-        A Report, one Junction per residual add in forward order.
-
-    Example:
-        >>> report = gradflow.inspect(model, torch.randn(8, 3, 32, 32))
-        >>> [j.name for j in report.junctions if j.status != "ok"]
-    """
-    name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)
-    variant = VariantSpec(name or "baseline", sg_skip, sg_block)
-    return measure(
-        model,
-        inputs,
-        [variant],
-        loss=loss,
-        mode=mode,
-        seed=seed,
-        at=at,
-        thresholds=thresholds,
-        source=source,
-        source_format=source_format,
-    )[0]
 
 
 def measure(
@@ -197,20 +146,25 @@ def measure(
         device=str(device),
         autocast=None if precision is None else str(precision).replace("torch.", ""),
     )
+    junctions = located(graph.found, graph.naming, params)
+    parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
     return [
-        _report(
-            graph.found,
-            graph.naming,
-            chosen,
-            stop,
+        build_report(
+            [junctions[i] for i in chosen],
             values,
-            params,
-            param_names,
-            thresholds,
-            model_info,
-            probe_info,
-            timings,
-            notes,
+            parameters,
+            thresholds=thresholds,
+            model=model_info,
+            probe=probe_info,
+            stop_gradient=StopGradient(
+                tuple(names[i] for i in sorted(stop.stop_skip)),
+                tuple(names[i] for i in sorted(stop.stop_block)),
+            ),
+            notes=notes,
+            found=len(graph.found),
+            timings=timings,
+            gradflow_version=__version__,
+            torch_version=torch.__version__,
         )
         for stop, values in zip(stops, measured)
     ]
@@ -245,20 +199,6 @@ def _autocast(precision: torch.dtype | None, device: torch.device) -> Any:
     return torch.autocast(device_type=device.type, dtype=precision)
 
 
-@dataclass(frozen=True)
-class Located:
-    """A junction found by a forward pass alone (no gradient measured): `gradflow blocks`."""
-
-    index: int
-    name: str
-    module: str
-    location: str | None
-    skip: str
-    block_modules: tuple[str, ...]
-    skip_modules: tuple[str, ...]
-    params: int
-
-
 def locate(
     model: torch.nn.Module, inputs: Any, *, mode: Mode | str = Mode.EVAL, seed: int = 0
 ) -> list[Located]:
@@ -267,18 +207,29 @@ def locate(
     parts = Inventory.of(model)
     with collector_paused(), preserved(model, parts.devices, parts):
         graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, parts, {})
+    return located(graph.found, graph.naming, parts.trainable)
+
+
+def located(
+    found: Sequence[FoundJunction], naming: Sequence[Naming], params: Sequence[torch.Tensor]
+) -> list[Located]:
+    """The junctions as the report describes them: names, paths, and the positions of each
+    block's parameters in `params`."""
+    index_of = {id(p): i for i, p in enumerate(params)}
     return [
         Located(
-            i,
-            n.name,
-            n.module,
-            n.location,
-            j.skip,
-            n.block_modules,
-            n.skip_modules,
-            sum(p.numel() for p in j.params[BLOCK]),
+            index=i,
+            name=n.name,
+            module=n.module,
+            location=n.location,
+            skip=j.skip,
+            block_modules=n.block_modules,
+            skip_modules=n.skip_modules,
+            params=sum(p.numel() for p in j.params[BLOCK]),
+            block_params=tuple(index_of[id(p)] for p in j.params[BLOCK] if id(p) in index_of),
+            cut=None if j.cut is None else ("skip" if j.cut == SKIP else "block"),
         )
-        for i, (j, n) in enumerate(zip(graph.found, graph.naming))
+        for i, (j, n) in enumerate(zip(found, naming))
     ]
 
 
@@ -290,7 +241,7 @@ class _Graph:
     loss: torch.Tensor
     loss_kind: Loss
     found: list[FoundJunction]
-    naming: list[_Naming]
+    naming: list[Naming]
     mode: Mode
     notes: tuple[str, ...] = ()
 
@@ -330,7 +281,7 @@ def junctions_of(
     recorder: ForwardRecorder,
     param_names: dict[int, str],
     timings: dict[str, float],
-) -> tuple[list[FoundJunction], list[_Naming], tuple[str, ...]]:
+) -> tuple[list[FoundJunction], list[Naming], tuple[str, ...]]:
     """The junctions in the graph behind `loss`, their names, and the notes on what the graph
     hides; `timings["detect"]` gets the time of the walk and the search. Shared by inspect and
     track."""
@@ -347,7 +298,7 @@ def junctions_of(
     notes = graph_notes(nodes, recorder.sites, params, leaves, uses)
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
-    return found, _names(found, recorder, param_names), notes
+    return found, name_junctions(found, recorder, param_names), notes
 
 
 def _set_mode(model: torch.nn.Module, mode: Mode, parts: Inventory) -> tuple[Mode, tuple[str, ...]]:
@@ -382,66 +333,6 @@ def _name_scripted_adds(model: torch.nn.Module, nodes: Sequence[Any], recorder: 
             recorder.sites.setdefault(node, site)
 
 
-@dataclass(frozen=True)
-class _Naming:
-    name: str
-    module: str
-    location: str | None
-    block_modules: tuple[str, ...]
-    skip_modules: tuple[str, ...]
-
-
-def _names(
-    found: Sequence[FoundJunction], recorder: ForwardRecorder, param_names: dict[int, str]
-) -> list[_Naming]:
-    """Name junctions after the innermost module that ran the add, with #k where one runs several.
-
-    An add that no wrapper saw (one inside torch's own code, such as the mask an attention kernel
-    adds) is named after the innermost module holding every module its branches pass through."""
-    sites = [recorder.sites.get(junction.add) for junction in found]
-    branches = [
-        (_branch_modules(j, BLOCK, recorder, param_names), _branch_modules(j, SKIP, recorder, param_names))
-        for j in found
-    ]
-    modules = [
-        site.module if site else _enclosing(block + skip) for site, (block, skip) in zip(sites, branches)
-    ]
-    return [
-        _Naming(name, module, site.location if site else None, block, skip)
-        for site, (block, skip), module, name in zip(sites, branches, modules, junction_names(modules))
-    ]
-
-
-def _enclosing(modules: Sequence[str]) -> str:
-    """The innermost module that holds all of `modules` (dotted names); "" for the root."""
-    parents = [name.rpartition(".")[0].split(".") for name in modules if name]
-    if not parents:
-        return ""
-    common = parents[0]
-    for parts in parents[1:]:
-        n = 0
-        while n < min(len(common), len(parts)) and common[n] == parts[n]:
-            n += 1
-        common = common[:n]
-    return ".".join(common)
-
-
-def _branch_modules(
-    junction: FoundJunction, side: int, recorder: ForwardRecorder, param_names: dict[int, str]
-) -> tuple[str, ...]:
-    """The outermost modules a branch passes through, in forward order."""
-    listed: list[str] = []
-    for node in sorted(junction.nodes[side], key=lambda n: n._sequence_nr()):
-        for name in reversed(recorder.module_outputs.get(node, [])):
-            if name and name not in listed:
-                listed.append(name)
-    for param in junction.params[side]:
-        owner = param_names.get(id(param), "").rpartition(".")[0]
-        if owner and owner not in listed:
-            listed.append(owner)
-    return tuple(n for n in listed if not any(n.startswith(m + ".") for m in listed if m != n))
-
-
 def _resolve(spec: VariantSpec, names: Sequence[str], at: Sequence[str] | None) -> Variant:
     chosen = frozenset(select(at, names)) if (spec.sg_skip or spec.sg_block) else frozenset()
     return Variant(
@@ -449,122 +340,6 @@ def _resolve(spec: VariantSpec, names: Sequence[str], at: Sequence[str] | None) 
         stop_skip=chosen if spec.sg_skip else frozenset(),
         stop_block=chosen if spec.sg_block else frozenset(),
     )
-
-
-def _report(
-    found: Sequence[FoundJunction],
-    naming: Sequence[_Naming],
-    chosen: Sequence[int],
-    variant: Variant,
-    values: Measured,
-    params: Sequence[torch.Tensor],
-    param_names: dict[int, str],
-    thresholds: Thresholds,
-    model_info: ModelInfo,
-    probe_info: ProbeInfo,
-    timings: dict[str, float],
-    notes: tuple[str, ...],
-) -> Report:
-    index_of = {id(p): i for i, p in enumerate(params)}
-    junctions = []
-    for k, i in enumerate(chosen):
-        fj, nm = found[i], naming[i]
-        skip, block = values.grad_skip[k], values.grad_block[k]
-        squares = [values.param_norms[index_of[id(p)]] for p in fj.params[BLOCK]]
-        param_grad = math.sqrt(sum((s or 0.0) ** 2 for s in squares))
-        dot = values.dot[k]
-        cosine = None
-        if dot is not None and skip > 0 and block > 0 and math.isfinite(dot):
-            cosine = max(-1.0, min(1.0, dot / (skip * block)))
-        ratio = block / skip if skip > 0 and math.isfinite(skip) else None
-        numbers = (values.grad_out[k], skip, block, values.grad_in[k], param_grad)
-        junction = Junction(
-            index=i,
-            name=nm.name,
-            module=nm.module,
-            location=nm.location,
-            skip=fj.skip,
-            block_modules=nm.block_modules,
-            skip_modules=nm.skip_modules,
-            params=sum(p.numel() for p in fj.params[BLOCK]),
-            grad_out=values.grad_out[k],
-            grad_skip=skip,
-            grad_block=block,
-            grad_in=values.grad_in[k],
-            block_ratio=ratio,
-            cosine=cosine,
-            param_grad=param_grad,
-            status=_status(numbers, ratio, values.grad_output, thresholds, cut=fj.cut is not None),
-            cut=None if fj.cut is None else ("skip" if fj.cut == SKIP else "block"),
-        )
-        junctions.append(junction)
-    parameters = tuple(
-        ParamGrad(
-            param_names.get(id(p), f"<param {k}>"),
-            p.numel(),
-            values.param_norms[k] is not None,
-            values.param_norms[k],
-            values.param_values[k],
-        )
-        for k, p in enumerate(params)
-    )
-    first, last = (junctions[0], junctions[-1]) if junctions else (None, None)
-    survival = None
-    if first and last and last.grad_out and first.grad_in is not None:
-        survival = first.grad_in / last.grad_out
-    summary = Summary(
-        junctions=len(junctions),
-        loss=values.loss,
-        grad_output=values.grad_output,
-        survival=survival,
-        flagged=tuple(Flag(j.name, j.status) for j in junctions if j.status is not Status.OK),
-        params_without_grad=tuple(p.name for p in parameters if not p.has_grad or p.grad_norm == 0.0),
-        params_nonfinite=tuple(
-            p.name for p in parameters if p.grad_norm is not None and not math.isfinite(p.grad_norm)
-        ),
-        found=len(found),
-        notes=notes,
-    )
-    names = [n.name for n in naming]
-    return Report(
-        model=model_info,
-        probe=probe_info,
-        stop_gradient=StopGradient(
-            tuple(names[i] for i in sorted(variant.stop_skip)),
-            tuple(names[i] for i in sorted(variant.stop_block)),
-        ),
-        junctions=tuple(junctions),
-        parameters=parameters,
-        summary=summary,
-        timings_s=dict(timings),
-        gradflow_version=__version__,
-        torch_version=torch.__version__,
-    )
-
-
-def _status(
-    numbers: tuple[float | None, ...],
-    block_ratio: float | None,
-    grad_output: float | None,
-    t: Thresholds,
-    cut: bool = False,
-) -> Status:
-    """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad), and
-    whether one of its paths is cut (a detached copy), which outranks every verdict but nonfinite."""
-    if any(v is None or not math.isfinite(v) for v in numbers):
-        return Status.NONFINITE
-    if cut:
-        return Status.CUT
-    grad_out, _, _, grad_in, _ = numbers
-    assert grad_in is not None and grad_out is not None
-    if grad_output and math.isfinite(grad_output):
-        if max(grad_in, grad_out) / grad_output > t.exploding_above:
-            return Status.EXPLODING
-        if grad_in / grad_output < t.vanishing_below:
-            return Status.VANISHING
-    if block_ratio is not None and block_ratio < t.dead_below:
-        return Status.DEAD
-    return Status.OK
 
 
 def _forward(model: torch.nn.Module, probe: Probe) -> Any:

@@ -1,11 +1,14 @@
-"""The result objects: frozen dataclasses that serialise to the `gradflow/report@1` JSON schema.
+"""The result objects, and `build_report`: measured numbers in, a frozen Report out.
 
-Measurement builds a Report; renderers read it. Nothing here imports torch.
+The Report serialises to the `gradflow/report@1` JSON schema; renderers read it. `build_report`
+is a pure function of plain numbers and names (what the taps measured, what the search and the
+naming found), shared by every driver. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -241,3 +244,161 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+@dataclass(frozen=True)
+class Located:
+    """A junction as the search and the naming found it, before anything is measured: what
+    `gradflow blocks` lists, and what `build_report` puts beside the measured numbers.
+
+    params: the number of trainable elements the block uses; block_params: their positions in
+    the measurement's list of trainable parameters. cut: "skip" or "block" when that operand of
+    the add is a detached copy.
+    """
+
+    index: int
+    name: str
+    module: str
+    location: str | None
+    skip: str
+    block_modules: tuple[str, ...]
+    skip_modules: tuple[str, ...]
+    params: int
+    block_params: tuple[int, ...] = ()
+    cut: str | None = None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Host-side numbers of one backward pass; None where a value could not be formed.
+
+    The per-junction lists follow the measured junctions in order; `param_norms` and
+    `param_values` follow the trainable parameters (None: the parameter got no gradient)."""
+
+    grad_out: list[float]
+    grad_skip: list[float]
+    grad_block: list[float]
+    grad_in: list[float]
+    dot: list[float | None]
+    param_norms: list[float | None]
+    param_values: list[float | None]
+    grad_output: float | None
+    loss: float | None
+
+
+def build_report(
+    located: Sequence[Located],
+    measured: Measured,
+    parameters: Sequence[tuple[str, int]],
+    *,
+    thresholds: Thresholds,
+    model: ModelInfo,
+    probe: ProbeInfo,
+    stop_gradient: StopGradient = StopGradient(),
+    notes: tuple[str, ...] = (),
+    found: int | None = None,
+    timings: dict[str, float] | None = None,
+    gradflow_version: str = "",
+    torch_version: str = "",
+) -> Report:
+    """The Report of one backward pass.
+
+    Args:
+        located: the measured junctions, in the order of `measured`'s per-junction lists.
+        measured: the numbers the taps brought to the host.
+        parameters: (name, numel) of each trainable parameter, in `measured.param_norms` order.
+        found: how many junctions the model has (default: as many as were measured).
+    Returns:
+        A frozen Report: each junction's numbers, cosine, block ratio and status, every
+        parameter's gradient, and the summary.
+    """
+    junctions = tuple(_junction(j, measured, k, thresholds) for k, j in enumerate(located))
+    params = tuple(
+        ParamGrad(name, numel, norm is not None, norm, value)
+        for (name, numel), norm, value in zip(parameters, measured.param_norms, measured.param_values)
+    )
+    first, last = (junctions[0], junctions[-1]) if junctions else (None, None)
+    survival = None
+    if first and last and last.grad_out and first.grad_in is not None:
+        survival = first.grad_in / last.grad_out
+    summary = Summary(
+        junctions=len(junctions),
+        loss=measured.loss,
+        grad_output=measured.grad_output,
+        survival=survival,
+        flagged=tuple(Flag(j.name, j.status) for j in junctions if j.status is not Status.OK),
+        params_without_grad=tuple(p.name for p in params if not p.has_grad or p.grad_norm == 0.0),
+        params_nonfinite=tuple(
+            p.name for p in params if p.grad_norm is not None and not math.isfinite(p.grad_norm)
+        ),
+        found=len(junctions) if found is None else found,
+        notes=notes,
+    )
+    return Report(
+        model=model,
+        probe=probe,
+        stop_gradient=stop_gradient,
+        junctions=junctions,
+        parameters=params,
+        summary=summary,
+        timings_s=dict(timings or {}),
+        gradflow_version=gradflow_version,
+        torch_version=torch_version,
+    )
+
+
+def _junction(located: Located, measured: Measured, k: int, thresholds: Thresholds) -> Junction:
+    """Junction `located` from the k-th entry of each of `measured`'s per-junction lists."""
+    skip, block = measured.grad_skip[k], measured.grad_block[k]
+    squares = [measured.param_norms[i] for i in located.block_params]
+    param_grad = math.sqrt(sum((s or 0.0) ** 2 for s in squares))
+    dot = measured.dot[k]
+    cosine = None
+    if dot is not None and skip > 0 and block > 0 and math.isfinite(dot):
+        cosine = max(-1.0, min(1.0, dot / (skip * block)))
+    ratio = block / skip if skip > 0 and math.isfinite(skip) else None
+    numbers = (measured.grad_out[k], skip, block, measured.grad_in[k], param_grad)
+    return Junction(
+        index=located.index,
+        name=located.name,
+        module=located.module,
+        location=located.location,
+        skip=located.skip,
+        block_modules=located.block_modules,
+        skip_modules=located.skip_modules,
+        params=located.params,
+        grad_out=measured.grad_out[k],
+        grad_skip=skip,
+        grad_block=block,
+        grad_in=measured.grad_in[k],
+        block_ratio=ratio,
+        cosine=cosine,
+        param_grad=param_grad,
+        status=junction_status(numbers, ratio, measured.grad_output, thresholds, cut=located.cut is not None),
+        cut=located.cut,
+    )
+
+
+def junction_status(
+    numbers: tuple[float | None, ...],
+    block_ratio: float | None,
+    grad_output: float | None,
+    t: Thresholds,
+    cut: bool = False,
+) -> Status:
+    """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad), and
+    whether one of its paths is cut (a detached copy), which outranks every verdict but nonfinite."""
+    if any(v is None or not math.isfinite(v) for v in numbers):
+        return Status.NONFINITE
+    if cut:
+        return Status.CUT
+    grad_out, _, _, grad_in, _ = numbers
+    assert grad_in is not None and grad_out is not None
+    if grad_output and math.isfinite(grad_output):
+        if max(grad_in, grad_out) / grad_output > t.exploding_above:
+            return Status.EXPLODING
+        if grad_in / grad_output < t.vanishing_below:
+            return Status.VANISHING
+    if block_ratio is not None and block_ratio < t.dead_below:
+        return Status.DEAD
+    return Status.OK

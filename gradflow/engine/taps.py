@@ -21,6 +21,7 @@ from torch.autograd.graph import GradientEdge
 from gradflow.engine import norms
 from gradflow.engine.junctions import BLOCK, SKIP, FoundJunction
 from gradflow.engine.norms import NormBatch
+from gradflow.engine.report import Measured
 from gradflow.errors import ModelError
 
 
@@ -108,21 +109,6 @@ class _NodePlan:
     reads: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, output nr, GRAD_*)
     stash: dict[int, tuple[torch.Tensor, int]] = field(default_factory=dict)  # id(grad) -> (grad, slot)
     read_late: bool = False  # reads done in the post-hook, from its grad_outputs
-
-
-@dataclass(frozen=True)
-class Measured:
-    """Host-side numbers of one backward pass; None where a value could not be formed."""
-
-    grad_out: list[float]
-    grad_skip: list[float]
-    grad_block: list[float]
-    grad_in: list[float]
-    dot: list[float | None]
-    param_norms: list[float | None]
-    param_values: list[float | None]
-    grad_output: float | None
-    loss: float | None
 
 
 class Taps:

@@ -21,13 +21,22 @@ from gradflow._version import __version__
 from gradflow.choices import Loss
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import input_forks, needed_inputs
-from gradflow.engine.measure import _report, junctions_of
+from gradflow.engine.measure import junctions_of, located
 from gradflow.engine.notes import path_notes
 from gradflow.engine.recorder import ForwardRecorder, run_forward
-from gradflow.engine.report import InputInfo, Junction, ModelInfo, ProbeInfo, Report, Thresholds
+from gradflow.engine.report import (
+    InputInfo,
+    Junction,
+    Measured,
+    ModelInfo,
+    ProbeInfo,
+    Report,
+    Thresholds,
+    build_report,
+)
 from gradflow.engine.select import select
 from gradflow.engine.state import collector_paused, seed_generators
-from gradflow.engine.taps import Measured, Taps, Variant
+from gradflow.engine.taps import Taps, Variant
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
 from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
 from gradflow.track.data import TrainingData, as_training_data, batches
@@ -325,8 +334,11 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
         str(objective.loss_kind), "train", objective.seed, str(out.device),
     )
     # The same metric definitions as `inspect` (ratio, cosine, param_grad), from one place.
-    report = _report(found, naming, measured_at, _BASELINE, measured, params, param_names,
-                     Thresholds(), ModelInfo("<track>", "module", 0), probe_info, {}, notes)
+    junctions = located(found, naming, params)
+    parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
+    report = build_report([junctions[i] for i in measured_at], measured, parameters,
+                          thresholds=Thresholds(), model=ModelInfo("<track>", "module", 0),
+                          probe=probe_info, notes=notes, found=len(found))
     return report, grads
 
 

@@ -1,0 +1,77 @@
+"""The public verbs: importing every submodule shadows none of them, each runs twice in a row with
+the same result, and compare's and check's numbers are the ones inspect measures."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+import torch
+
+import gradflow
+from tests.fixtures.models import SmallResNet
+from tests.reference import reference
+
+VERBS = ("inspect", "compare", "check")
+
+
+def _every_submodule() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages(gradflow.__path__, "gradflow."):
+        if info.name.startswith("gradflow.cli") or info.name.endswith("__main__"):
+            continue  # the CLI is tested through the app
+        names.append(info.name)
+    return names
+
+
+def test_no_submodule_shadows_a_verb() -> None:
+    for name in _every_submodule():
+        importlib.import_module(name)
+    importlib.import_module("gradflow.cli.app")
+    for verb in VERBS:
+        assert callable(getattr(gradflow, verb)), verb
+        assert getattr(gradflow, verb).__module__.startswith("gradflow.drivers."), verb
+
+
+@pytest.fixture
+def model_and_input() -> tuple[torch.nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = SmallResNet()
+    return model, torch.randn(4, 3, 16, 16)
+
+
+def test_each_verb_twice(model_and_input) -> None:  # type: ignore[no-untyped-def]
+    model, x = model_and_input
+    for verb in VERBS:
+        importlib.import_module("gradflow.drivers." + verb)  # as a user poking around might
+    first = [gradflow.inspect(model, x, loss="sum", mode="eval") for _ in range(2)]
+    assert first[0].to_dict()["junctions"] == first[1].to_dict()["junctions"]
+    comparisons = [gradflow.compare(model, x, sg_skip=True, loss="sum", mode="eval") for _ in range(2)]
+    assert [r.values for r in comparisons[0].rows] == [r.values for r in comparisons[1].rows]
+    checks = [gradflow.check(model, x, loss="sum", mode="eval") for _ in range(2)]
+    assert checks[0].passed == checks[1].passed
+    assert [v.subject for v in checks[0].violations] == [v.subject for v in checks[1].violations]
+
+
+def test_compare_and_check_measure_what_autograd_gives(model_and_input) -> None:  # type: ignore[no-untyped-def]
+    model, x = model_and_input  # train mode, as the verbs' default: batch statistics
+    expected = reference(model, x, lambda out: out.sum())
+    comparison = gradflow.compare(model, x, sg_skip=True, sg_block=True, loss="sum")
+    assert list(comparison.variants) == ["baseline", "sg-skip", "sg-block"]
+    for row, want in zip(comparison.rows, expected):
+        assert row.values["baseline"] == pytest.approx(want["grad_in"], rel=1e-4)
+    result = gradflow.check(model, x, loss="sum", seeds=2)
+    assert len(result.reports) == 2
+    for junction, want in zip(result.reports[0].junctions, expected):
+        assert junction.grad_in == pytest.approx(want["grad_in"], rel=1e-4)
+
+
+def test_compare_needs_a_stop_gradient(model_and_input) -> None:  # type: ignore[no-untyped-def]
+    from gradflow.errors import OptionError
+
+    model, x = model_and_input
+    with pytest.raises(OptionError, match="sg_skip"):
+        gradflow.compare(model, x)
+    with pytest.raises(OptionError, match="unknown metric"):
+        gradflow.compare(model, x, sg_skip=True, metric="nope")
