@@ -11,13 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from gradflow import memory
+from gradflow.cli.options import ProbeOptions
 from gradflow.errors import GradflowError, OptionError, ProbeError
 
 if TYPE_CHECKING:
@@ -57,28 +57,6 @@ def _fail(message: str, code: int) -> None:
 def _one_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " ".join(lines[:1]) if lines else "(no message)"
-
-
-DEFAULT_BATCH = 8
-
-
-@dataclass
-class ProbeOptions:
-    """The probe options as given; None where the user left an option out, so an option the
-    chosen probe source would ignore can be refused instead."""
-
-    input_file: Path | None = None
-    input_shapes: Sequence[str] | None = None
-    input_dtype: str | None = None  # float32 when left out
-    input_high: int | None = None
-    dims: Sequence[str] | None = None
-    batch_size: int | None = None  # DEFAULT_BATCH when left out
-    seed: int = 0
-    memory_limit: str = "auto"
-
-    @property
-    def batch(self) -> int:
-        return self.batch_size or DEFAULT_BATCH
 
 
 def load(
