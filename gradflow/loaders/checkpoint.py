@@ -79,7 +79,7 @@ def _load(path: Path, spec: str, trust: bool) -> Any:
         section = lightning_section(path, found[1] if found else None)
         if section is not None:
             raise SourceError(
-                f"{spec} is a Lightning checkpoint whose {section!r} hold {what}, not just "
+                f"{spec} is a Lightning checkpoint whose {section} hold {what}, not just "
                 "tensors: unpickling them runs code from the file; pass --trust to load it if "
                 "you trust where it came from"
             ) from refused

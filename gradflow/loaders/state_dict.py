@@ -61,7 +61,7 @@ def load_into_arch(
         raise SourceError(f"--arch {arch}: {e}") from e
     module = built.module
     expected = module.state_dict()
-    mapping = match(state_dict, expected)
+    mapping = match(state_dict, expected, spec, arch)
     if mapping is None:
         raise SourceError(mismatch(state_dict, expected, spec, arch))
     mapped = mapping.apply(state_dict)
@@ -84,9 +84,16 @@ def load_into_arch(
     return LoadedModel(module=module, source=spec, format=format, example_input=built.example_input)
 
 
-def match(state_dict: Mapping[str, Any], expected: Mapping[str, Any]) -> PrefixMapping | None:
+def match(
+    state_dict: Mapping[str, Any], expected: Mapping[str, Any], spec: str, arch: str
+) -> PrefixMapping | None:
     """The mapping under which the checkpoint's keys are exactly the model's: the keys as saved
-    if they are, else the one candidate that fits (the shortest, should several), else None."""
+    if they are, else the one candidate that fits, else None.
+
+    Raises:
+        SourceError: several mappings fit (a checkpoint holding two copies of the model, say,
+            or --arch a part that occurs twice); which is meant cannot be told.
+    """
     wanted = set(expected)
     if set(state_dict) == wanted:
         return PrefixMapping()
@@ -96,9 +103,14 @@ def match(state_dict: Mapping[str, Any], expected: Mapping[str, Any]) -> PrefixM
         for mapping in candidates(state_dict, [] if anchor is None else [anchor])
         if set(mapping.apply(state_dict)) == wanted
     ]
-    if not fitting:
-        return None
-    return min(fitting, key=lambda m: (len(m.strip) + len(m.add), m.strip, m.add))
+    if len(fitting) > 1:
+        shown = shorten([m.describe() for m in fitting], 3)
+        raise SourceError(
+            f"state dict in {spec} fits --arch {arch} under {len(fitting)} prefix mappings "
+            f"({shown}): it holds the model more than once; save the state dict of the model "
+            "itself"
+        )
+    return fitting[0] if fitting else None
 
 
 def candidates(state_dict: Mapping[str, Any], anchors: Iterable[str]) -> list[PrefixMapping]:
