@@ -17,6 +17,7 @@ from gradflow.cli.options import (
     InputFile,
     InputHigh,
     InputShape,
+    Pretrained,
     Seed,
     Source,
     Trust,
@@ -37,6 +38,7 @@ def blocks_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     input_file: InputFile = None,
     input_shape: InputShape = None,
     input_dtype: InputDtype = None,
@@ -71,7 +73,7 @@ def blocks_command(
                  "--input-high": input_high, "--dim": dim, "--batch-size": batch_size}
             )
         else:
-            loaded, _ = load(source, arch, trust, device, seed)
+            loaded, _ = load(source, arch, trust, device, seed, pretrained)
             probe = build_probe(
                 loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high, dim, batch_size, seed)
             )

@@ -25,6 +25,7 @@ from gradflow.cli.options import (
     MemoryLimit,
     ModeOpt,
     ModeOption,
+    Pretrained,
     Seed,
     Source,
     Trust,
@@ -100,6 +101,7 @@ def check_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     input_file: InputFile = None,
     input_shape: InputShape = None,
     input_dtype: InputDtype = None,
@@ -184,7 +186,7 @@ def check_command(
 
         chosen = seed_range(seed, count)
         before = read_baseline(baseline_path) if baseline_path is not None else None
-        loaded, load_seconds = load(source, arch, trust, device, seed)
+        loaded, load_seconds = load(source, arch, trust, device, seed, pretrained)
 
         def inputs_for(probe_seed: int):  # type: ignore[no-untyped-def]
             return build_probe(loaded, ProbeOptions(

@@ -30,6 +30,7 @@ from gradflow.cli.options import (
     ModeOpt,
     ModeOption,
     OutputOpt,
+    Pretrained,
     Seed,
     SgBlock,
     SgSkip,
@@ -56,6 +57,7 @@ def compare_command(
     other: Second = None,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     sg_skip: SgSkip = False,
     sg_block: SgBlock = False,
     at: At = None,
@@ -107,7 +109,7 @@ def compare_command(
         from gradflow.compare import compare, two_source_names
         from gradflow.measure import BASELINE, VariantSpec, measure
 
-        loaded, load_seconds = load(source, arch, trust, device, seed)
+        loaded, load_seconds = load(source, arch, trust, device, seed, pretrained)
         probe = build_probe(
             loaded,
             ProbeOptions(
@@ -140,7 +142,7 @@ def compare_command(
             )
             variants = {spec.name: report for spec, report in zip(specs, reports)}
         else:
-            second, second_seconds = load(other, arch, trust, device, seed)
+            second, second_seconds = load(other, arch, trust, device, seed, pretrained)
             first_name, second_name = two_source_names(source, other)
             (a,) = measure(
                 loaded.module,

@@ -31,6 +31,7 @@ from gradflow.cli.options import (
     ModeOpt,
     ModeOption,
     OutputOpt,
+    Pretrained,
     Seed,
     SgBlock,
     SgSkip,
@@ -56,6 +57,7 @@ def inspect_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     input_file: InputFile = None,
     input_shape: InputShape = None,
     input_dtype: InputDtype = None,
@@ -100,7 +102,7 @@ def inspect_command(
     """
     with guard(debug):
         stopping = sg_skip or sg_block
-        loaded, load_seconds = load(source, arch, trust, device, seed)
+        loaded, load_seconds = load(source, arch, trust, device, seed, pretrained)
         probe = build_probe(
             loaded,
             ProbeOptions(

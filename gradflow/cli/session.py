@@ -82,7 +82,12 @@ class ProbeOptions:
 
 
 def load(
-    source: str, arch: str | None, trust: bool, device: str = "cpu", seed: int | None = None
+    source: str,
+    arch: str | None,
+    trust: bool,
+    device: str = "cpu",
+    seed: int | None = None,
+    pretrained: bool = False,
 ) -> tuple[LoadedModel, float]:
     """Load the model and put it on `device` (see resolve_device); "meta" builds it without
     weights. Code that builds the model runs with torch's global RNG seeded with `seed`."""
@@ -90,10 +95,10 @@ def load(
 
     tick = time.perf_counter()
     if device == "meta":
-        loaded = load_source(source, arch=arch, trust=trust, meta=True, seed=seed)
+        loaded = load_source(source, arch=arch, trust=trust, meta=True, seed=seed, pretrained=pretrained)
         return loaded, time.perf_counter() - tick
     target = resolve_device(device)
-    loaded = load_source(source, arch=arch, trust=trust, seed=seed)
+    loaded = load_source(source, arch=arch, trust=trust, seed=seed, pretrained=pretrained)
     if target.type != "cpu":
         try:
             loaded.module = loaded.module.to(target)

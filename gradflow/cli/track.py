@@ -21,6 +21,7 @@ from gradflow.cli.options import (
     InputHigh,
     InputShape,
     LossOption,
+    Pretrained,
     Seed,
     Source,
     Trust,
@@ -86,6 +87,7 @@ def track_command(
     at: TrackAt = None,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     device: DeviceOpt = "auto",
     input_file: InputFile = None,
     input_shape: InputShape = None,
@@ -121,7 +123,7 @@ def track_command(
             from gradflow.render.plot import require_matplotlib
 
             require_matplotlib(plot)  # before training, not after it
-        loaded, _ = load(source, arch, trust, device, seed)
+        loaded, _ = load(source, arch, trust, device, seed, pretrained)
         from gradflow.track.data import load_data
         from gradflow.track.train import track
 
