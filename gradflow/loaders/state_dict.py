@@ -58,7 +58,8 @@ def load_into_arch(
     try:
         built = load_module(arch, seed=seed)
     except SourceError as e:
-        raise SourceError(f"--arch {arch}: {e}") from e
+        message = str(e)  # name --arch once, where the message does not begin with it already
+        raise SourceError(f"--arch {message if message.startswith(arch) else f'{arch}: {message}'}") from e
     module = built.module
     expected = module.state_dict()
     mapping = match(state_dict, expected, spec, arch)
