@@ -109,9 +109,22 @@ def multimodal() -> tuple[Any, Callable[[torch.Generator], dict]]:
             lambda g: {"input_ids": ids(g), "pixel_values": torch.randn((BATCH, 3, 16, 16), generator=g)})
 
 
+def image_to_text() -> tuple[Any, Callable[[torch.Generator], dict]]:
+    encoder = transformers.ViTConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2,
+                                     intermediate_size=32, image_size=16, patch_size=8)
+    decoder = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=VOCAB, n_positions=32,
+                                      add_cross_attention=True, is_decoder=True, bos_token_id=0, eos_token_id=0)
+    config = transformers.VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id = config.pad_token_id = 0
+    # The image from the encoder's config, the decoder's ids from the decoder's vocabulary.
+    return (transformers.VisionEncoderDecoderModel(config),
+            lambda g: {"pixel_values": torch.randn((BATCH, 3, 16, 16), generator=g), "decoder_input_ids": ids(g)})
+
+
 CASES = {
     "decoder": decoder, "encoder": encoder, "encoder-decoder": encoder_decoder, "vision": vision,
     "speech-seq2seq": speech_seq2seq, "speech-ctc": speech_ctc, "multimodal": multimodal,
+    "image-to-text": image_to_text,
 }
 # wav2vec2's feature encoder sets requires_grad on a view of its input in train mode, which torch
 # refuses for the probe's inputs (they require grad, so that a fork at the input is found): it is

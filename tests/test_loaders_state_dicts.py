@@ -261,6 +261,29 @@ def test_wrapped_state_dicts_load_into_the_bare_model(gradflow_cli, tmp_path, co
     assert_same_measurement(document, api_report(net, probe()))
 
 
+def test_a_prefix_is_added_when_arch_wraps_the_saved_model(gradflow_cli, tmp_path, code) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "wrapper.py").write_text(textwrap.dedent("""
+        import torch
+        from gf_state_models import Net
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = Net(width=6)
+
+            def forward(self, x):
+                return self.net(x)
+    """))
+    net = trained(code)
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    document = cli_report(gradflow_cli, tmp_path / "w.pt", "--arch", f"{tmp_path / 'wrapper.py'}:Wrapper")
+    (junction,) = document["junctions"]
+    (reference,) = api_report(net, probe())["junctions"]
+    assert junction["name"] == "net"  # the add runs in the wrapper's `net`
+    numbers = ("grad_out", "grad_skip", "grad_block", "grad_in", "cosine", "param_grad")
+    assert [junction[n] for n in numbers] == [reference[n] for n in numbers]
+
+
 def test_a_checkpoint_holding_the_model_twice_is_refused(gradflow_cli, tmp_path, code) -> None:  # type: ignore[no-untyped-def]
     state = trained(code).state_dict()
     torch.save({**{f"model.{k}": v for k, v in state.items()}, **{f"ema.{k}": v for k, v in state.items()}},
