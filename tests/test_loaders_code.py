@@ -158,12 +158,12 @@ def offline(monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
 
 def test_a_timm_name_with_arguments_reports_what_the_model_in_python_does(gradflow_cli) -> None:  # type: ignore[no-untyped-def]
     spec = "timm:test_resnet(num_classes=10)"
-    document = cli_report(gradflow_cli, spec)
+    document = cli_report(gradflow_cli, spec, "--batch-size", "2")
     assert document["model"]["format"] == "timm"
     torch.manual_seed(0)  # as --seed 0 does before the model is built
     model = timm.create_model("test_resnet", pretrained=False, num_classes=10)
     # The probe is the input size timm's pretrained_cfg gives.
-    x = torch.randn((BATCH, *model.pretrained_cfg["input_size"]), generator=torch.Generator().manual_seed(0))
+    x = torch.randn((2, *model.pretrained_cfg["input_size"]), generator=torch.Generator().manual_seed(0))
     assert [i["shape"] for i in document["probe"]["inputs"]] == [list(x.shape)]
     assert_same_measurement(document, api_report(model, x))
 
@@ -174,8 +174,9 @@ def test_timm_serves_as_arch_for_a_safetensors_file(gradflow_cli, tmp_path) -> N
     torch.manual_seed(4)
     model = timm.create_model("test_vit", num_classes=3)
     save_file(model.state_dict(), tmp_path / "vit.safetensors")
-    document = cli_report(gradflow_cli, tmp_path / "vit.safetensors", "--arch", "timm:test_vit(num_classes=3)")
-    x = torch.randn((BATCH, *model.pretrained_cfg["input_size"]), generator=torch.Generator().manual_seed(0))
+    document = cli_report(gradflow_cli, tmp_path / "vit.safetensors", "--arch", "timm:test_vit(num_classes=3)",
+                          "--batch-size", "2")
+    x = torch.randn((2, *model.pretrained_cfg["input_size"]), generator=torch.Generator().manual_seed(0))
     assert_same_measurement(document, api_report(model, x))
 
 
