@@ -316,7 +316,17 @@ class Taps:
         params: Sequence[torch.Tensor],
         retain_graph: bool,
     ) -> Measured:
-        """One backward pass under `variant`; returns its numbers on the host."""
+        """One backward pass under `variant`, made here; returns its numbers on the host."""
+        self.arm(variant)
+        asked: list[Any] = [*wrt, *self.captured.edges]
+        keep = retain_graph or bool(self.captured.edges)  # for `Captured._exact_block`
+        grads = torch.autograd.grad(loss, asked, retain_graph=keep, allow_unused=True)
+        self.captured.take(grads[len(wrt) :])
+        return self.collect(grads[: len(params)], params, loss)
+
+    def arm(self, variant: Variant) -> None:
+        """Ready the hooks for the next backward pass, under `variant`: `run` makes that pass,
+        or the caller does (`loss.backward()` in a training loop) and then calls `collect`."""
         self.variant = variant
         self.stopping = bool(variant.stop_skip or variant.stop_block)
         self.grad_output = None
@@ -327,13 +337,15 @@ class Taps:
         self.taps = {
             i: _JunctionTap(batch, _expected(self.junctions[i])) for i in self.measured if i not in captured
         }
-        asked: list[Any] = [*wrt, *self.captured.edges]
-        keep = retain_graph or bool(self.captured.edges)  # for `Captured._exact_block`
-        grads = torch.autograd.grad(loss, asked, retain_graph=keep, allow_unused=True)
+
+    def collect(
+        self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], loss: torch.Tensor
+    ) -> Measured:
+        """The armed pass's numbers on the host, in one transfer, with the parameters' gradients
+        `grads` (None: none reached the parameter) and the `loss` it differentiated."""
         for tap in self.taps.values():
             tap.finish()
-        self.captured.take(grads[len(wrt) :])
-        return self._collect(grads[: len(params)], params, loss)
+        return self._collect(grads, params, loss)
 
     def _collect(
         self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], loss: torch.Tensor
