@@ -100,3 +100,55 @@ def test_a_stop_gradient_is_measured_with_hooks() -> None:
     for junction, want in list(zip(report.junctions, expected))[1:]:
         assert junction.grad_block == 0.0
         assert junction.grad_in == pytest.approx(want["grad_in"], rel=1e-4)
+
+
+class Broadcast(LoggingModel):
+    """y = x + f(x) where the block's output is larger than x: the add broadcasts x."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Linear(6, 6)
+        self.g = nn.Linear(6, 6)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        self.log = []
+        h = self.g(x)  # (B, 1, 6): the fork
+        block = self.f(h).expand(-1, 4, -1) * torch.linspace(0.5, 2.0, 4).view(1, 4, 1)
+        return self.junction(h, h, block, self.f.parameters())
+
+
+def test_a_broadcast_fork_equals_autograd() -> None:
+    torch.manual_seed(0)
+    model = Broadcast()
+    x = torch.randn(3, 1, 6)
+    report = gradflow.inspect(model, x, loss="mse")
+    (want,) = reference(model, x, _mse)
+    (junction,) = report.junctions
+    for metric in ("grad_out", "grad_skip", "grad_block", "grad_in", "param_grad", "cosine"):
+        assert junction.metric(metric) == pytest.approx(want[metric], rel=1e-4), metric
+
+
+class BroadcastBlock(LoggingModel):
+    """y = x + f(x) where the block's output is smaller than x: the add broadcasts the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Linear(6, 6)
+        self.g = nn.Linear(6, 6)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        self.log = []
+        h = self.g(x)  # (B, 4, 6): the fork
+        block = self.f(h.mean(1, keepdim=True))  # (B, 1, 6)
+        return self.junction(h, h, block, self.f.parameters())
+
+
+def test_a_broadcast_block_equals_autograd() -> None:
+    torch.manual_seed(0)
+    model = BroadcastBlock()
+    x = torch.randn(3, 4, 6)
+    report = gradflow.inspect(model, x, loss="mse")
+    (want,) = reference(model, x, _mse)
+    (junction,) = report.junctions
+    for metric in ("grad_out", "grad_skip", "grad_block", "grad_in", "param_grad", "cosine"):
+        assert junction.metric(metric) == pytest.approx(want[metric], rel=1e-4), metric

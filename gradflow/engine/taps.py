@@ -360,42 +360,45 @@ class Taps:
         def value(slot: int | None) -> torch.Tensor:
             return zero if slot is None else taken[slot]  # type: ignore[return-value]
 
-        values: list[torch.Tensor] = []
-        captured = self.captured.numbers()
+        # Five numbers per junction: grad_out, grad_skip, grad_block, grad_in, dot.
+        hooked: list[torch.Tensor] = []
+        hooked_order: list[int] = []
         for index in self.measured:
-            if index in captured:
-                values += captured[index]
+            tap = self.taps.get(index)
+            if tap is None:
                 continue
-            tap = self.taps[index]
             skip, block = tap.norm
-            values += [
-                value(tap.grad_out),
-                value(skip),
-                value(block),
-                value(tap.grad_in),
-                nan if tap.dot is None else tap.dot,
-            ]
+            hooked += [value(tap.grad_out), value(skip), value(block), value(tap.grad_in)]
+            hooked.append(nan if tap.dot is None else tap.dot)
+            hooked_order.append(index)
+        rest: list[torch.Tensor] = []
         for grad, param in zip(grads, params):
-            values.append(next(param_norms_taken) if grad is not None else nan)
+            rest.append(next(param_norms_taken) if grad is not None else nan)
             if param.numel() == 1:
-                values.append(grad.reshape(()).float() if grad is not None else nan)
-        values.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
-        values.append(loss.detach().float().reshape(()))
-        host = norms.to_host(values, device)
-        n = len(self.measured)
-        per_junction = [host[5 * i : 5 * i + 5] for i in range(n)]
-        rest = host[5 * n :]
+                rest.append(grad.reshape(()).float() if grad is not None else nan)
+        rest.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
+        rest.append(loss.detach().float().reshape(()))
+        captured_order, captured_rows = self.captured.numbers()
+        chunks = [torch.stack(hooked + rest)] + [rows.reshape(-1) for rows in captured_rows]
+        host = norms.to_host(chunks, device)
+        rows: dict[int, list[float]] = {}
+        for k, index in enumerate(hooked_order):
+            rows[index] = host[5 * k : 5 * k + 5]
+        cursor = 5 * len(hooked_order)
+        tail = len(hooked) + len(rest)
+        for k, index in enumerate(captured_order):
+            rows[index] = host[tail + 5 * k : tail + 5 * k + 5]
         param_norms: list[float | None] = []
         param_values: list[float | None] = []
-        cursor = 0
         for grad, param in zip(grads, params):
-            param_norms.append(None if grad is None else rest[cursor])
+            param_norms.append(None if grad is None else host[cursor])
             cursor += 1
             if param.numel() == 1:
-                param_values.append(None if grad is None else rest[cursor])
+                param_values.append(None if grad is None else host[cursor])
                 cursor += 1
             else:
                 param_values.append(None)
+        per_junction = [rows[index] for index in self.measured]
         dots = [row[4] for row in per_junction]
         return Measured(
             grad_out=[row[0] for row in per_junction],
@@ -405,8 +408,8 @@ class Taps:
             dot=[None if d != d else d for d in dots],
             param_norms=param_norms,
             param_values=param_values,
-            grad_output=None if self.grad_output is None else rest[cursor],
-            loss=rest[cursor + 1],
+            grad_output=None if self.grad_output is None else host[cursor],
+            loss=host[cursor + 1],
         )
 
 
@@ -450,53 +453,88 @@ class Captured:
         """The gradients the pass handed back at `edges`, in order."""
         self._grads = grads
 
-    def numbers(self) -> dict[int, list[torch.Tensor]]:
-        """Junction index -> [grad_out, grad_skip, grad_block, grad_in, dot], 0-dim float32
-        tensors on the device; the gradients are released."""
+    def numbers(self) -> tuple[list[int], list[torch.Tensor]]:
+        """The captured junctions' indices, and their numbers as rows of [grad_out, grad_skip,
+        grad_block, grad_in, dot] in float32 on the device, one tensor per group of junctions
+        of one shape, in the order of the indices; the gradients are released.
+
+        A fork is often the previous junction's add, so the distinct gradients are stacked once
+        per shape and each junction's pair is picked from the stack by index."""
+        grads = [self._grad(slot) for slot in range(len(self.edges))]
+        stacks: dict[tuple[Any, ...], list[int]] = {}
+        for slot, grad in enumerate(grads):
+            stacks.setdefault((grad.shape, grad.dtype, grad.device), []).append(slot)
+        row_of: dict[int, tuple[tuple[Any, ...], int]] = {}
+        stacked: dict[tuple[Any, ...], torch.Tensor] = {}
+        for key, slots in stacks.items():
+            stacked[key] = _wide(torch.stack([grads[slot].reshape(-1) for slot in slots]))
+            row_of.update((slot, (key, row)) for row, slot in enumerate(slots))
         groups: dict[tuple[Any, ...], list[int]] = {}
-        pairs = []
         for k, (fork_slot, add_slot) in enumerate(self._slots):
-            x, y = self._grad(fork_slot, add_slot), self._grad(add_slot, fork_slot)
-            pairs.append((x, y))
-            groups.setdefault((tuple(y.shape), y.dtype, y.device), []).append(k)
-        out: dict[int, list[torch.Tensor]] = {}
-        for members in groups.values():
-            xs = _wide(torch.stack([pairs[k][0].reshape(-1) for k in members]))
-            ys = _wide(torch.stack([pairs[k][1].reshape(-1) for k in members]))
-            blocks = xs - ys
-            grad_in = torch.linalg.vector_norm(xs, dim=1)
-            grad_out = torch.linalg.vector_norm(ys, dim=1)
-            grad_block = torch.linalg.vector_norm(blocks, dim=1)
-            dots = torch.linalg.vecdot(ys, blocks)
-            rough = grad_block < self.EXACT_BELOW * grad_in  # a block part lost in rounding reads as 0
-            for row in rough.nonzero().view(-1).tolist():
-                k = members[row]
-                block = _wide(self._exact_block(k, pairs[k][1]).reshape(-1))
-                grad_block[row] = torch.linalg.vector_norm(block)
-                dots[row] = torch.dot(ys[row], block)
-            grad_in, grad_out, grad_block, dots = (t.float() for t in (grad_in, grad_out, grad_block, dots))
-            for row, k in enumerate(members):
-                numbers = [grad_out[row], grad_out[row], grad_block[row], grad_in[row], dots[row]]
-                out[self.indices[k]] = numbers
+            (x_key, _), (y_key, _) = row_of[fork_slot], row_of[add_slot]
+            # x broadcast into y, or of another dtype: no difference to take, a group of its own
+            groups.setdefault(y_key if x_key == y_key else ("alone", k), []).append(k)
+        order: list[int] = []
+        tables: list[torch.Tensor] = []
+        for key, members in groups.items():
+            if key[0] == "alone":
+                (k,) = members
+                table = self._alone(k, grads[self._slots[k][0]], grads[self._slots[k][1]])
+            else:
+                table = self._together(stacked[key], [row_of[self._slots[k][0]][1] for k in members],
+                                       [row_of[self._slots[k][1]][1] for k in members], members, grads)
+            tables.append(table)
+            order += [self.indices[k] for k in members]
         self._grads = ()
-        return out
+        return order, tables
+
+    def _together(
+        self, table: torch.Tensor, x_rows: list[int], y_rows: list[int], members: list[int],
+        grads: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """Rows of numbers for junctions whose fork and add gradients are rows of `table`."""
+        xs, ys = table[x_rows], table[y_rows]
+        blocks = xs - ys
+        grad_in = torch.linalg.vector_norm(xs, dim=1)
+        grad_block = torch.linalg.vector_norm(blocks, dim=1)
+        dots = torch.linalg.vecdot(ys, blocks)
+        for row in (grad_block < self.EXACT_BELOW * grad_in).nonzero().view(-1).tolist():
+            k = members[row]
+            block = _wide(self._exact_block(k, grads[self._slots[k][1]]).reshape(-1))
+            grad_block[row] = torch.linalg.vector_norm(block)
+            dots[row] = torch.dot(ys[row], block.to(ys.dtype))
+        grad_out = torch.linalg.vector_norm(ys, dim=1)
+        return torch.stack([grad_out, grad_out, grad_block, grad_in, dots], dim=1).float()
+
+    def _alone(self, k: int, grad_x: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
+        """One row of numbers for a junction whose add broadcast x, or whose gradients differ in
+        dtype: the skip's part is y's gradient summed to x's shape, the block's taken exactly."""
+        skip = _wide(grad_y.sum_to_size(grad_x.shape).to(grad_x.dtype))
+        block = _wide(self._exact_block(k, grad_y))
+        numbers = [
+            torch.linalg.vector_norm(_wide(grad_y)),
+            torch.linalg.vector_norm(skip),
+            torch.linalg.vector_norm(block),
+            torch.linalg.vector_norm(_wide(grad_x)),
+            torch.dot(skip.reshape(-1), block.reshape(-1).to(skip.dtype)),
+        ]
+        return torch.stack([n.float() for n in numbers]).reshape(1, 5)
 
     def _exact_block(self, k: int, grad_y: torch.Tensor) -> torch.Tensor:
         """The block's contribution to the fork's gradient, from its own backward pass."""
         junction = self.junctions[k]
         start = GradientEdge(*junction.add.next_functions[junction.block_operand])
         fork = GradientEdge(junction.fork, junction.fork_output)
-        (block,) = torch.autograd.grad([start], [fork], [grad_y], retain_graph=True, allow_unused=True)
+        meta = start.node._input_metadata[start.output_nr]
+        arriving = grad_y.sum_to_size(tuple(meta.shape)).to(meta.dtype)  # as the add hands it on
+        (block,) = torch.autograd.grad([start], [fork], [arriving], retain_graph=True, allow_unused=True)
         return torch.zeros_like(grad_y) if block is None else block
 
-    def _grad(self, slot: int, like: int) -> torch.Tensor:
+    def _grad(self, slot: int) -> torch.Tensor:
         """The gradient at `slot`; zeros where none reached it (a junction the loss does not use)."""
         grad = self._grads[slot]
         if grad is not None:
             return grad
-        other = self._grads[like]
-        if other is not None:
-            return torch.zeros_like(other)
         meta = self.edges[slot].node._input_metadata[self.edges[slot].output_nr]
         return torch.zeros(tuple(meta.shape), dtype=meta.dtype, device=meta.device)
 
@@ -521,10 +559,11 @@ def capturable(
         if not junction.plain:
             continue
         edges = ((junction.fork, junction.fork_output), (junction.add, 0))
-        metas = [node._input_metadata[nr] for node, nr in edges]
-        if any(meta.dtype not in (torch.float32, torch.float64) for meta in metas):
+        (meta,) = junction.add._input_metadata
+        if meta.dtype not in (torch.float32, torch.float64):
             continue  # a half-precision sum keeps too little of a small block part (`EXACT_BELOW`)
-        size = sum(m.dtype.itemsize * _numel(m.shape) for edge, m in zip(edges, metas) if edge not in held)
+        # The fork's gradient is y's size, or smaller where the add broadcast it (`numbers`).
+        size = meta.dtype.itemsize * _numel(meta.shape) * sum(edge not in held for edge in edges)
         if total + size > budget:
             break
         total += size
