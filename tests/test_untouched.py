@@ -31,6 +31,8 @@ def _snapshot(model: torch.nn.Module) -> dict:
         "adds": (torch.add, {k: v for k, v in vars(torch.Tensor).items() if "add" in k}),
         # ... and nn.Module._call_impl, to keep the module stack.
         "call_impl": torch.nn.Module._call_impl,
+        # ... and nn.Module.__getattr__, to note the parameters it reads.
+        "getattr": torch.nn.Module.__getattr__,
         # The cyclic garbage collector is paused during a measurement.
         "gc": gc.isenabled(),
     }
@@ -43,7 +45,8 @@ def _assert_same(before: dict, after: dict) -> None:
     for name, grad in before["grads"].items():
         other = after["grads"][name]
         assert (grad is None and other is None) or torch.equal(grad, other), name
-    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds", "call_impl", "gc"):
+    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds", "call_impl", "getattr",
+                "gc"):
         assert before[key] == after[key], key
     assert torch.equal(before["rng"], after["rng"])
 

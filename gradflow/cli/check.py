@@ -50,8 +50,9 @@ ExplodingAbove = Annotated[float | None, typer.Option(
     "--exploding-above", help="exploding: fail when a junction's `grad_out` or `grad_in` over the "
     "gradient at the output is above this.", show_default="1000", rich_help_panel=RULES)]
 AllowUnused = Annotated[list[str] | None, typer.Option(
-    "--allow-unused", metavar="PATTERN", help="no-grad: parameters allowed to get no gradient, "
-    "a glob on names (`pooler.*`, `*.alpha`) or a module name; repeatable.", show_default=False,
+    "--allow-unused", metavar="PATTERN", help="unused, no-grad: parameters allowed to get no "
+    "gradient, a glob on names (`pooler.*`, `*.alpha`) or a module name; repeatable.",
+    show_default=False,
     rich_help_panel=RULES)]
 Enable = Annotated[list[str] | None, typer.Option(
     "--enable", metavar="RULE", help="Make a rule fail the check again (one the configuration "
@@ -74,7 +75,7 @@ Tolerance = Annotated[float | None, typer.Option(
     "--tolerance", help="regression: the factor a metric may move by, in either direction.",
     show_default="4", rich_help_panel=BASELINE)]
 WriteBaseline = Annotated[Path | None, typer.Option(
-    "--write-baseline", help="Write this run's report (gradflow/report@1, first seed) to this "
+    "--write-baseline", help="Write this run's report (gradflow/report@2, first seed) to this "
     "file; the rules still decide the exit code.", show_default=False, rich_help_panel=BASELINE)]
 CheckFormatOpt = Annotated[CheckFormat, typer.Option(
     "--format", "-f", help="table (for people), json (the report plus violations), junit (JUnit "
@@ -118,8 +119,12 @@ def check_command(
     (or `--config FILE`), then the flags.
 
     - **nonfinite**: a NaN or Inf in the loss, a junction metric or a parameter gradient.
-    - **no-grad**: a trainable parameter whose gradient is None or exactly 0 (a layer built but
-      not used, a stray `.detach()`, a branch cut by control flow); `--allow-unused PATTERN`.
+    - **unused**: a trainable parameter the forward pass never used (a layer built and never
+      called); `--allow-unused PATTERN` for one unused on purpose (a mask token).
+    - **no-grad**: a trainable parameter the forward pass used but no gradient reaches (a stray
+      `.detach()`, `no_grad` or `.data` on the way); `--allow-unused PATTERN`.
+    - **zero-grad**: a trainable parameter whose gradient is exactly 0 (a zero-initialised gate,
+      dead ReLUs, a bias right before a norm): reported as a warning, does not fail.
     - **cut**: a junction's skip or block reaches the add as a detached copy (`x.detach() + f(x)`,
       `x + f(x).detach()`): no gradient passes that path.
     - **vanishing**: `grad_in` at the first junction / `grad_out` at the last below 0.01

@@ -11,7 +11,7 @@ from typing import Any
 from gradflow.engine.report import Report, Thresholds
 from gradflow.errors import OptionError
 from gradflow.gate.evaluate import evaluate
-from gradflow.gate.result import CHECK_SCHEMA, CheckResult
+from gradflow.gate.result import READABLE_CHECK_SCHEMAS, CheckResult
 from gradflow.gate.settings import CheckSettings
 
 
@@ -42,8 +42,8 @@ def seed_range(seed: int, seeds: int) -> list[int]:
 
 
 def read_baseline(path: str | Path) -> Report:
-    """A `gradflow/report@1` document (from --write-baseline or `inspect --format json`), or a
-    `gradflow/check@1` one, whose report is used."""
+    """A `gradflow/report@2` or `@1` document (from --write-baseline or `inspect --format
+    json`), or a `gradflow/check@2` or `@1` one, whose report is used."""
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -53,14 +53,14 @@ def read_baseline(path: str | Path) -> Report:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise OptionError(f"cannot read baseline {path}: {e}") from e
-    if isinstance(document, dict) and document.get("schema") == CHECK_SCHEMA:
+    if isinstance(document, dict) and document.get("schema") in READABLE_CHECK_SCHEMAS:
         document = document.get("report")
     if not isinstance(document, dict):
         raise OptionError(f"baseline {path} is not a gradflow report")
     try:
         return Report.from_dict(document)
     except (ValueError, KeyError, TypeError) as e:
-        raise OptionError(f"baseline {path} is not a gradflow/report@1 document: {e}") from e
+        raise OptionError(f"baseline {path} is not a gradflow report: {e}") from e
 
 
 def save_baseline(path: str | Path, report: Report) -> None:

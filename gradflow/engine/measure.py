@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.autograd.graph import get_gradient_edge
 
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
@@ -162,6 +163,7 @@ def measure(
             ),
             notes=notes,
             found=len(graph.found),
+            used=graph.used,
             timings=timings,
             gradflow_version=__version__,
             torch_version=torch.__version__,
@@ -244,6 +246,7 @@ class _Graph:
     naming: list[Naming]
     mode: Mode
     notes: tuple[str, ...] = ()
+    used: list[bool] | None = None  # per trainable parameter: whether the forward pass used it
 
 
 def _forward_and_find(
@@ -266,11 +269,13 @@ def _forward_and_find(
     chosen = select_output(output)
     loss_tensor = probe_loss(chosen, loss, seed)
     timings["forward"] = time.perf_counter() - tick
-    found, naming, found_notes = junctions_of(
+    found, naming, found_notes, used = junctions_of(
         model, loss_tensor, params, leaves, recorder, parts.parameter_names, timings
     )
     kind = resolve_loss(loss, chosen)
-    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes)
+    return _Graph(
+        probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes, used
+    )
 
 
 def junctions_of(
@@ -281,10 +286,10 @@ def junctions_of(
     recorder: ForwardRecorder,
     param_names: dict[int, str],
     timings: dict[str, float],
-) -> tuple[list[FoundJunction], list[Naming], tuple[str, ...]]:
-    """The junctions in the graph behind `loss`, their names, and the notes on what the graph
-    hides; `timings["detect"]` gets the time of the walk and the search. Shared by inspect and
-    track."""
+) -> tuple[list[FoundJunction], list[Naming], tuple[str, ...], list[bool]]:
+    """The junctions in the graph behind `loss`, their names, the notes on what the graph hides,
+    and per parameter whether the forward pass used it (`parameters_used`); `timings["detect"]`
+    gets the time of the walk and the search. Shared by inspect and track."""
     if loss.grad_fn is None:
         raise ProbeError(
             "the loss does not depend on any trainable parameter: nothing to differentiate "
@@ -298,7 +303,19 @@ def junctions_of(
     notes = graph_notes(nodes, recorder.sites, params, leaves, uses)
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
-    return found, name_junctions(found, recorder, param_names), notes
+    used = parameters_used(params, recorder.read, uses)
+    return found, name_junctions(found, recorder, param_names), notes, used
+
+
+def parameters_used(
+    params: Sequence[torch.Tensor], read: set[int], graph: dict[Any, int]
+) -> list[bool]:
+    """Per parameter: whether the forward pass used it, that is read it as a module attribute
+    (`ForwardRecorder.read`) or made it a leaf of the graph behind the loss (`graph` holds that
+    graph's nodes). Only parameters never read are looked up in the graph: a model run by
+    TorchScript, whose attribute reads Python does not see, or one that reaches its parameters
+    another way."""
+    return [id(p) in read or get_gradient_edge(p).node in graph for p in params]
 
 
 def _set_mode(model: torch.nn.Module, mode: Mode, parts: Inventory) -> tuple[Mode, tuple[str, ...]]:

@@ -1,8 +1,9 @@
 """The result objects, and `build_report`: measured numbers in, a frozen Report out.
 
-The Report serialises to the `gradflow/report@1` JSON schema; renderers read it. `build_report`
-is a pure function of plain numbers and names (what the taps measured, what the search and the
-naming found), shared by every driver. Nothing here imports torch.
+The Report serialises to the `gradflow/report@2` JSON schema (and reads `@1` documents);
+renderers read it. `build_report` is a pure function of plain numbers and names (what the taps
+measured, what the search and the naming found), shared by every driver. Nothing here imports
+torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from gradflow.choices import Choice
 
-REPORT_SCHEMA = "gradflow/report@1"
+REPORT_SCHEMA = "gradflow/report@2"
+READABLE_SCHEMAS = ("gradflow/report@1", REPORT_SCHEMA)  # from_dict reads both
 
 # The per-junction numbers a user can compare, rank or gate on.
 METRICS = (
@@ -94,20 +96,45 @@ class Junction:
         return value
 
 
+class Gradient(Choice):
+    """What reached one trainable parameter in the probe's backward pass.
+
+    UNUSED: the forward pass never used it (a layer built and never called).
+    NONE: the forward pass used it, but no gradient arrives: something on the way leaves the
+        autograd graph (a `.detach()`, `no_grad`, `.data`), or what it computes does not reach
+        the loss (an output the loss ignores).
+    ZERO: a gradient arrives and is exactly zero (its norm is 0): everything in front of it is
+        zero this step (a zero-initialised gate, dead ReLUs, a bias right before a norm that
+        removes the mean).
+    OK: a nonzero gradient (NaN and inf included: `Summary.params_nonfinite` names those).
+    """
+
+    UNUSED = "unused"
+    NONE = "none"
+    ZERO = "zero"
+    OK = "ok"
+
+
 @dataclass(frozen=True)
 class ParamGrad:
     """Gradient of one trainable parameter after the probe.
 
-    grad_norm is None when the parameter got no gradient (has_grad is False), and NaN or inf
-    when the gradient is not finite (null in JSON; `Summary.params_nonfinite` names them);
-    grad_value is the gradient itself for one-element parameters (gates, scalars), else None.
+    gradient: which of unused, none, zero or ok (see Gradient). grad_norm is None when no
+    gradient arrived (unused, none), and NaN or inf when the gradient is not finite (null in
+    JSON; `Summary.params_nonfinite` names them); grad_value is the gradient itself for
+    one-element parameters (gates, scalars), else None.
     """
 
     name: str
     numel: int
-    has_grad: bool
+    gradient: Gradient
     grad_norm: float | None
     grad_value: float | None = None
+
+    @property
+    def has_grad(self) -> bool:
+        """Whether a gradient arrived (zero or not)."""
+        return self.gradient in (Gradient.ZERO, Gradient.OK)
 
 
 @dataclass(frozen=True)
@@ -150,7 +177,12 @@ class Flag:
 
 @dataclass(frozen=True)
 class Summary:
-    """survival: grad_in at the first junction / grad_out at the last (None without junctions)."""
+    """survival: grad_in at the first junction / grad_out at the last (None without junctions).
+
+    The parameters by what reached them (see Gradient): params_unused (never used by the forward
+    pass), params_without_grad (used, but no gradient arrives), params_zero_grad (an exactly-zero
+    gradient), params_nonfinite (a NaN or inf in the gradient).
+    """
 
     junctions: int
     loss: float | None
@@ -159,13 +191,15 @@ class Summary:
     flagged: tuple[Flag, ...]
     params_without_grad: tuple[str, ...]
     params_nonfinite: tuple[str, ...]
+    params_unused: tuple[str, ...] = ()
+    params_zero_grad: tuple[str, ...] = ()
     found: int = 0  # junctions in the model; `junctions` counts the ones measured
     notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Report:
-    """Everything one probe measured. `to_dict()` is the `gradflow/report@1` JSON."""
+    """Everything one probe measured. `to_dict()` is the `gradflow/report@2` JSON."""
 
     model: ModelInfo
     probe: ProbeInfo
@@ -199,15 +233,21 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
-        """Rebuild a Report from its JSON form (e.g. a baseline file)."""
-        if data.get("schema") != REPORT_SCHEMA:
-            raise ValueError(f"not a {REPORT_SCHEMA} document (schema={data.get('schema')!r})")
+        """Rebuild a Report from its JSON form (e.g. a baseline file): a `gradflow/report@2`
+        document, or a `gradflow/report@1` one, whose parameters are read as @2 says them."""
+        schema = data.get("schema")
+        if schema not in READABLE_SCHEMAS:
+            raise ValueError(
+                f"not a {' or '.join(READABLE_SCHEMAS)} document (schema={schema!r})"
+            )
+        if schema != REPORT_SCHEMA:
+            data = _upgraded(data)
         probe = dict(data["probe"])
         probe["inputs"] = tuple(InputInfo(tuple(i["shape"]), i["dtype"]) for i in probe["inputs"])
         summary = dict(data["summary"])
         summary["flagged"] = tuple(Flag(f["name"], Status(f["status"])) for f in summary["flagged"])
-        summary["params_without_grad"] = tuple(summary["params_without_grad"])
-        summary["params_nonfinite"] = tuple(summary["params_nonfinite"])
+        for key in ("params_without_grad", "params_nonfinite", "params_unused", "params_zero_grad"):
+            summary[key] = tuple(summary.get(key, ()))
         summary["notes"] = tuple(summary.get("notes", ()))
         summary.setdefault("found", summary["junctions"])
         return cls(
@@ -217,7 +257,11 @@ class Report:
                 tuple(data["stop_gradient"]["skip"]), tuple(data["stop_gradient"]["block"])
             ),
             junctions=tuple(_junction_from_dict(j) for j in data["junctions"]),
-            parameters=tuple(ParamGrad(**p) for p in data.get("parameters", [])),
+            parameters=tuple(
+                ParamGrad(p["name"], p["numel"], Gradient(p["gradient"]), p["grad_norm"],
+                          p.get("grad_value"))
+                for p in data.get("parameters", [])
+            ),
             summary=Summary(**summary),
             timings_s=dict(data.get("timings_s", {})),
             gradflow_version=data.get("gradflow_version", ""),
@@ -225,8 +269,27 @@ class Report:
         )
 
 
+def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """A `gradflow/report@1` document in the words of @2. @1 had one `has_grad` flag, and its
+    `params_without_grad` held both the parameters that got no gradient and those whose gradient
+    was exactly zero; @1 could not tell an unused parameter from one cut off, so both read as
+    `none`."""
+    parameters = []
+    for p in data.get("parameters", []):
+        if not p["has_grad"]:
+            gradient = Gradient.NONE
+        else:
+            gradient = Gradient.ZERO if p["grad_norm"] == 0 else Gradient.OK
+        parameters.append({k: v for k, v in p.items() if k != "has_grad"} | {"gradient": str(gradient)})
+    summary = dict(data["summary"])
+    if "parameters" in data:
+        summary["params_without_grad"] = [p["name"] for p in parameters if p["gradient"] == "none"]
+        summary["params_zero_grad"] = [p["name"] for p in parameters if p["gradient"] == "zero"]
+    return data | {"parameters": parameters, "summary": summary}
+
+
 def _junction_from_dict(data: dict[str, Any]) -> Junction:
-    values = {f.name: data[f.name] for f in fields(Junction) if f.name in data or f.name != "cut"}
+    values = {f.name: data[f.name] for f in fields(Junction) if f.name in data}
     values["block_modules"] = tuple(values["block_modules"])
     values["skip_modules"] = tuple(values["skip_modules"])
     values["status"] = Status(values["status"])
@@ -297,6 +360,7 @@ def build_report(
     stop_gradient: StopGradient = StopGradient(),
     notes: tuple[str, ...] = (),
     found: int | None = None,
+    used: Sequence[bool] | None = None,
     timings: dict[str, float] | None = None,
     gradflow_version: str = "",
     torch_version: str = "",
@@ -308,14 +372,18 @@ def build_report(
         measured: the numbers the taps brought to the host.
         parameters: (name, numel) of each trainable parameter, in `measured.param_norms` order.
         found: how many junctions the model has (default: as many as were measured).
+        used: per parameter, whether the forward pass used it (what tells `unused` from
+            `none` when no gradient arrived; default: every parameter was used).
     Returns:
         A frozen Report: each junction's numbers, cosine, block ratio and status, every
         parameter's gradient, and the summary.
     """
     junctions = tuple(_junction(j, measured, k, thresholds) for k, j in enumerate(located))
     params = tuple(
-        ParamGrad(name, numel, norm is not None, norm, value)
-        for (name, numel), norm, value in zip(parameters, measured.param_norms, measured.param_values)
+        ParamGrad(name, numel, _gradient(norm, True if used is None else used[i]), norm, value)
+        for i, ((name, numel), norm, value) in enumerate(
+            zip(parameters, measured.param_norms, measured.param_values)
+        )
     )
     first, last = (junctions[0], junctions[-1]) if junctions else (None, None)
     survival = None
@@ -327,10 +395,12 @@ def build_report(
         grad_output=measured.grad_output,
         survival=survival,
         flagged=tuple(Flag(j.name, j.status) for j in junctions if j.status is not Status.OK),
-        params_without_grad=tuple(p.name for p in params if not p.has_grad or p.grad_norm == 0.0),
+        params_without_grad=tuple(p.name for p in params if p.gradient is Gradient.NONE),
         params_nonfinite=tuple(
             p.name for p in params if p.grad_norm is not None and not math.isfinite(p.grad_norm)
         ),
+        params_unused=tuple(p.name for p in params if p.gradient is Gradient.UNUSED),
+        params_zero_grad=tuple(p.name for p in params if p.gradient is Gradient.ZERO),
         found=len(junctions) if found is None else found,
         notes=notes,
     )
@@ -345,6 +415,12 @@ def build_report(
         gradflow_version=gradflow_version,
         torch_version=torch_version,
     )
+
+
+def _gradient(norm: float | None, used: bool) -> Gradient:
+    if norm is None:
+        return Gradient.NONE if used else Gradient.UNUSED
+    return Gradient.ZERO if norm == 0.0 else Gradient.OK
 
 
 def _junction(located: Located, measured: Measured, k: int, thresholds: Thresholds) -> Junction:

@@ -1,5 +1,5 @@
 """The outcome of a check: every rule's worst value and violations over the seeds, and the
-reports they came from. `to_dict()` is the `gradflow/check@1` JSON."""
+reports they came from. `to_dict()` is the `gradflow/check@2` JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from gradflow.engine.report import Report
 from gradflow.gate.rules import Subject, Violation
 from gradflow.gate.settings import CheckSettings, Level
 
-CHECK_SCHEMA = "gradflow/check@1"
+CHECK_SCHEMA = "gradflow/check@2"
+READABLE_CHECK_SCHEMAS = ("gradflow/check@1", CHECK_SCHEMA)  # baselines may be either
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gradflow.choices import Choice
-from gradflow.engine.report import Junction, Report
+from gradflow.engine.report import Gradient, Junction, Report
 from gradflow.errors import OptionError
-from gradflow.gate.settings import CheckSettings
+from gradflow.gate.settings import CheckSettings, Level
 
 
 class Subject(Choice):
@@ -77,6 +77,7 @@ class Rule:
     threshold: str | None  # the CheckSettings field holding its threshold
     badness: Callable[[float | None], float]  # larger is worse: how seeds are merged
     run: RuleFn
+    level: Level = Level.ERROR  # what its violations do unless the settings say otherwise
 
     @property
     def name(self) -> str:
@@ -87,8 +88,10 @@ _RULES: dict[RuleKey, Rule] = {}
 
 
 def register(name: str, *, title: str, fires: str, threshold: str | None = None,
-             badness: Callable[[float | None], float] | None = None) -> Callable[[RuleFn], RuleFn]:
-    """Register the decorated function as the rule `RuleKey(name)`.
+             badness: Callable[[float | None], float] | None = None,
+             level: Level = Level.ERROR) -> Callable[[RuleFn], RuleFn]:
+    """Register the decorated function as the rule `RuleKey(name)`; `level` is what its
+    violations do by default (`error` fails the check, `warning` reports them).
 
     Raises:
         ValueError: a rule of that name is already registered.
@@ -98,7 +101,7 @@ def register(name: str, *, title: str, fires: str, threshold: str | None = None,
     def decorator(run: RuleFn) -> RuleFn:
         if key in _RULES:
             raise ValueError(f"a rule {key!r} is already registered")
-        _RULES[key] = Rule(key, title, fires, threshold, badness or _higher, run)
+        _RULES[key] = Rule(key, title, fires, threshold, badness or _higher, run, level)
         return run
 
     return decorator
@@ -191,30 +194,47 @@ def _junction_numbers(j: Junction) -> Iterator[tuple[str, float | None]]:
         yield metric, j.metric(metric)
 
 
-# --- parameters without gradient --------------------------------------------------------------
+# --- parameters: unused, without gradient, zero gradient ---------------------------------------
 
 
-@register("no-grad", title="Parameters without gradient",
-          fires="a trainable parameter whose gradient is None or exactly zero after the probe, "
-                "unless --allow-unused matches its name")
+@register("unused", title="Unused parameters",
+          fires="a trainable parameter the forward pass never used (a layer built and never "
+                "called), unless --allow-unused matches its name")
+def unused(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    message = ("never used by the forward pass: a layer built and never called, or a branch the "
+               "probe does not take (--allow-unused if on purpose, as for a mask token)")
+    return _parameters("unused", report, Gradient.UNUSED, message, settings.allow_unused)
+
+
+@register("no-grad", title="Parameters cut off from the loss",
+          fires="a trainable parameter the forward pass used but no gradient reaches (a "
+                ".detach(), no_grad or .data on the way), unless --allow-unused matches its name")
 def no_grad(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
-    grads = {p.name: p for p in report.parameters}
-    found = []
-    for name in report.summary.params_without_grad:
-        if allowed(name, settings.allow_unused):
-            continue
-        p = grads.get(name)
-        if p is not None and p.has_grad:
-            value: float | None = p.grad_norm
-            message = ("gradient exactly 0: everything in front of it is zero (a zero-initialised "
-                       "gate or weight, dead ReLUs, a fully masked path)")
-        else:
-            value = None
-            message = ("no gradient: not reached from the loss (a layer built but not used, a "
-                       "stray .detach() or no_grad, a branch cut by control flow)")
-        found.append(Violation("no-grad", name, Subject.PARAMETER, value, None, message,
-                               report.probe.seed))
-    return Finding(float(len(found)), None, tuple(found))
+    message = ("used by the forward pass, but no gradient arrives: something on the way leaves "
+               "the autograd graph (a stray .detach(), no_grad, .data), or its output does not "
+               "reach the loss (an output the loss ignores, such as a pooler)")
+    return _parameters("no-grad", report, Gradient.NONE, message, settings.allow_unused)
+
+
+@register("zero-grad", title="Parameters with a zero gradient",
+          fires="a trainable parameter whose gradient is exactly 0 after the probe; reported, "
+                "passes by default (a warning)", level=Level.WARNING)
+def zero_grad(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    message = ("gradient exactly 0 this step: everything in front of it is zero (a "
+               "zero-initialised gate or head, dead ReLUs, a bias right before a norm that "
+               "removes the mean)")
+    return _parameters("zero-grad", report, Gradient.ZERO, message, ())
+
+
+def _parameters(rule: str, report: Report, kind: Gradient, message: str,
+                allowed_names: tuple[str, ...]) -> Finding:
+    """A violation for each parameter whose gradient is `kind`, unless its name is allowed."""
+    found = tuple(
+        Violation(rule, p.name, Subject.PARAMETER, p.grad_norm, None, message, report.probe.seed)
+        for p in report.parameters
+        if p.gradient is kind and not allowed(p.name, allowed_names)
+    )
+    return Finding(float(len(found)), None, found)
 
 
 def allowed(name: str, patterns: tuple[str, ...]) -> bool:

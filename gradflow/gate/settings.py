@@ -34,7 +34,8 @@ class Level(Choice):
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """Thresholds and levels for one check. Levels not listed are `error`."""
+    """Thresholds and levels for one check. A rule whose level is not listed has its default
+    (`gradflow.gate.rules.Rule.level`)."""
 
     vanishing_below: float = VANISHING_BELOW
     dead_below: float = DEAD_BELOW
@@ -51,10 +52,14 @@ class CheckSettings:
                 raise OptionError(f"{_flag(name)} {problem}, got {value!r}")
 
     def level(self, rule: str) -> Level:
+        """The level the settings give `rule`, else the rule's own default (`error` for all
+        but `zero-grad`, which reports)."""
         for name, level in reversed(self.levels):
             if name == rule:
                 return level
-        return Level.ERROR
+        from gradflow.gate.rules import get_rule
+
+        return get_rule(rule).level
 
     def with_levels(self, rules: Iterable[str], level: Level) -> CheckSettings:
         from gradflow.gate.rules import get_rule

@@ -30,7 +30,9 @@ def worst_text(o: RuleOutcome) -> str:
     """The worst value a rule measured, in its own words: `survival 0.94`, `0 parameters`."""
     describe: dict[str, Callable[[RuleOutcome], str]] = {
         "nonfinite": lambda o: f"{int(o.worst or 0)} non-finite",
+        "unused": lambda o: f"{int(o.worst or 0)} unused",
         "no-grad": lambda o: f"{int(o.worst or 0)} without gradient",
+        "zero-grad": lambda o: f"{int(o.worst or 0)} with a zero gradient",
         "cut": lambda o: f"{int(o.worst or 0)} cut",
         "vanishing": lambda o: f"survival {ratio(o.worst)}",
         "dead": lambda o: f"min block_ratio {ratio(o.worst)}",
@@ -58,7 +60,7 @@ def limit_text(o: RuleOutcome) -> str:
 
 def value_text(v: Violation) -> str:
     if v.value is None:
-        return "none" if v.rule == "no-grad" else "–"
+        return "none" if v.rule in ("unused", "no-grad") else "–"
     return num(v.value)
 
 

@@ -168,11 +168,14 @@ def summary_lines(report: Report) -> list[Text]:
     if stopped:
         extra += " · stop-gradient on " + " and ".join(stopped)
     lines.append(Text(extra, style="dim"))
-    if s.params_without_grad:
-        shown = ", ".join(s.params_without_grad[:5]) + (" …" if len(s.params_without_grad) > 5 else "")
-        lines.append(
-            Text(f"{len(s.params_without_grad)} parameter(s) got no gradient: {shown}", style="yellow")
-        )
+    for params, what, style in (
+        (s.params_unused, "never used by the forward pass", "yellow"),
+        (s.params_without_grad, "used, but no gradient arrives", "yellow"),
+        (s.params_zero_grad, "with an exactly-zero gradient", "dim"),
+    ):
+        if params:
+            shown = ", ".join(params[:5]) + (" …" if len(params) > 5 else "")
+            lines.append(Text(f"{len(params)} parameter(s) {what}: {shown}", style=style))
     if s.params_nonfinite:
         lines.append(
             Text(

@@ -308,7 +308,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
         output = _forward(model, probe.args, probe.kwargs)
     out = select_output(output)
     loss = objective(out, target)
-    found, naming, notes = junctions_of(model, loss, params, leaves, recorder, param_names, {})
+    found, naming, notes, used = junctions_of(model, loss, params, leaves, recorder, param_names, {})
     names = [n.name for n in naming]
     if chosen is None:
         measured_at = select(at, names)
@@ -338,7 +338,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
     report = build_report([junctions[i] for i in measured_at], measured, parameters,
                           thresholds=Thresholds(), model=ModelInfo("<track>", "module", 0),
-                          probe=probe_info, notes=notes, found=len(found))
+                          probe=probe_info, notes=notes, found=len(found), used=used)
     return report, grads
 
 
