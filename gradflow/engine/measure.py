@@ -17,6 +17,7 @@ from torch.autograd.graph import get_gradient_edge
 
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
+from gradflow.engine.context import contexts_of
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import (
     ADD_NODES,
@@ -123,7 +124,8 @@ def measure(
         measured: list[Measured] = []
         tick = time.perf_counter()
         assert graph.output is not None
-        with Taps(graph.found, graph.output, fork_leaves, chosen) as taps:
+        context = contexts_of(graph.found, chosen, params)
+        with Taps(graph.found, graph.output, fork_leaves, chosen, context) as taps:
             graph.output = None  # the output's hook lives on the graph: do not keep the tensor
             for k, variant in enumerate(stops):
                 try:

@@ -48,7 +48,10 @@ class Thresholds:
 
     vanishing: grad_in / grad_output below `vanishing_below`.
     exploding: grad_in or grad_out / grad_output above `exploding_above`.
-    dead: block_ratio (grad_block / grad_skip) below `dead_below`.
+    dead: the block passes (almost) nothing back: its block_ratio (grad_block / grad_skip) is
+        below `dead_below`, and so is what it sends to its context over grad_skip (see
+        Junction.grad_context; a cross-attention block, which reaches its fork only weakly at
+        initialisation but passes gradient to the encoder side, is not dead).
     """
 
     vanishing_below: float = 1e-3
@@ -69,6 +72,9 @@ class Junction:
     param_grad: ||dL/dtheta|| over the trainable parameters the block uses, each counted once.
     cut: "skip" or "block" when that operand of the add is a detached copy of the path's tensor
         (`x.detach() + f(x)`, `x + f(x).detach()`): no gradient passes it; status is then "cut".
+    grad_context: ||gradient the block sends to the tensors it reads besides x and its
+        parameters|| (the encoder states of a cross-attention, a position bias made by an earlier
+        layer; `gradflow.engine.context`); None when it reads nothing else.
     """
 
     index: int
@@ -88,6 +94,13 @@ class Junction:
     param_grad: float | None
     status: Status
     cut: str | None = None
+    grad_context: float | None = None
+
+    @property
+    def context_ratio(self) -> float | None:
+        """grad_context / grad_skip: what the block passes back besides the fork, against the
+        skip (None without a context or a skip gradient)."""
+        return _over(self.grad_context, self.grad_skip)
 
     def metric(self, name: str) -> float | None:
         if name not in METRICS:
@@ -347,6 +360,7 @@ class Measured:
     param_values: list[float | None]
     grad_output: float | None
     loss: float | None
+    grad_context: list[float | None] = field(default_factory=list)  # per junction, see Junction
 
 
 def build_report(
@@ -402,7 +416,7 @@ def build_report(
         params_unused=tuple(p.name for p in params if p.gradient is Gradient.UNUSED),
         params_zero_grad=tuple(p.name for p in params if p.gradient is Gradient.ZERO),
         found=len(junctions) if found is None else found,
-        notes=notes,
+        notes=notes + _weak_note(junctions, thresholds),
     )
     return Report(
         model=model,
@@ -414,6 +428,22 @@ def build_report(
         timings_s=dict(timings or {}),
         gradflow_version=gradflow_version,
         torch_version=torch_version,
+    )
+
+
+def _weak_note(junctions: Sequence[Junction], thresholds: Thresholds) -> tuple[str, ...]:
+    weak = [
+        j.name for j in junctions
+        if j.status is Status.OK
+        and reaches_weakly(j.block_ratio, j.context_ratio, thresholds.dead_below)
+    ]
+    if not weak:
+        return ()
+    shown = ", ".join(weak[:5]) + (f" and {len(weak) - 5} more" if len(weak) > 5 else "")
+    return (
+        f"{shown}: the block passes back below {thresholds.dead_below:g} of the skip at its fork "
+        "but sends gradient to what else it reads (grad_context), as a cross-attention block does "
+        "at initialisation: not dead",
     )
 
 
@@ -434,6 +464,7 @@ def _junction(located: Located, measured: Measured, k: int, thresholds: Threshol
         cosine = max(-1.0, min(1.0, dot / (skip * block)))
     ratio = block / skip if skip > 0 and math.isfinite(skip) else None
     numbers = (measured.grad_out[k], skip, block, measured.grad_in[k], param_grad)
+    context = measured.grad_context[k] if measured.grad_context else None
     return Junction(
         index=located.index,
         name=located.name,
@@ -450,8 +481,12 @@ def _junction(located: Located, measured: Measured, k: int, thresholds: Threshol
         block_ratio=ratio,
         cosine=cosine,
         param_grad=param_grad,
-        status=junction_status(numbers, ratio, measured.grad_output, thresholds, cut=located.cut is not None),
+        status=junction_status(
+            numbers, ratio, measured.grad_output, thresholds, cut=located.cut is not None,
+            context=context,
+        ),
         cut=located.cut,
+        grad_context=context,
     )
 
 
@@ -461,20 +496,47 @@ def junction_status(
     grad_output: float | None,
     t: Thresholds,
     cut: bool = False,
+    context: float | None = None,
 ) -> Status:
     """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad), and
-    whether one of its paths is cut (a detached copy), which outranks every verdict but nonfinite."""
+    whether one of its paths is cut (a detached copy), which outranks every verdict but nonfinite.
+    `context` is the junction's grad_context, which can keep a weakly reaching block from `dead`."""
     if any(v is None or not math.isfinite(v) for v in numbers):
+        return Status.NONFINITE
+    if context is not None and not math.isfinite(context):
         return Status.NONFINITE
     if cut:
         return Status.CUT
-    grad_out, _, _, grad_in, _ = numbers
+    grad_out, grad_skip, _, grad_in, _ = numbers
     assert grad_in is not None and grad_out is not None
     if grad_output and math.isfinite(grad_output):
         if max(grad_in, grad_out) / grad_output > t.exploding_above:
             return Status.EXPLODING
         if grad_in / grad_output < t.vanishing_below:
             return Status.VANISHING
-    if block_ratio is not None and block_ratio < t.dead_below:
+    if is_dead(block_ratio, _over(context, grad_skip), t.dead_below):
         return Status.DEAD
     return Status.OK
+
+
+def is_dead(block_ratio: float | None, context_ratio: float | None, dead_below: float) -> bool:
+    """Whether a block passes (almost) nothing back: below `dead_below` of what the skip passes,
+    to its fork (block_ratio) and to its context (context_ratio, when it reads one). Undecided
+    (False) without a block ratio: no gradient reached the skip to compare with."""
+    if block_ratio is None or block_ratio >= dead_below:
+        return False
+    return context_ratio is None or context_ratio < dead_below
+
+
+def reaches_weakly(block_ratio: float | None, context_ratio: float | None, dead_below: float) -> bool:
+    """A block below `dead_below` at its fork that still passes gradient back to its context:
+    alive, as a cross-attention sub-layer is at initialisation."""
+    return block_ratio is not None and block_ratio < dead_below and not is_dead(
+        block_ratio, context_ratio, dead_below
+    )
+
+
+def _over(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference or not math.isfinite(reference):
+        return None
+    return value / reference

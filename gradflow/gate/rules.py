@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gradflow.choices import Choice
-from gradflow.engine.report import Gradient, Junction, Report
+from gradflow.engine.report import Gradient, Junction, Report, is_dead
 from gradflow.errors import OptionError
 from gradflow.gate.settings import CheckSettings, Level
 
@@ -192,6 +192,7 @@ def _junction_numbers(j: Junction) -> Iterator[tuple[str, float | None]]:
     for metric in ("grad_out", "grad_skip", "grad_block", "grad_in", "block_ratio", "cosine",
                    "param_grad"):
         yield metric, j.metric(metric)
+    yield "grad_context", j.grad_context
 
 
 # --- parameters: unused, without gradient, zero gradient ---------------------------------------
@@ -300,17 +301,17 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
 
 
 @register("dead", title="Dead blocks",
-          fires="a junction's block_ratio (grad_block / grad_skip) is below --dead-below",
+          fires="a junction's block passes back below --dead-below of what its skip does, both to "
+                "its fork (block_ratio) and to anything else it reads (grad_context / grad_skip)",
           threshold="dead_below", badness=_lower)
 def dead(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     measured = [j for j in report.junctions if _finite(j.block_ratio) and j.cut is None]  # cut: its own rule
     if not measured:
         return Finding(None, None, (), applicable=bool(report.junctions))
-    worst = min(measured, key=lambda j: j.block_ratio or 0.0)
+    worst = min(measured, key=passed_back)
     found = []
     for j in measured:
-        assert j.block_ratio is not None
-        if j.block_ratio >= settings.dead_below:
+        if not is_dead(j.block_ratio, j.context_ratio, settings.dead_below):
             continue
         if j.block_ratio == 0:
             message = ("the block passes back exactly 0 (a zero-initialised gate as in ReZero or "
@@ -320,7 +321,12 @@ def dead(report: Report, settings: CheckSettings, baseline: Report | None) -> Fi
                        "barely trains (a tiny scale or gate, saturated activations)")
         found.append(Violation("dead", j.name, Subject.JUNCTION, j.block_ratio,
                                settings.dead_below, message, report.probe.seed, j.location))
-    return Finding(worst.block_ratio, worst.name, tuple(found))
+    return Finding(passed_back(worst), worst.name, tuple(found))
+
+
+def passed_back(junction: Junction) -> float:
+    """What a block passes back against its skip, to its fork or to its context, the larger."""
+    return max(junction.block_ratio or 0.0, junction.context_ratio or 0.0)
 
 
 # --- exploding --------------------------------------------------------------------------------

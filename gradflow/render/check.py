@@ -35,7 +35,7 @@ def worst_text(o: RuleOutcome) -> str:
         "zero-grad": lambda o: f"{int(o.worst or 0)} with a zero gradient",
         "cut": lambda o: f"{int(o.worst or 0)} cut",
         "vanishing": lambda o: f"survival {ratio(o.worst)}",
-        "dead": lambda o: f"min block_ratio {ratio(o.worst)}",
+        "dead": lambda o: f"least passed back {ratio(o.worst)}",
         "exploding": lambda o: f"max {ratio(o.worst)} the output gradient",
         "regression": lambda o: f"largest drift {ratio(o.worst)}",
     }

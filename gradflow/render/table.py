@@ -45,7 +45,7 @@ def probe_line(report: Report) -> str:
 
 # Columns a narrow terminal loses first, in this order; the rest always stay: the junction, its
 # verdict, and where a stop-gradient is (without `sg` a stopped row would read as a normal one).
-OPTIONAL = ("cos", "param_grad", "flow", "grad_out", "skip", "ratio", "grad_skip")
+OPTIONAL = ("cos", "param_grad", "grad_context", "flow", "grad_out", "skip", "ratio", "grad_skip")
 
 
 def skip_label(kind: str) -> str:
@@ -93,6 +93,9 @@ def _table(report: Report, dropped: list[str]) -> Table:
         columns.append(("sg", {"style": "cyan"}))
     numeric = {"justify": "right"}
     columns += [(name, numeric) for name in ("grad_out", "grad_skip", "grad_block", "grad_in")]
+    context = any(j.grad_context is not None for j in report.junctions)
+    if context:  # only blocks that read more than their fork have one (cross-attention)
+        columns.append(("grad_context", numeric))
     columns += [("ratio", numeric), ("cos", numeric), ("param_grad", numeric)]
     columns += [("flow", {"min_width": BAR_WIDTH}), ("status", {})]
     keep = [name not in dropped for name, _ in columns]
@@ -109,6 +112,7 @@ def _table(report: Report, dropped: list[str]) -> Table:
             num(j.grad_skip),
             num(j.grad_block),
             num(j.grad_in),
+            *([num(j.grad_context)] if context else []),
             ratio(j.block_ratio),
             "–" if j.cosine is None else f"{j.cosine:+.2f}",
             num(j.param_grad),

@@ -19,6 +19,7 @@ import torch
 
 from gradflow._version import __version__
 from gradflow.choices import Loss
+from gradflow.engine.context import contexts_of
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import input_forks, needed_inputs
 from gradflow.engine.measure import junctions_of, located
@@ -320,7 +321,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     grads: list[torch.Tensor | None] = [None] * len(params)
     handles = [p.register_hook(_keep(grads, i)) for i, p in enumerate(params)]
     try:
-        with Taps(found, out, fork_leaves, measured_at) as taps:
+        with Taps(found, out, fork_leaves, measured_at, contexts_of(found, measured_at, params)) as taps:
             measured: Measured = taps.run(_BASELINE, loss, wrt, params, retain_graph=False)
     except GradflowError:
         raise
