@@ -54,10 +54,10 @@ def test_broken_model_exits_1_with_the_violations_table(gradflow_cli) -> None:
     assert result.stderr == ""
 
 
-def test_rezero_exits_1_with_a_clear_reason(gradflow_cli) -> None:
+def test_rezero_exits_0_and_says_its_blocks_are_dormant(gradflow_cli) -> None:
     result = gradflow_cli("check", SAMPLES / "rezero.py", "--device", "cpu")
-    assert result.exit_code == 1
-    assert "ReZero" in result.stdout and "dead (8)" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert "dormant" in result.stdout and "blocks.0.alpha" in result.stdout
 
 
 @pytest.mark.parametrize(

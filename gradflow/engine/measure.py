@@ -7,6 +7,7 @@ back exactly as it was (`gradflow.engine.state`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from torch.autograd.graph import get_gradient_edge
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
 from gradflow.engine.context import contexts_of
+from gradflow.engine.gates import gate_candidates, largest_magnitudes
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import (
     ADD_NODES,
@@ -42,6 +44,7 @@ from gradflow.engine.report import (
     StopGradient,
     Thresholds,
     build_report,
+    dead_positions,
 )
 from gradflow.engine.select import select
 from gradflow.engine.state import collector_paused, preserved, seed_generators
@@ -149,11 +152,13 @@ def measure(
         device=str(device),
         autocast=None if precision is None else str(precision).replace("torch.", ""),
     )
-    junctions = located(graph.found, graph.naming, params)
+    every = located(graph.found, graph.naming, params)
+    junctions = [every[i] for i in chosen]
     parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
+    gates = _Gates([graph.found[i] for i in chosen], params, device)
     return [
         build_report(
-            [junctions[i] for i in chosen],
+            junctions,
             values,
             parameters,
             thresholds=thresholds,
@@ -166,12 +171,37 @@ def measure(
             notes=notes,
             found=len(graph.found),
             used=graph.used,
+            gates=gates.of(dead_positions(junctions, values, thresholds), values),
             timings=timings,
             gradflow_version=__version__,
             torch_version=torch.__version__,
         )
         for stop, values in zip(stops, measured)
     ]
+
+
+class _Gates:
+    """The gates of the measured junctions whose numbers say dead (see gradflow.engine.gates),
+    for `build_report`. A parameter's magnitude is read only when its gradient is nonzero and
+    finite (the others cannot hold a block closed on purpose), and once per measurement."""
+
+    def __init__(self, found: Sequence[FoundJunction], params: Sequence[torch.Tensor],
+                 device: torch.device) -> None:
+        self.found, self.params, self.device = found, params, device
+        self.index_of = {id(p): i for i, p in enumerate(params)}
+        self.magnitudes: dict[int, float] = {}
+
+    def of(self, dead: Sequence[int], measured: Measured) -> dict[int, list[tuple[int, float]]]:
+        norms = measured.param_norms
+        candidates = {
+            k: [i for i in gate_candidates(self.found[k], self.index_of)
+                if norms[i] is not None and norms[i] != 0 and math.isfinite(norms[i])]  # type: ignore[arg-type]
+            for k in dead
+        }
+        unread = sorted({i for found in candidates.values() for i in found} - set(self.magnitudes))
+        values = largest_magnitudes([self.params[i] for i in unread], self.device)
+        self.magnitudes.update(zip(unread, values))
+        return {k: [(i, self.magnitudes[i]) for i in found] for k, found in candidates.items()}
 
 
 def _measured(names: Sequence[str], only: Sequence[str] | None, limit: int | None) -> list[int]:

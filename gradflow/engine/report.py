@@ -9,8 +9,8 @@ torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
@@ -39,6 +39,7 @@ class Status(Choice):
     EXPLODING = "exploding"
     VANISHING = "vanishing"
     DEAD = "dead"
+    DORMANT = "dormant"  # passes nothing back yet, held closed on purpose: see Junction
     OK = "ok"
 
 
@@ -75,6 +76,10 @@ class Junction:
     grad_context: ||gradient the block sends to the tensors it reads besides x and its
         parameters|| (the encoder states of a cross-attention, a position bias made by an earlier
         layer; `gradflow.engine.context`); None when it reads nothing else.
+    dormant_reason: why a junction whose numbers say dead is `dormant` instead: the name of the
+        gate parameter that holds its block closed (a zero-initialised norm scale or skip gain,
+        a 1e-6 layer scale; see `closing_gate`), or "warm-up" (WARM_UP) when `gradflow check`
+        saw the block pass gradient after a few optimizer steps. None for every other status.
     """
 
     index: int
@@ -95,6 +100,7 @@ class Junction:
     status: Status
     cut: str | None = None
     grad_context: float | None = None
+    dormant_reason: str | None = None
 
     @property
     def context_ratio(self) -> float | None:
@@ -375,6 +381,7 @@ def build_report(
     notes: tuple[str, ...] = (),
     found: int | None = None,
     used: Sequence[bool] | None = None,
+    gates: Mapping[int, Sequence[tuple[int, float]]] | None = None,
     timings: dict[str, float] | None = None,
     gradflow_version: str = "",
     torch_version: str = "",
@@ -388,11 +395,20 @@ def build_report(
         found: how many junctions the model has (default: as many as were measured).
         used: per parameter, whether the forward pass used it (what tells `unused` from
             `none` when no gradient arrived; default: every parameter was used).
+        gates: for a junction (its position in `located`) whose numbers say dead, the
+            parameters that scale its block's path (`gradflow.engine.gates`), each as (its
+            position in `parameters`, max |value|); one that holds the block closed makes the
+            junction `dormant` (see `closing_gate`).
     Returns:
         A frozen Report: each junction's numbers, cosine, block ratio and status, every
         parameter's gradient, and the summary.
     """
     junctions = tuple(_junction(j, measured, k, thresholds) for k, j in enumerate(located))
+    if gates:
+        junctions = tuple(
+            _gated(j, gates.get(k, ()), parameters, measured.param_norms, thresholds)
+            for k, j in enumerate(junctions)
+        )
     params = tuple(
         ParamGrad(name, numel, _gradient(norm, True if used is None else used[i]), norm, value)
         for i, ((name, numel), norm, value) in enumerate(
@@ -408,7 +424,9 @@ def build_report(
         loss=measured.loss,
         grad_output=measured.grad_output,
         survival=survival,
-        flagged=tuple(Flag(j.name, j.status) for j in junctions if j.status is not Status.OK),
+        flagged=tuple(
+            Flag(j.name, j.status) for j in junctions if j.status not in (Status.OK, Status.DORMANT)
+        ),
         params_without_grad=tuple(p.name for p in params if p.gradient is Gradient.NONE),
         params_nonfinite=tuple(
             p.name for p in params if p.grad_norm is not None and not math.isfinite(p.grad_norm)
@@ -429,6 +447,72 @@ def build_report(
         gradflow_version=gradflow_version,
         torch_version=torch_version,
     )
+
+
+WARM_UP = "warm-up"  # the dormant_reason of a junction `gradflow check`'s warm-up saw open
+
+# A gate holds its block closed only when every element is this small: layer scales start at 1e-4
+# to 1e-6 and zero-initialised scales and gains at 0, while a block's ordinary weights are
+# orders of magnitude larger and no sign of a block closed on purpose.
+GATE_AT_MOST = 1e-3
+
+
+def closing_gate(
+    block_ratio: float | None,
+    candidates: Sequence[tuple[str, float, float | None]],
+    dead_below: float,
+) -> str | None:
+    """The gate that holds a dead-looking block closed on purpose, or None.
+
+    Args:
+        block_ratio: the junction's grad_block / grad_skip.
+        candidates: the parameters that scale the block's path, as (name, max |value|, norm of
+            its gradient or None).
+        dead_below: the dead threshold.
+    Returns:
+        The name of the most closed candidate that qualifies: every element at most
+        GATE_AT_MOST; its own gradient nonzero and finite, so the first optimizer step moves it;
+        and, when not exactly 0, a block that passes enough through it once it is open:
+        block_ratio / max |gate| at least `dead_below` (a block behind a gate at exactly 0 cannot
+        be seen, and is trusted).
+    """
+    best: tuple[str, float] | None = None
+    for name, magnitude, grad in candidates:
+        if grad is None or not (grad > 0 and math.isfinite(grad)) or not magnitude <= GATE_AT_MOST:
+            continue
+        if magnitude > 0 and (block_ratio or 0.0) / magnitude < dead_below:
+            continue
+        if best is None or magnitude < best[1]:
+            best = (name, magnitude)
+    return None if best is None else best[0]
+
+
+def _gated(
+    junction: Junction,
+    gates: Sequence[tuple[int, float]],
+    parameters: Sequence[tuple[str, int]],
+    param_norms: Sequence[float | None],
+    thresholds: Thresholds,
+) -> Junction:
+    """`junction`, dormant when it is dead and one of `gates` holds it closed."""
+    if junction.status is not Status.DEAD or not gates:
+        return junction
+    candidates = [(parameters[i][0], magnitude, param_norms[i]) for i, magnitude in gates]
+    gate = closing_gate(junction.block_ratio, candidates, thresholds.dead_below)
+    if gate is None:
+        return junction
+    return replace(junction, status=Status.DORMANT, dormant_reason=gate)
+
+
+def dead_positions(
+    located: Sequence[Located], measured: Measured, thresholds: Thresholds
+) -> list[int]:
+    """The positions in `located` of the junctions whose numbers say dead: those whose gates
+    `build_report` needs to see."""
+    return [
+        k for k, j in enumerate(located)
+        if _junction(j, measured, k, thresholds).status is Status.DEAD
+    ]
 
 
 def _weak_note(junctions: Sequence[Junction], thresholds: Thresholds) -> tuple[str, ...]:

@@ -92,6 +92,18 @@ class CheckResult:
         """0 when every rule that is on passes, 1 when one fails."""
         return 0 if self.passed else 1
 
+    @property
+    def dormant(self) -> tuple[tuple[str, str], ...]:
+        """(junction, dormant_reason) of each junction dormant on some seed, in forward order:
+        passing, and shown so that the reason is seen."""
+        seen: dict[str, str] = {}
+        for report in self.reports:
+            for j in report.junctions:
+                if j.dormant_reason is not None:
+                    seen.setdefault(j.name, j.dormant_reason)
+        order = [j.name for r in self.reports for j in r.junctions]
+        return tuple(sorted(seen.items(), key=lambda item: order.index(item[0])))
+
     def outcome(self, rule: str) -> RuleOutcome:
         for o in self.outcomes:
             if o.rule == rule:

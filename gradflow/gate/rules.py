@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gradflow.choices import Choice
-from gradflow.engine.report import Gradient, Junction, Report, is_dead
+from gradflow.engine.report import Gradient, Junction, Report, Status, is_dead
 from gradflow.errors import OptionError
 from gradflow.gate.settings import CheckSettings, Level
 
@@ -218,13 +218,20 @@ def no_grad(report: Report, settings: CheckSettings, baseline: Report | None) ->
 
 
 @register("zero-grad", title="Parameters with a zero gradient",
-          fires="a trainable parameter whose gradient is exactly 0 after the probe; reported, "
-                "passes by default (a warning)", level=Level.WARNING)
+          fires="a trainable parameter whose gradient is exactly 0 after the probe, outside the "
+                "blocks of dormant junctions; reported, passes by default (a warning)",
+          level=Level.WARNING)
 def zero_grad(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    """Zero gradients inside a dormant junction's block are its gate's doing (the block is
+    closed on purpose): counted in the worst value, not listed."""
     message = ("gradient exactly 0 this step: everything in front of it is zero (a "
                "zero-initialised gate or head, dead ReLUs, a bias right before a norm that "
                "removes the mean)")
-    return _parameters("zero-grad", report, Gradient.ZERO, message, ())
+    closed = tuple(m for j in report.junctions if j.status is Status.DORMANT
+                   for m in j.block_modules)
+    listed = _parameters("zero-grad", report, Gradient.ZERO, message, closed)
+    total = sum(p.gradient is Gradient.ZERO for p in report.parameters)
+    return Finding(float(total), None, listed.violations)
 
 
 def _parameters(rule: str, report: Report, kind: Gradient, message: str,
@@ -302,10 +309,13 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
 
 @register("dead", title="Dead blocks",
           fires="a junction's block passes back below --dead-below of what its skip does, both to "
-                "its fork (block_ratio) and to anything else it reads (grad_context / grad_skip)",
+                "its fork (block_ratio) and to anything else it reads (grad_context / grad_skip), "
+                "unless it is dormant (held closed by a gate, or alive after the warm-up)",
           threshold="dead_below", badness=_lower)
 def dead(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
-    measured = [j for j in report.junctions if _finite(j.block_ratio) and j.cut is None]  # cut: its own rule
+    # A cut junction has its own rule; a dormant one is closed on purpose (Junction.dormant_reason).
+    measured = [j for j in report.junctions
+                if _finite(j.block_ratio) and j.cut is None and j.status is not Status.DORMANT]
     if not measured:
         return Finding(None, None, (), applicable=bool(report.junctions))
     worst = min(measured, key=passed_back)

@@ -12,7 +12,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from gradflow.engine.report import Report, Status
+from gradflow.engine.report import WARM_UP, Junction, Report, Status
 from gradflow.render.numbers import bar, log_span, num, ratio
 
 BAR_WIDTH = 10
@@ -20,6 +20,7 @@ BAR_WIDTH = 10
 STATUS_STYLE = {
     Status.OK: "green",
     Status.DEAD: "yellow",
+    Status.DORMANT: "cyan",
     Status.VANISHING: "red",
     Status.EXPLODING: "magenta",
     Status.NONFINITE: "bold red",
@@ -163,6 +164,9 @@ def summary_lines(report: Report) -> list[Text]:
             lines.append(text)
         else:
             lines.append(Text("flagged: none", style="green"))
+        dormant = [j for j in report.junctions if j.status is Status.DORMANT]
+        if dormant:
+            lines.append(dormant_line(dormant))
     stopped = []
     if report.stop_gradient.skip:
         stopped.append(f"skip at {_plural(len(report.stop_gradient.skip), 'junction')}")
@@ -190,6 +194,19 @@ def summary_lines(report: Report) -> list[Text]:
         )
     lines.extend(Text(f"note: {note}", style="dim") for note in s.notes)
     return lines
+
+
+def dormant_line(dormant: list[Junction]) -> Text:
+    """The dormant junctions and why: `#0 (gate blocks.0.bn2.weight)`, `#2 (warm-up)`."""
+    shown = ", ".join(f"{j.name} ({dormant_words(j.dormant_reason)})" for j in dormant[:6])
+    shown += f", … ({len(dormant)})" if len(dormant) > 6 else ""
+    return Text(f"dormant, closed at initialisation by design: {shown}",
+                style=STATUS_STYLE[Status.DORMANT])
+
+
+def dormant_words(reason: str | None) -> str:
+    """A dormant_reason for people: `gate blocks.0.alpha`, `alive after the warm-up`."""
+    return "alive after the warm-up" if reason == WARM_UP else f"gate {reason}"
 
 
 def render_report(report: Report, width: int | None = None) -> Group:
