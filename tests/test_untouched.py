@@ -147,3 +147,15 @@ def test_module_hooks_run_and_the_collector_is_paused_during_the_forward_pass() 
     finally:
         gc.enable()
         handle.remove()
+
+
+def test_untouched_after_a_check_that_warms_a_copy_up() -> None:
+    """The warm-up trains a deep copy: the model, its grads and the RNG are as they were."""
+    from tests.fixtures import shapes
+
+    model = shapes.build_zero_head()
+    model.blocks[0].fc1.weight.grad = torch.full_like(model.blocks[0].fc1.weight, 0.5)
+    before = _snapshot(model)
+    result = gradflow.check(model, shapes.example_input())
+    assert result.report.warmup is not None  # it did warm up
+    _assert_same(before, _snapshot(model))

@@ -49,6 +49,11 @@ DeadBelow = Annotated[float | None, typer.Option(
 ExplodingAbove = Annotated[float | None, typer.Option(
     "--exploding-above", help="exploding: fail when a junction's `grad_out` or `grad_in` over the "
     "gradient at the output is above this.", show_default="1000", rich_help_panel=RULES)]
+WarmupSteps = Annotated[int | None, typer.Option(
+    "--warmup-steps", min=0, help="When a junction is dead or vanishing at initialisation and no "
+    "gate explains it, or the gradient does not survive the depth, measure again after this many "
+    "Adam steps (lr 0.01) on a copy of the model with the probe batch: what is alive then is "
+    "dormant, not dead. 0 turns the warm-up off.", show_default="3", rich_help_panel=RULES)]
 AllowUnused = Annotated[list[str] | None, typer.Option(
     "--allow-unused", metavar="PATTERN", help="unused, no-grad: parameters allowed to get no "
     "gradient, a glob on names (`pooler.*`, `*.alpha`) or a module name; repeatable.",
@@ -97,6 +102,7 @@ def check_command(
     vanishing_below: VanishingBelow = None,
     dead_below: DeadBelow = None,
     exploding_above: ExplodingAbove = None,
+    warmup_steps: WarmupSteps = None,
     allow_unused: AllowUnused = None,
     enable: Enable = None,
     warn: Warn = None,
@@ -129,8 +135,10 @@ def check_command(
       `x + f(x).detach()`): no gradient passes that path.
     - **vanishing**: `grad_in` at the first junction / `grad_out` at the last below 0.01
       (`--vanishing-below`; healthy models measure 0.9 to 11).
-    - **dead**: a junction's `block_ratio` (`grad_block` / `grad_skip`) below 0.001
-      (`--dead-below`; healthy models measure from about 0.006).
+    - **dead**: a junction's block passes back below 0.001 of what its skip does, to its fork
+      (`block_ratio`) and to anything else it reads (`--dead-below`; healthy models measure from
+      about 0.006). A dormant junction passes: one held closed by a gate (a zero-initialised norm
+      scale or gain, a 1e-6 layer scale) or alive after the warm-up (`--warmup-steps`).
     - **exploding**: a junction's `grad_out` or `grad_in` above 1000 times the gradient at the
       output (`--exploding-above`; healthy models measure up to 36).
     - **regression**: with `--baseline`, a junction missing or new, or a metric moved by more
@@ -157,7 +165,8 @@ def check_command(
         configured = load_config(config).values
         settings = settings_from(
             configured, vanishing_below=vanishing_below, dead_below=dead_below,
-            exploding_above=exploding_above, tolerance=tolerance, allow_unused=allow_unused,
+            exploding_above=exploding_above, tolerance=tolerance, warmup_steps=warmup_steps,
+            allow_unused=allow_unused,
             enable=enable, warn=warn, disable=disable,
         )
         baseline_path = baseline or (Path(configured["baseline"]) if "baseline" in configured else None)

@@ -229,6 +229,7 @@ class Report:
     timings_s: dict[str, float] = field(default_factory=dict)
     gradflow_version: str = ""
     torch_version: str = ""
+    warmup: Warmup | None = None  # `gradflow check`'s measurement after its warm-up, if it ran
 
     def junction(self, name: str) -> Junction:
         for junction in self.junctions:
@@ -248,6 +249,7 @@ class Report:
             "parameters": [_plain(asdict(p)) for p in self.parameters],
             "summary": _plain(asdict(self.summary)),
             "timings_s": {k: round(v, 6) for k, v in self.timings_s.items()},
+            "warmup": None if self.warmup is None else self.warmup.to_dict(),
         }
 
     @classmethod
@@ -285,7 +287,29 @@ class Report:
             timings_s=dict(data.get("timings_s", {})),
             gradflow_version=data.get("gradflow_version", ""),
             torch_version=data.get("torch_version", ""),
+            warmup=Warmup.from_dict(data["warmup"]) if data.get("warmup") else None,
         )
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """`gradflow check`'s warm-up: `steps` steps of `optimizer` at learning rate `lr` on a copy
+    of the model with the probe batch (`gradflow.track.warmup`), and the Report measured after
+    them with the same probe."""
+
+    steps: int
+    optimizer: str
+    lr: float
+    report: Report
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "optimizer": self.optimizer, "lr": self.lr,
+                "report": self.report.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Warmup:
+        return cls(int(data["steps"]), str(data["optimizer"]), float(data["lr"]),
+                   Report.from_dict(data["report"]))
 
 
 def _upgraded(data: dict[str, Any]) -> dict[str, Any]:

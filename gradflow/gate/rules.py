@@ -16,6 +16,7 @@ from gradflow.choices import Choice
 from gradflow.engine.report import Gradient, Junction, Report, Status, is_dead
 from gradflow.errors import OptionError
 from gradflow.gate.settings import CheckSettings, Level
+from gradflow.gate.warmup import survival_fails
 
 
 class Subject(Choice):
@@ -279,7 +280,8 @@ def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Fin
 
 
 @register("vanishing", title="Vanishing with depth",
-          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below",
+          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below, "
+                "at initialisation and after the warm-up",
           threshold="vanishing_below", badness=_lower)
 def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     if not report.junctions:
@@ -287,9 +289,16 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
     first, last = report.junctions[0], report.junctions[-1]
     subject = first.name if first is last else f"{first.name} … {last.name}"
     survival = report.summary.survival
+    after = report.warmup
+    if after is not None and not survival_fails(after.report, settings):
+        if survival is None or (math.isfinite(survival) and survival < settings.vanishing_below):
+            # Starved at initialisation only (a zero-initialised head): judged after the warm-up.
+            return Finding(after.report.summary.survival, f"{subject} after the warm-up", ())
+    later = ("" if after is None else
+             f"; after {after.steps} warm-up steps: survival {ratio(after.report.summary.survival)}")
     if survival is None:
         if last.grad_out == 0:
-            message = f"no gradient arrives at the last junction ({last.name})"
+            message = f"no gradient arrives at the last junction ({last.name}){later}"
             return Finding(0.0, subject, (Violation(
                 "vanishing", subject, Subject.MODEL, 0.0, settings.vanishing_below, message,
                 report.probe.seed, first.location),))
@@ -298,7 +307,7 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
         return Finding(survival, subject, ())
     message = (f"grad_in at the first junction ({first.name}) is {ratio(survival)} the grad_out "
                f"at the last ({last.name}): the gradient fades with depth (broken or scaled "
-               "skips, a plain stack without residual paths)")
+               f"skips, a plain stack without residual paths){later}")
     return Finding(survival, subject, (Violation(
         "vanishing", subject, Subject.MODEL, survival, settings.vanishing_below, message,
         report.probe.seed, first.location),))
@@ -324,14 +333,24 @@ def dead(report: Report, settings: CheckSettings, baseline: Report | None) -> Fi
         if not is_dead(j.block_ratio, j.context_ratio, settings.dead_below):
             continue
         if j.block_ratio == 0:
-            message = ("the block passes back exactly 0 (a zero-initialised gate as in ReZero or "
-                       "LayerScale, a .detach() or no_grad inside the block, dead ReLUs)")
+            message = ("the block passes back exactly 0 (dead ReLUs, a .detach() or no_grad "
+                       "inside the block, a constant 0 scale)")
         else:
             message = (f"the block passes back {ratio(j.block_ratio)} of what the skip does: it "
-                       "barely trains (a tiny scale or gate, saturated activations)")
+                       "barely trains (a tiny constant scale, saturated activations)")
+        message += _still(report, j.name)
         found.append(Violation("dead", j.name, Subject.JUNCTION, j.block_ratio,
                                settings.dead_below, message, report.probe.seed, j.location))
     return Finding(passed_back(worst), worst.name, tuple(found))
+
+
+def _still(report: Report, name: str) -> str:
+    """What the warm-up saw at junction `name`, when it ran."""
+    if report.warmup is None:
+        return ""
+    after = {j.name: j for j in report.warmup.report.junctions}.get(name)
+    shown = "" if after is None else f" (block_ratio {ratio(after.block_ratio)})"
+    return f"; still dead after {report.warmup.steps} warm-up steps{shown}"
 
 
 def passed_back(junction: Junction) -> float:
