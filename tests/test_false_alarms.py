@@ -20,6 +20,7 @@ HEALTHY = {
     "build_zero_head": [(f"#{k}", "warm-up") for k in range(3)],
     "build_bias_before_bn": [],
     "build_cross_attention": [],
+    "build_gated_readout": [("#0", "warm-up"), ("#1", "warm-up"), ("#2", "gamma")],
 }
 
 BROKEN = {

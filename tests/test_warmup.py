@@ -85,7 +85,7 @@ def test_a_zero_head_starves_every_block_at_initialisation_and_is_dormant_after_
     after_rows, after_norms = reference(trained, x)
     _assert_matches(report.warmup.report, after_rows, after_norms)  # and after the warm-up
     assert all(j.status == "ok" for j in report.warmup.report.junctions)
-    assert result.outcome("vanishing").worst_subject == "#0 … #2 after the warm-up"
+    assert result.outcome("vanishing").worst_subject == "#0 … #2 after the warm-up, up from no gradient"
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # never trained
 
 
@@ -143,3 +143,44 @@ def test_the_json_keeps_the_warm_up_report(gradflow_cli, report_schema) -> None:
     assert Report.from_dict(document).to_dict() == document
     off = gradflow_cli("check", spec, "--device", "cpu", "--warmup-steps", "0")
     assert off.exit_code == 1 and "vanishing" in off.stdout
+
+
+def survival(model: nn.Module, x: torch.Tensor) -> float:
+    """grad_in at the first junction / grad_out at the last, under the `ce` probe loss."""
+    loss = ce(model(x.clone().requires_grad_(True)))
+    first_in, last_out = torch.autograd.grad(loss, [model.seen["x"][0], model.seen["y"][-1]])
+    return (first_in.norm() / last_out.norm()).item()
+
+
+def test_a_trunk_starved_behind_a_layer_scale_opens_in_the_warm_up() -> None:
+    """CaiT's shape: every gradient the trunk gets passes a 1e-5 layer scale. The survival is of
+    that order at initialisation and grows by orders of magnitude as the gate opens."""
+    model, x = shapes.build_gated_readout(), shapes.example_input()
+    before, after = survival(model, x), survival(trained_with_plain_torch(model, x), x)
+    assert before < 1e-4 and after > 1000 * before
+    result = check_gradient_flow(model, x)
+    assert result.passed, result.verdict()
+    report = result.report
+    assert report.summary.survival == pytest.approx(before, rel=1e-4)
+    assert report.warmup is not None
+    assert report.warmup.report.summary.survival == pytest.approx(after, rel=1e-4)
+    assert result.outcome("vanishing").worst == pytest.approx(after, rel=1e-4)
+    # A threshold the warmed-up survival misses: it passes because it grew over 100 times.
+    strict = 2 * after
+    grown = check_gradient_flow(model, x, vanishing_below=strict)
+    assert grown.passed and grown.outcome("vanishing").status == "passed"
+    cold = check_gradient_flow(model, x, vanishing_below=strict, warmup_steps=0)
+    assert [v.rule for v in cold.errors] == ["vanishing"]
+
+
+def test_a_stack_that_loses_its_gradient_with_depth_stays_vanishing_after_the_warm_up() -> None:
+    from tests import test_check_models as stacks
+
+    model, x = stacks.build_stopped_skips(), shapes.example_input()[:, : stacks.WIDTH]
+    before, after = survival(model, x), survival(trained_with_plain_torch(model, x), x)
+    assert after < 100 * before < 1e-2  # no gate opens: a few steps change it little
+    result = check_gradient_flow(model, x)
+    (violation,) = result.errors
+    assert violation.rule == "vanishing"
+    assert violation.value == pytest.approx(before, rel=1e-4)
+    assert f"after 3 warm-up steps: survival {after:.3g}×" in violation.message

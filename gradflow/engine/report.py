@@ -518,8 +518,8 @@ def _gated(
     param_norms: Sequence[float | None],
     thresholds: Thresholds,
 ) -> Junction:
-    """`junction`, dormant when it is dead and one of `gates` holds it closed."""
-    if junction.status is not Status.DEAD or not gates:
+    """`junction`, dormant when its block is dead and one of `gates` holds it closed."""
+    if not gates or not _looks_dead(junction, thresholds):
         return junction
     candidates = [(parameters[i][0], magnitude, param_norms[i]) for i, magnitude in gates]
     gate = closing_gate(junction.block_ratio, candidates, thresholds.dead_below)
@@ -535,8 +535,17 @@ def dead_positions(
     `build_report` needs to see."""
     return [
         k for k, j in enumerate(located)
-        if _junction(j, measured, k, thresholds).status is Status.DEAD
+        if _looks_dead(_junction(j, measured, k, thresholds), thresholds)
     ]
+
+
+def _looks_dead(junction: Junction, thresholds: Thresholds) -> bool:
+    """Whether the junction's block passes (almost) nothing back. A junction that is vanishing
+    (the gradient reaching it is tiny, as below a gated stage) may have a dead block too: its
+    status says the larger trouble, and the block is judged all the same."""
+    return junction.status in (Status.DEAD, Status.VANISHING) and is_dead(
+        junction.block_ratio, junction.context_ratio, thresholds.dead_below
+    )
 
 
 def _weak_note(junctions: Sequence[Junction], thresholds: Thresholds) -> tuple[str, ...]:

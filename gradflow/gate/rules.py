@@ -16,7 +16,7 @@ from gradflow.choices import Choice
 from gradflow.engine.report import Gradient, Junction, Report, Status, is_dead
 from gradflow.errors import OptionError
 from gradflow.gate.settings import CheckSettings, Level
-from gradflow.gate.warmup import survival_fails
+from gradflow.gate.warmup import opened, survival_fails
 
 
 class Subject(Choice):
@@ -224,12 +224,16 @@ def no_grad(report: Report, settings: CheckSettings, baseline: Report | None) ->
           level=Level.WARNING)
 def zero_grad(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     """Zero gradients inside a dormant junction's block are its gate's doing (the block is
-    closed on purpose): counted in the worst value, not listed."""
+    closed on purpose), and those that are nonzero after the warm-up were zero at initialisation
+    only: counted in the worst value, not listed."""
     message = ("gradient exactly 0 this step: everything in front of it is zero (a "
                "zero-initialised gate or head, dead ReLUs, a bias right before a norm that "
                "removes the mean)")
     closed = tuple(m for j in report.junctions if j.status is Status.DORMANT
                    for m in j.block_modules)
+    if report.warmup is not None:  # zero at initialisation only, as under a zero head
+        closed += tuple(p.name for p in report.warmup.report.parameters
+                        if p.gradient is Gradient.OK)
     listed = _parameters("zero-grad", report, Gradient.ZERO, message, closed)
     total = sum(p.gradient is Gradient.ZERO for p in report.parameters)
     return Finding(float(total), None, listed.violations)
@@ -280,8 +284,8 @@ def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Fin
 
 
 @register("vanishing", title="Vanishing with depth",
-          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below, "
-                "at initialisation and after the warm-up",
+          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below "
+                "at initialisation, and after the warm-up it neither passes nor has grown 100 times",
           threshold="vanishing_below", badness=_lower)
 def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     if not report.junctions:
@@ -290,10 +294,12 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
     subject = first.name if first is last else f"{first.name} … {last.name}"
     survival = report.summary.survival
     after = report.warmup
-    if after is not None and not survival_fails(after.report, settings):
-        if survival is None or (math.isfinite(survival) and survival < settings.vanishing_below):
-            # Starved at initialisation only (a zero-initialised head): judged after the warm-up.
-            return Finding(after.report.summary.survival, f"{subject} after the warm-up", ())
+    if after is not None and survival_fails(report, settings) and opened(report, settings):
+        # Starved at initialisation only (a zero-initialised head, a stage behind a 1e-5 layer
+        # scale): judged by the gradient after the warm-up.
+        before = "no gradient" if survival is None else ratio(survival)
+        return Finding(after.report.summary.survival,
+                       f"{subject} after the warm-up, up from {before}", ())
     later = ("" if after is None else
              f"; after {after.steps} warm-up steps: survival {ratio(after.report.summary.survival)}")
     if survival is None:

@@ -20,6 +20,10 @@ STARVED = (Status.DEAD, Status.VANISHING)  # what a warm-up can show to be a sta
 ALIVE = (Status.OK, Status.DORMANT)
 
 
+def _number(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3g}"
+
+
 def survival_fails(report: Report, settings: CheckSettings) -> bool:
     """Whether the `vanishing` rule fails on `report`'s own numbers: the survival is below the
     threshold, or no gradient at all arrives at the last junction."""
@@ -29,6 +33,26 @@ def survival_fails(report: Report, settings: CheckSettings) -> bool:
     if survival is None:
         return report.junctions[-1].grad_out == 0
     return math.isfinite(survival) and survival < settings.vanishing_below
+
+
+# A survival that grows this many times over the warm-up is opening (a stage behind a layer scale
+# of 1e-5 whose gate has grown a thousandfold), not vanishing: a broken path does not change by
+# orders of magnitude in a few small steps.
+OPENING = 100.0
+
+
+def opened(report: Report, settings: CheckSettings) -> bool:
+    """Whether the survival that fails at initialisation in `report` is alive after its warm-up:
+    it passes the threshold there, or it was nonzero and grew at least OPENING times."""
+    if report.warmup is None:
+        return False
+    after = report.warmup.report
+    if not survival_fails(after, settings) and after.summary.survival is not None:
+        return True
+    before, later = report.summary.survival, after.summary.survival
+    if before is None or later is None or not (math.isfinite(before) and math.isfinite(later)):
+        return False
+    return before > 0 and later >= OPENING * before
 
 
 def needs_warmup(report: Report, settings: CheckSettings) -> bool:
@@ -52,9 +76,13 @@ def after_warmup(report: Report, warmed: Report, steps: int, optimizer: str, lr:
     )
     starved = sum(j.status in STARVED for j in report.junctions)
     woke = sum(j.dormant_reason == WARM_UP for j in junctions)
+    seen = [f"survival {_number(report.summary.survival)} at initialisation, "
+            f"{_number(warmed.summary.survival)} after"]
+    if starved:
+        seen.append(f"{woke} of {starved} junction(s) dead or vanishing at initialisation pass "
+                    "gradient after them")
     note = (f"warm-up: measured again after {steps} {optimizer} steps (lr {lr:g}) on a copy of the "
-            f"model with the probe batch; {woke} of {starved} junction(s) dead or vanishing at "
-            "initialisation pass gradient after them")
+            f"model with the probe batch; " + "; ".join(seen))
     summary = replace(
         report.summary,
         flagged=tuple(Flag(j.name, j.status) for j in junctions

@@ -59,8 +59,8 @@ def _zero_grad(o: RuleOutcome) -> str:
     total, listed = int(o.worst or 0), len(o.violations)
     if total == 0 or listed == total:
         return f"{total} with a zero gradient"
-    inside = "all" if listed == 0 else f"{total - listed}"
-    return f"{total} with a zero gradient, {inside} inside dormant blocks"
+    explained = "all" if listed == 0 else f"{total - listed}"
+    return f"{total} with a zero gradient, {explained} explained by dormant junctions"
 
 
 def limit_text(o: RuleOutcome) -> str:
