@@ -159,6 +159,7 @@ class CheckResult:
                 }
                 for v in self.violations
             ],
+            "dormant": [{"junction": name, "reason": reason} for name, reason in self.dormant],
             "report": self.report.to_dict(),
         }
 
