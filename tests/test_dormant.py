@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import gradflow
-from gradflow.engine.report import GATE_AT_MOST, closing_gate
+from gradflow.engine.verdicts import GATE_AT_MOST, closing_gate
 from gradflow.testing import check_gradient_flow
 from tests.fixtures import shapes
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gradflow.choices import Choice
-from gradflow.engine.report import Gradient, Junction, Report, Status, is_dead
+from gradflow.engine.report import Gradient, Junction, Report, Status
+from gradflow.engine.verdicts import is_dead
 from gradflow.errors import OptionError
 from gradflow.gate.settings import CheckSettings, Level
 from gradflow.gate.warmup import opened, survival_fails
