@@ -159,3 +159,23 @@ def test_untouched_after_a_check_that_warms_a_copy_up() -> None:
     result = gradflow.check(model, shapes.example_input())
     assert result.report.warmup is not None  # it did warm up
     _assert_same(before, _snapshot(model))
+
+
+def test_parameter_reads_in_another_thread_are_not_noted() -> None:
+    """The attribute wrapper is process-wide while the probe runs; noting reads is not."""
+    import threading
+
+    from gradflow.engine import sites
+    from gradflow.engine.recorder import ForwardRecorder, _parameter_reads_noted
+
+    layer = torch.nn.Linear(2, 2)
+    recorder = ForwardRecorder(torch.nn.Module())
+    original = torch.nn.Module.__getattr__
+    with sites.recording(), _parameter_reads_noted(recorder):
+        thread = threading.Thread(target=lambda: layer.weight)
+        thread.start()
+        thread.join()
+        assert recorder.read == set()
+        layer.bias  # noqa: B018 (a read is what is tested)
+        assert recorder.read == {id(layer.bias)}
+    assert torch.nn.Module.__getattr__ is original
