@@ -12,6 +12,7 @@ from gradflow.cli.options import (
     Debug,
     Format,
     FormatOpt,
+    Pretrained,
     ProbeOptions,
     Source,
     Trust,
@@ -34,6 +35,7 @@ def blocks_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     probe: ProbeOptions = PROBE_OPTIONS,
     device: BlocksDevice = "cpu",
     format: FormatOpt = Format.TABLE,
@@ -63,7 +65,7 @@ def blocks_command(
                  "--dim": probe.dims, "--batch-size": probe.batch_size}
             )
         else:
-            loaded, _ = load(source, arch, trust, device, probe.seed)
+            loaded, _ = load(source, arch, trust, device, probe.seed, pretrained)
             batch = build_probe(loaded, probe)
             from gradflow.engine.measure import locate
 

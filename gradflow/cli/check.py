@@ -14,6 +14,7 @@ from gradflow.cli.options import (
     PROBE_OPTIONS,
     Arch,
     Debug,
+    Pretrained,
     ProbeOptions,
     Source,
     Trust,
@@ -97,6 +98,7 @@ def check_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     probe: ProbeOptions = PROBE_OPTIONS,
     seeds: Seeds = None,
     vanishing_below: VanishingBelow = None,
@@ -177,7 +179,7 @@ def check_command(
 
         chosen = seed_range(probe.seed, count)
         before = read_baseline(baseline_path) if baseline_path is not None else None
-        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed)
+        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
 
         def inputs_for(probe_seed: int):  # type: ignore[no-untyped-def]
             return build_probe(loaded, replace(probe, seed=probe_seed))

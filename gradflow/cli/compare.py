@@ -18,6 +18,7 @@ from gradflow.cli.options import (
     FormatOpt,
     MaxJunctions,
     OutputOpt,
+    Pretrained,
     ProbeOptions,
     SgBlock,
     SgSkip,
@@ -46,6 +47,7 @@ def compare_command(
     other: Second = None,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     sg_skip: SgSkip = False,
     sg_block: SgBlock = False,
     at: At = None,
@@ -86,7 +88,7 @@ def compare_command(
         from gradflow.drivers.compare import compare, line_up, two_source_names
         from gradflow.engine.measure import measure
 
-        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed)
+        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
         batch = build_probe(loaded, probe)
         common = dict(
             loss=probe.loss.value,
@@ -110,7 +112,7 @@ def compare_command(
                 **common,
             )
         else:
-            second, second_seconds = load(other, arch, trust, probe.device, probe.seed)
+            second, second_seconds = load(other, arch, trust, probe.device, probe.seed, pretrained)
             first_name, second_name = two_source_names(source, other)
             (a,) = measure(
                 loaded.module,

@@ -19,6 +19,7 @@ from gradflow.cli.options import (
     FormatOpt,
     MaxJunctions,
     OutputOpt,
+    Pretrained,
     ProbeOptions,
     SgBlock,
     SgSkip,
@@ -46,6 +47,7 @@ def inspect_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     probe: ProbeOptions = PROBE_OPTIONS,
     sg_skip: SgSkip = False,
     sg_block: SgBlock = False,
@@ -79,7 +81,7 @@ def inspect_command(
     """
     with guard(debug):
         stopping = sg_skip or sg_block
-        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed)
+        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
         batch = build_probe(loaded, probe)
         from gradflow.engine.measure import VariantSpec, measure
 

@@ -34,8 +34,10 @@ ModeOption = Mode
 
 SOURCE_HELP = (
     "The model: file.py[:NAME] (NAME: a Module class or a function; default `build`), "
-    "package.module:NAME, a checkpoint .pt/.pth (a state dict needs --arch), a TorchScript "
-    "archive, a torch.export .pt2, or an .onnx graph."
+    "package.module:NAME or timm:NAME, each optionally with constructor arguments "
+    "NAME(key=value, ...); a Hugging Face model directory or hf:ORG/NAME; a checkpoint "
+    ".pt/.pth/.ckpt or .safetensors (a state dict needs --arch); a TorchScript archive, a "
+    "torch.export .pt2, or an .onnx graph."
 )
 
 Source = Annotated[str, typer.Argument(help=SOURCE_HELP, show_default=False)]
@@ -44,7 +46,9 @@ Arch = Annotated[
     typer.Option(
         "--arch",
         help=(
-            "Code that builds the model for a state-dict checkpoint: file.py[:NAME] or package.module:NAME."
+            "Code that builds the model for a state-dict checkpoint (.pt/.pth/.ckpt/.safetensors): "
+            "file.py[:NAME], package.module:NAME or timm:NAME, optionally with constructor arguments, "
+            "e.g. 'torchvision.models:resnet18(num_classes=10)'."
         ),
         rich_help_panel=MODEL,
     ),
@@ -54,8 +58,19 @@ Trust = Annotated[
     typer.Option(
         "--trust",
         help=(
-            "Allow unpickling a whole pickled module. Unpickling runs code from the file: only "
-            "for files you trust."
+            "Allow what runs code from the source: unpickling a pickled module or checkpoint, a "
+            "Hugging Face config's custom code (auto_map). Only for sources you trust."
+        ),
+        rich_help_panel=MODEL,
+    ),
+]
+Pretrained = Annotated[
+    bool,
+    typer.Option(
+        "--pretrained",
+        help=(
+            "timm:NAME: build it with timm's pretrained weights (from the Hugging Face Hub, or "
+            "its local cache when offline)."
         ),
         rich_help_panel=MODEL,
     ),

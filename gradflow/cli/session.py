@@ -60,7 +60,12 @@ def _one_line(text: str) -> str:
 
 
 def load(
-    source: str, arch: str | None, trust: bool, device: str = "cpu", seed: int | None = None
+    source: str,
+    arch: str | None,
+    trust: bool,
+    device: str = "cpu",
+    seed: int | None = None,
+    pretrained: bool = False,
 ) -> tuple[LoadedModel, float]:
     """Load the model and put it on `device` (see resolve_device); "meta" builds it without
     weights. Code that builds the model runs with torch's global RNG seeded with `seed`."""
@@ -68,10 +73,10 @@ def load(
 
     tick = time.perf_counter()
     if device == "meta":
-        loaded = load_source(source, arch=arch, trust=trust, meta=True, seed=seed)
+        loaded = load_source(source, arch=arch, trust=trust, meta=True, seed=seed, pretrained=pretrained)
         return loaded, time.perf_counter() - tick
     target = resolve_device(device)
-    loaded = load_source(source, arch=arch, trust=trust, seed=seed)
+    loaded = load_source(source, arch=arch, trust=trust, seed=seed, pretrained=pretrained)
     if target.type != "cpu":
         try:
             loaded.module = loaded.module.to(target)

@@ -16,6 +16,7 @@ from gradflow.cli.options import (
     Arch,
     Debug,
     LossOption,
+    Pretrained,
     ProbeOptions,
     Source,
     Trust,
@@ -82,6 +83,7 @@ def track_command(
     at: TrackAt = None,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     probe: ProbeOptions = PROBE_OPTIONS,
     plot: PlotFile = None,
     format: TrackFormatOpt = TrackFormat.TABLE,
@@ -112,7 +114,7 @@ def track_command(
             from gradflow.render.plot import require_matplotlib
 
             require_matplotlib(plot)  # before training, not after it
-        loaded, _ = load(source, arch, trust, probe.device, probe.seed)
+        loaded, _ = load(source, arch, trust, probe.device, probe.seed, pretrained)
         from gradflow.track.data import load_data
         from gradflow.track.train import track
 

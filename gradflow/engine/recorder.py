@@ -31,7 +31,10 @@ from torch.utils._pytree import tree_leaves
 from gradflow.engine import sites
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
-_GRADFLOW_DIR = os.path.dirname(os.path.abspath(__file__))
+_GRADFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Frames of torch's and gradflow's own code, never the user's (the separator keeps torchvision's
+# frames, whose directory also starts with "torch").
+_SKIPPED = (_TORCH_DIR + os.sep, _GRADFLOW_DIR + os.sep, "<")
 _ADD_METHODS = ("__add__", "__radd__", "__iadd__", "add", "add_")
 
 
@@ -40,7 +43,7 @@ def user_location(skip: int = 2) -> str | None:
     frame: FrameType | None = sys._getframe(skip)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith((_TORCH_DIR, _GRADFLOW_DIR, "<")):
+        if not filename.startswith(_SKIPPED):
             return f"{_shown(filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return None

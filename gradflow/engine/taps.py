@@ -144,6 +144,8 @@ class Taps:
         output: torch.Tensor,
         fork_leaves: dict[int, torch.Tensor],
         measured: Sequence[int] | None = None,
+        variants: Sequence[Variant] = (),
+        captured: Sequence[int] = (),
         context: dict[int, list[ContextEdge]] | None = None,
     ) -> None:
         """Args:
@@ -151,12 +153,21 @@ class Taps:
         output: the model output the loss is taken on (its gradient is the reference).
         fork_leaves: id(AccumulateGrad node) -> the input tensor it feeds, for input forks.
         measured: indices of the junctions to measure (default all); `run` reports these.
+        variants: the passes `run` will make; only the junctions they stop get a stopping hook.
+        captured: measured junctions, all `plain` and stopped by no variant, whose numbers come
+            from the gradients at their fork and add, which the backward pass hands back with
+            the parameters' (`Captured`), instead of from hooks.
         context: junction index -> the edges from its block to its context
-            (`gradflow.engine.context.contexts_of`), for the measured junctions that have any.
+            (`gradflow.engine.context.contexts_of`), for the measured junctions that have any;
+            these are never captured (their context needs hooks).
         """
         self.junctions = list(junctions)
         self.measured = list(range(len(junctions))) if measured is None else list(measured)
+        self.captured = Captured([self.junctions[i] for i in captured], list(captured))
+        self.stoppable = {i for v in variants for i in (*v.stop_skip, *v.stop_block)}
         self.context = context or {}
+        if set(self.context) & set(self.captured.indices):
+            raise ValueError("a junction with a context cannot be captured: its context needs hooks")
         self.reads: dict[int, dict[Any, int]] = {  # junction -> context tensor -> edges into it
             index: _edge_counts(edges) for index, edges in self.context.items()
         }
@@ -196,20 +207,23 @@ class Taps:
             )
         plans: dict[Any, _NodePlan] = {}
         leaf_forks: dict[int, list[int]] = {}
-        for index, junction in enumerate(self.junctions):
-            plans.setdefault(junction.add, _NodePlan()).junction = index
+        for index in self.stoppable:
+            plans.setdefault(self.junctions[index].add, _NodePlan()).junction = index
+        captured = set(self.captured.indices)
         for index in self.measured:
+            if index in captured:
+                continue
             junction = self.junctions[index]
             for side in (SKIP, BLOCK):
                 if junction.cut == side:
                     continue  # a detached operand: no gradient passes that side
                 if junction.shared[side]:
                     operand = junction.skip_operand if side == SKIP else junction.block_operand
-                    plans[junction.add].through.append((index, side, operand))
+                    plans.setdefault(junction.add, _NodePlan()).through.append((index, side, operand))
                     continue
                 for edge in junction.edges[side]:
                     plans.setdefault(edge.consumer, _NodePlan()).taps.append((index, side, edge.index))
-            plans[junction.add].reads.append((index, 0, GRAD_OUT))
+            plans.setdefault(junction.add, _NodePlan()).reads.append((index, 0, GRAD_OUT))
             if id(junction.fork) in self.fork_leaves:
                 leaf_forks.setdefault(id(junction.fork), []).append(index)
             else:
@@ -222,7 +236,7 @@ class Taps:
                         (index, read.index, read.read)
                     )
         for node, plan in plans.items():
-            post = bool(plan.taps) or bool(plan.context) or plan.junction is not None
+            post = bool(plan.taps or plan.through or plan.context) or plan.junction is not None
             # One hook call instead of two: a node that gets a post-hook anyway reads its
             # gradients there (they are the same tensors), unless it is a Python Function, whose
             # backward may write into them.
@@ -352,19 +366,37 @@ class Taps:
         params: Sequence[torch.Tensor],
         retain_graph: bool,
     ) -> Measured:
-        """One backward pass under `variant`; returns its numbers on the host."""
+        """One backward pass under `variant`, made here; returns its numbers on the host."""
+        self.arm(variant)
+        asked: list[Any] = [*wrt, *self.captured.edges]
+        keep = retain_graph or bool(self.captured.edges)  # for `Captured._exact_block`
+        grads = torch.autograd.grad(loss, asked, retain_graph=keep, allow_unused=True)
+        self.captured.take(grads[len(wrt) :])
+        return self.collect(grads[: len(params)], params, loss)
+
+    def arm(self, variant: Variant) -> None:
+        """Ready the hooks for the next backward pass, under `variant`: `run` makes that pass,
+        or the caller does (`loss.backward()` in a training loop) and then calls `collect`."""
         self.variant = variant
         self.stopping = bool(variant.stop_skip or variant.stop_block)
         self.grad_output = None
         self.batch = batch = NormBatch(norms.budget(self.device))
+        if self.stoppable & set(self.captured.indices):
+            raise ValueError("a captured junction cannot be stopped: it has no hooks")
+        captured = set(self.captured.indices)
         self.taps = {
             i: _JunctionTap(batch, _expected(self.junctions[i]), self.reads.get(i))
-            for i in self.measured
+            for i in self.measured if i not in captured
         }
-        grads = torch.autograd.grad(loss, list(wrt), retain_graph=retain_graph, allow_unused=True)
+
+    def collect(
+        self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], loss: torch.Tensor
+    ) -> Measured:
+        """The armed pass's numbers on the host, in one transfer, with the parameters' gradients
+        `grads` (None: none reached the parameter) and the `loss` it differentiated."""
         for tap in self.taps.values():
             tap.finish()
-        return self._collect(grads[: len(params)], params, loss)
+        return self._collect(grads, params, loss)
 
     def _collect(
         self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], loss: torch.Tensor
@@ -380,7 +412,12 @@ class Taps:
             return zero if slot is None else taken[slot]  # type: ignore[return-value]
 
         values: list[torch.Tensor] = []
-        for tap in (self.taps[i] for i in self.measured):
+        captured = self.captured.numbers()
+        for index in self.measured:
+            if index in captured:
+                values += captured[index]
+                continue
+            tap = self.taps[index]
             skip, block = tap.norm
             values += [
                 value(tap.grad_out),
@@ -400,7 +437,7 @@ class Taps:
             read = [taken[slot] for slot in self.taps[i].read_norms]
             values.append(torch.linalg.vector_norm(torch.stack(read)) if read else zero)  # type: ignore[arg-type]
         host = norms.to_host(values, device)
-        n = len(self.taps)
+        n = len(self.measured)
         per_junction = [host[5 * i : 5 * i + 5] for i in range(n)]
         rest = host[5 * n :]
         param_norms: list[float | None] = []
@@ -428,6 +465,136 @@ class Taps:
             loss=rest[cursor + 1],
             grad_context=[context.get(i) for i in self.measured],
         )
+
+
+class Captured:
+    """The numbers of plain junctions (`FoundJunction.plain`) from two gradients each, with no
+    hook: the backward pass hands back the gradient at the fork x and at the add's output y as
+    it hands back the parameters'. The skip is the identity, so its contribution is y's
+    gradient, and the fork has no other consumer, so the block's is x's minus y's. Norms and dot
+    products are taken after the pass, a few batched operations for all junctions of one shape.
+
+    The gradients are held until the pass ends, so only junctions whose tensors fit the norm
+    budget are captured (`capturable`), and only on the CPU, where reading a number back costs
+    no sync; the others keep their hooks, which norm and free each gradient as it passes.
+
+    x's gradient is y's plus the block's rounded to float precision, so the difference carries
+    an error up to about one rounding unit of x's gradient. Where the block's part is below
+    `EXACT_BELOW` of x's, that error would show in its norm and in the cosine, so the block's
+    contribution is taken exactly instead: a backward pass of its own from the block operand to
+    the fork, over the graph the main pass kept (as for a shared side)."""
+
+    EXACT_BELOW = 1e-3
+
+    def __init__(self, junctions: Sequence[FoundJunction], indices: list[int]) -> None:
+        self.junctions = list(junctions)
+        self.indices = indices
+        self.edges: list[GradientEdge] = []
+        self._slots: list[tuple[int, int]] = []  # per junction: (fork's slot, add's slot)
+        position: dict[tuple[Any, int], int] = {}
+        for junction in junctions:
+            pair = []
+            for node, nr in ((junction.fork, junction.fork_output), (junction.add, 0)):
+                slot = position.get((node, nr))
+                if slot is None:
+                    slot = position[(node, nr)] = len(self.edges)
+                    self.edges.append(GradientEdge(node, nr))
+                pair.append(slot)
+            self._slots.append((pair[0], pair[1]))
+        self._grads: Sequence[torch.Tensor | None] = ()
+
+    def take(self, grads: Sequence[torch.Tensor | None]) -> None:
+        """The gradients the pass handed back at `edges`, in order."""
+        self._grads = grads
+
+    def numbers(self) -> dict[int, list[torch.Tensor]]:
+        """Junction index -> [grad_out, grad_skip, grad_block, grad_in, dot], 0-dim float32
+        tensors on the device; the gradients are released."""
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        pairs = []
+        for k, (fork_slot, add_slot) in enumerate(self._slots):
+            x, y = self._grad(fork_slot, add_slot), self._grad(add_slot, fork_slot)
+            pairs.append((x, y))
+            groups.setdefault((tuple(y.shape), y.dtype, y.device), []).append(k)
+        out: dict[int, list[torch.Tensor]] = {}
+        for members in groups.values():
+            xs = _wide(torch.stack([pairs[k][0].reshape(-1) for k in members]))
+            ys = _wide(torch.stack([pairs[k][1].reshape(-1) for k in members]))
+            blocks = xs - ys
+            grad_in = torch.linalg.vector_norm(xs, dim=1)
+            grad_out = torch.linalg.vector_norm(ys, dim=1)
+            grad_block = torch.linalg.vector_norm(blocks, dim=1)
+            dots = torch.linalg.vecdot(ys, blocks)
+            rough = grad_block < self.EXACT_BELOW * grad_in  # a block part lost in rounding reads as 0
+            for row in rough.nonzero().view(-1).tolist():
+                k = members[row]
+                block = _wide(self._exact_block(k, pairs[k][1]).reshape(-1))
+                grad_block[row] = torch.linalg.vector_norm(block)
+                dots[row] = torch.dot(ys[row], block)
+            grad_in, grad_out, grad_block, dots = (t.float() for t in (grad_in, grad_out, grad_block, dots))
+            for row, k in enumerate(members):
+                numbers = [grad_out[row], grad_out[row], grad_block[row], grad_in[row], dots[row]]
+                out[self.indices[k]] = numbers
+        self._grads = ()
+        return out
+
+    def _exact_block(self, k: int, grad_y: torch.Tensor) -> torch.Tensor:
+        """The block's contribution to the fork's gradient, from its own backward pass."""
+        junction = self.junctions[k]
+        start = GradientEdge(*junction.add.next_functions[junction.block_operand])
+        fork = GradientEdge(junction.fork, junction.fork_output)
+        (block,) = torch.autograd.grad([start], [fork], [grad_y], retain_graph=True, allow_unused=True)
+        return torch.zeros_like(grad_y) if block is None else block
+
+    def _grad(self, slot: int, like: int) -> torch.Tensor:
+        """The gradient at `slot`; zeros where none reached it (a junction the loss does not use)."""
+        grad = self._grads[slot]
+        if grad is not None:
+            return grad
+        other = self._grads[like]
+        if other is not None:
+            return torch.zeros_like(other)
+        meta = self.edges[slot].node._input_metadata[self.edges[slot].output_nr]
+        return torch.zeros(tuple(meta.shape), dtype=meta.dtype, device=meta.device)
+
+
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """Float32 for half-precision gradients, as every norm accumulates; float64 stays."""
+    return tensor.float() if tensor.dtype in norms.TO_FLOAT32 else tensor
+
+
+def capturable(
+    junctions: Sequence[FoundJunction], measured: Sequence[int], budget: int, device: torch.device
+) -> list[int]:
+    """The measured plain junctions whose fork and add gradients fit `budget` bytes together,
+    in order; none off the CPU (see `Captured`)."""
+    chosen: list[int] = []
+    if device.type != "cpu" or not _edges_as_outputs():
+        return chosen
+    held: set[tuple[Any, int]] = set()
+    total = 0
+    for index in measured:
+        junction = junctions[index]
+        if not junction.plain:
+            continue
+        edges = ((junction.fork, junction.fork_output), (junction.add, 0))
+        metas = [node._input_metadata[nr] for node, nr in edges]
+        if any(meta.dtype not in (torch.float32, torch.float64) for meta in metas):
+            continue  # a half-precision sum keeps too little of a small block part (`EXACT_BELOW`)
+        size = sum(m.dtype.itemsize * _numel(m.shape) for edge, m in zip(edges, metas) if edge not in held)
+        if total + size > budget:
+            break
+        total += size
+        held.update(edges)
+        chosen.append(index)
+    return chosen
+
+
+def _numel(shape: Sequence[int]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
 
 
 @functools.cache

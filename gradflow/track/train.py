@@ -321,7 +321,8 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     grads: list[torch.Tensor | None] = [None] * len(params)
     handles = [p.register_hook(_keep(grads, i)) for i, p in enumerate(params)]
     try:
-        with Taps(found, out, fork_leaves, measured_at, contexts_of(found, measured_at, params)) as taps:
+        with Taps(found, out, fork_leaves, measured_at,
+                  context=contexts_of(found, measured_at, params)) as taps:
             measured: Measured = taps.run(_BASELINE, loss, wrt, params, retain_graph=False)
     except GradflowError:
         raise
