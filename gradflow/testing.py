@@ -43,6 +43,7 @@ def check_gradient_flow(
     vanishing_below: float | None = None,
     dead_below: float | None = None,
     exploding_above: float | None = None,
+    warmup_steps: int | None = None,
     allow_unused: Sequence[str] = (),
     disable: Sequence[str] = (),
     warn: Sequence[str] = (),
@@ -60,6 +61,8 @@ def check_gradient_flow(
         loss / mode: the probe loss ("auto", "sum", "mean", "mse", "ce") and "train" / "eval".
         vanishing_below / dead_below / exploding_above / tolerance: the rule thresholds
             (None: the defaults of `gradflow check`, 1e-2 / 1e-3 / 1e3 / 4).
+        warmup_steps: the optimizer steps of the warm-up that decides dormant from dead
+            (None: `gradflow check`'s 3; 0: no warm-up).
         allow_unused: parameter-name globs (or module names) allowed to get no gradient.
         disable / warn: rule names to turn off, or to report without failing.
         baseline: a Report or a report file to compare with (the `regression` rule).
@@ -76,7 +79,8 @@ def check_gradient_flow(
 
     settings = settings_from(
         {}, vanishing_below=vanishing_below, dead_below=dead_below,
-        exploding_above=exploding_above, tolerance=tolerance, allow_unused=tuple(allow_unused),
+        exploding_above=exploding_above, tolerance=tolerance, warmup_steps=warmup_steps,
+        allow_unused=tuple(allow_unused),
         disable=tuple(disable), warn=tuple(warn),
     )
     return check(model, inputs, settings=settings, seeds=seeds, seed=seed, loss=loss, mode=mode,

@@ -3,9 +3,10 @@
 At initialisation every block is the identity, so the network is trivially well conditioned:
 the whole gradient reaches the fork through the skip path, and the block path contributes
 exactly zero to it (its gradient is multiplied by alpha = 0). Training still starts, because
-alpha itself gets a nonzero gradient, <grad, f(x)>. So the report shows every block path as
-silent (block gradient exactly 0), here by design at initialisation rather than a sign of a
-broken model. (Bachlechner et al., "ReZero is All You Need", 2020.)
+alpha itself gets a nonzero gradient, <grad, f(x)>. So every block path is silent (block
+gradient exactly 0), here by design at initialisation rather than a sign of a broken model:
+gradflow sees the gate and reports each junction `dormant`, with its alpha as the reason, and
+`gradflow check` passes. (Bachlechner et al., "ReZero is All You Need", 2020.)
 
 8 junctions, all with an identity skip.
 

@@ -29,3 +29,8 @@ def gradflow_cli(runner: CliRunner):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def report_schema() -> dict:
     return json.loads((ROOT / "gradflow" / "schemas" / "report.schema.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def check_schema() -> dict:
+    return json.loads((ROOT / "gradflow" / "schemas" / "check.schema.json").read_text())

@@ -37,3 +37,17 @@ def test_the_harness_runs_every_figure_on_a_tiny_config(tmp_path: Path) -> None:
     assert results["detect"]["junctions_found"] == 1000
     assert results["help"]["median_s"] > 0
     assert results["settings"]["k"] == 3
+
+
+def test_the_gate_cost_figures_run_and_leave_getattr_as_it_was() -> None:
+    import torch
+
+    from benchmarks.gate_costs import context_seconds, lookup_seconds, lookups_per_forward
+
+    original = torch.nn.Module.__getattr__
+    model, inputs = build("deep_mlp", quick=True)
+    assert lookups_per_forward(model, (inputs,)) > 0
+    junctions, seconds = context_seconds(model, (inputs,), runs=1)
+    assert junctions == BENCHES["deep_mlp"].junctions and seconds > 0
+    assert lookup_seconds(torch.nn.Linear(2, 2), "weight", wrapped=True, n=10) > 0
+    assert torch.nn.Module.__getattr__ is original

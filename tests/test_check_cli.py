@@ -17,7 +17,8 @@ from tests import test_check_models as models
 from tests.conftest import ROOT, SAMPLES
 
 MODELS = ROOT / "tests" / "test_check_models.py"
-RULES = ["nonfinite", "no-grad", "cut", "vanishing", "dead", "exploding", "regression"]
+RULES = ["nonfinite", "unused", "no-grad", "zero-grad", "cut", "vanishing", "dead", "exploding",
+         "regression"]
 
 
 def spec(builder: str) -> str:
@@ -49,14 +50,14 @@ def test_broken_model_exits_1_with_the_violations_table(gradflow_cli) -> None:
     assert result.exit_code == 1, result.output
     for name in unused_parameters():
         assert name in result.stdout
-    assert "no-grad" in result.stdout and "FAILED" in result.stdout
+    assert "unused" in result.stdout and "FAILED" in result.stdout
     assert result.stderr == ""
 
 
-def test_rezero_exits_1_with_a_clear_reason(gradflow_cli) -> None:
+def test_rezero_exits_0_and_says_its_blocks_are_dormant(gradflow_cli) -> None:
     result = gradflow_cli("check", SAMPLES / "rezero.py", "--device", "cpu")
-    assert result.exit_code == 1
-    assert "ReZero" in result.stdout and "dead (8)" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert "dormant" in result.stdout and "blocks.0.alpha" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -84,25 +85,26 @@ def test_junit_xml_has_a_test_case_per_rule_and_one_failure_listing_its_violatio
     target = tmp_path / "gradflow.xml"
     result = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "--format", "junit", "-o", target)
     assert result.exit_code == 1
-    assert "no-grad" in result.stdout  # the table still goes to the log
+    assert "unused" in result.stdout  # the table still goes to the log
     root = ET.parse(target).getroot()
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert list(cases) == RULES
-    (failure,) = cases["no-grad"].findall("failure")
+    (failure,) = cases["unused"].findall("failure")
     assert {line.split(":")[0] for line in failure.text.splitlines()} == unused_parameters()
-    assert all(not c.findall("failure") for n, c in cases.items() if n != "no-grad")
+    assert all(not c.findall("failure") for n, c in cases.items() if n != "unused")
     assert cases["regression"].find("skipped") is not None
     assert suite.get("tests") == str(len(RULES)) and suite.get("failures") == "1"
     assert root.get("failures") == "1"
 
 
 def test_junit_counts_failed_test_cases_when_several_rules_fail(gradflow_cli, tmp_path) -> None:
-    # Every block multiplied by 0: no-grad fails on each block parameter, dead on each junction.
+    # Every block multiplied by 0: zero-grad (made to fail) on each block parameter, dead on
+    # each junction.
     target = tmp_path / "gradflow.xml"
     result = gradflow_cli("check", spec("build_zeroed"), "--device", "cpu", "--seeds", "2",
-                          "--format", "junit", "-o", target)
+                          "--enable", "zero-grad", "--format", "junit", "-o", target)
     assert result.exit_code == 1
     root = ET.parse(target).getroot()
     (suite,) = root.findall("testsuite")
@@ -119,14 +121,14 @@ def test_junit_counts_failed_test_cases_when_several_rules_fail(gradflow_cli, tm
     params = dict(model.named_parameters())
     loss = model(models.example_input().requires_grad_()).sum()
     grads = torch.autograd.grad(loss, list(params.values()), retain_graph=True, allow_unused=True)
-    no_grad = {n for n, g in zip(params, grads) if g is None or not g.any()}
+    zero = {n for n, g in zip(params, grads) if g is not None and not g.any()}
     dead = set()
     for i, (x, block) in enumerate(zip(model.seen["x"], model.seen["block"], strict=True)):
         (g_block,) = torch.autograd.grad(block, x, torch.ones_like(block), retain_graph=True)
         if not g_block.any():
             dead.add(f"#{i}")
-    assert no_grad and dead == {"#0", "#1", "#2"}
-    for rule, subjects in (("no-grad", no_grad), ("dead", dead)):
+    assert zero and dead == {"#0", "#1", "#2"}
+    for rule, subjects in (("zero-grad", zero), ("dead", dead)):
         failure = failed[rule]
         assert failure.get("type") == rule
         assert failure.get("message").startswith(f"{len(subjects)} violations of {rule}: ")
@@ -171,15 +173,16 @@ def test_markdown_for_a_pull_request(gradflow_cli) -> None:
     result = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "--format", "markdown")
     assert result.exit_code == 1
     assert result.stdout.startswith("### ❌ gradflow check")
-    assert "| `no-grad` | ❌ failed (2) |" in result.stdout
+    assert "| `unused` | ❌ failed (2) |" in result.stdout
     assert "`spare.weight`" in result.stdout
 
 
-def test_json_is_the_report_plus_violations(gradflow_cli, report_schema) -> None:
+def test_json_is_the_report_plus_violations(gradflow_cli, report_schema, check_schema) -> None:
     result = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "--format", "json", "--seeds", "2")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
-    assert document["schema"] == "gradflow/check@1" and document["passed"] is False
+    jsonschema.validate(document, check_schema)
+    assert document["schema"] == "gradflow/check@2" and document["passed"] is False
     assert document["exit_code"] == 1 and document["seeds"] == [0, 1]
     jsonschema.validate(document["report"], report_schema)
     assert {v["subject"] for v in document["violations"]} == unused_parameters()
@@ -293,14 +296,14 @@ def test_pyproject_overrides_defaults_and_flags_override_pyproject(gradflow_cli,
 
 def test_configured_levels_and_enable(gradflow_cli, tmp_path, monkeypatch) -> None:
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.gradflow.check]\ndisable = ["no-grad"]\nwarn = ["dead"]\nseeds = 2\n')
+        '[tool.gradflow.check]\ndisable = ["unused"]\nwarn = ["dead"]\nseeds = 2\n')
     monkeypatch.chdir(tmp_path)
     off = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "--format", "json")
     assert off.exit_code == 0
     document = json.loads(off.stdout)
     assert document["seeds"] == [0, 1]
-    assert _rule(document, "no-grad")["status"] == "off"
-    enabled = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "--enable", "no-grad")
+    assert _rule(document, "unused")["status"] == "off"
+    enabled = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "--enable", "unused")
     assert enabled.exit_code == 1
     warned = gradflow_cli("check", spec("build_dead"), "--device", "cpu", "--format", "json")
     assert warned.exit_code == 0 and json.loads(warned.stdout)["violations"][0]["level"] == "warning"

@@ -33,10 +33,11 @@ def by_rule(result, rule):  # type: ignore[no-untyped-def]
 
 
 def test_rules_are_registered_once_in_report_order() -> None:
-    assert rule_names() == ("nonfinite", "no-grad", "cut", "vanishing", "dead", "exploding", "regression")
+    assert rule_names() == ("nonfinite", "unused", "no-grad", "zero-grad", "cut", "vanishing", "dead",
+                            "exploding", "regression")
     with pytest.raises(ValueError, match="already registered"):
         register("dead", title="again", fires="never")(lambda report, settings, baseline: None)
-    with pytest.raises(OptionError, match="unknown rule 'deadd'.*nonfinite, no-grad"):
+    with pytest.raises(OptionError, match="unknown rule 'deadd'.*nonfinite, unused, no-grad"):
         get_rule("deadd")
 
 
@@ -53,8 +54,15 @@ def test_healthy_residual_net_passes() -> None:
     assert check_gradient_flow(models.build_healthy(), models.example_input(), loss="sum").passed
 
 
-@pytest.mark.parametrize("build", [models.build_unused, models.build_detached])
-def test_no_grad_names_exactly_the_parameters_autograd_leaves_without_gradient(build) -> None:
+@pytest.mark.parametrize(("build", "rule", "words"), [
+    (models.build_unused, "unused", "never used by the forward pass"),
+    (models.build_detached, "no-grad", "no gradient arrives"),
+])
+def test_unused_and_no_grad_name_exactly_the_parameters_autograd_leaves_without_gradient(
+        build, rule, words) -> None:
+    """A layer built and never called is `unused`; a branch the forward pass runs and then
+    detaches is `no-grad`. Which parameters autograd leaves without a gradient is the reference;
+    which of them the forward pass runs is known by construction."""
     model = build()
     names = [n for n, _ in model.named_parameters()]
     _, grads = sum_loss_grads(model, lambda m, x: list(m.parameters()))
@@ -62,13 +70,18 @@ def test_no_grad_names_exactly_the_parameters_autograd_leaves_without_gradient(b
     assert expected  # the model is built to break the rule
     result = check_gradient_flow(model, models.example_input(), loss="sum")
     assert not result.passed
-    no_grad = [v for v in result.violations if v.rule == "no-grad"]
-    assert {v.subject for v in no_grad} == expected
-    assert all(v.value is None and "not reached from the loss" in v.message for v in no_grad)
+    named = by_rule(result, rule)
+    assert {v.subject for v in named} == expected
+    assert all(v.value is None and words in v.message for v in named)
+    other = "no-grad" if rule == "unused" else "unused"
+    assert by_rule(result, other) == []
+    by_gradient = {p.name: str(p.gradient) for p in result.report.parameters}
+    assert {n for n, g in by_gradient.items() if g in ("unused", "none")} == expected
+    assert {by_gradient[n] for n in expected} == {"unused" if rule == "unused" else "none"}
     # x + side(x).detach() is also a junction whose block is cut, which the cut rule names.
     cut = [v.subject for v in result.violations if v.rule == "cut"]
     assert cut == (["#0"] if build is models.build_detached else [])
-    assert len(result.violations) == len(no_grad) + len(cut)
+    assert len(result.violations) == len(named) + len(cut)
 
 
 def test_allow_unused_accepts_globs_and_module_names() -> None:
@@ -153,20 +166,30 @@ def test_exploding_ratio_matches_autograd() -> None:
     assert result.outcome("exploding").worst == pytest.approx(expected[0], rel=1e-4)
 
 
-def test_rezero_fails_dead_and_no_grad_with_the_parameters_autograd_gives_zero() -> None:
+def test_rezero_passes_with_its_blocks_dormant_behind_their_gates() -> None:
+    """Every alpha starts at 0 with a nonzero gradient (autograd): each block is closed on
+    purpose and opens at the first step, so the check passes; the block weights' zero gradients
+    are counted, and not listed as warnings: their gates explain them."""
     loaded = load_source(str(SAMPLES / "rezero.py"))
     model, x = loaded.module, loaded.example_input()
     names = [n for n, _ in model.named_parameters()]
     out = model(x)
     labels = torch.randint(0, out.shape[-1], (out.shape[0],), generator=torch.Generator().manual_seed(0))
-    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(out, labels), list(model.parameters()))
-    zero = {n for n, g in zip(names, grads) if not g.any()}
+    grads = dict(zip(names, torch.autograd.grad(torch.nn.functional.cross_entropy(out, labels),
+                                                list(model.parameters()))))
+    zero = {n for n, g in grads.items() if not g.any()}
+    gates = [f"blocks.{i}.alpha" for i in range(8)]
+    assert all(model.get_parameter(g).item() == 0 and grads[g].item() != 0 for g in gates)
     result = check_gradient_flow(model, x)
-    assert not result.passed
-    assert {v.subject for v in by_rule(result, "no-grad")} == zero
-    dead = by_rule(result, "dead")
-    assert [v.subject for v in dead] == [f"blocks.{i}" for i in range(8)]
-    assert all(v.value == 0 and "ReZero" in v.message for v in dead)
+    assert result.passed, result.verdict()
+    assert [(j.name, j.status, j.dormant_reason) for j in result.report.junctions] == [
+        (f"blocks.{i}", "dormant", gate) for i, gate in enumerate(gates)
+    ]
+    assert zero == {n for n in names if ".f." in n}  # every block weight, behind its gate
+    assert {p.name for p in result.report.parameters if p.gradient == "zero"} == zero
+    assert result.outcome("zero-grad").worst == len(zero)
+    assert result.outcome("zero-grad").status == "passed" and by_rule(result, "zero-grad") == []
+    assert by_rule(result, "unused") == by_rule(result, "no-grad") == by_rule(result, "dead") == []
 
 
 def test_warn_reports_without_failing_and_disable_turns_a_rule_off() -> None:

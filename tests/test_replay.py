@@ -91,3 +91,31 @@ def test_frozen_parameters_are_a_new_shape(searches) -> None:  # type: ignore[no
     report = gradflow.inspect(model, x, loss="mse")
     assert len(searches) == 2
     assert len(report.junctions) == 2  # a block with no trainable parameter is no junction
+
+
+def test_a_replayed_junction_keeps_its_context(searches) -> None:  # type: ignore[no-untyped-def]
+    """A cross-attention block's gradient to the encoder side (grad_context) is measured on a
+    replayed graph as on the first."""
+    from tests.fixtures import shapes
+
+    model, x = shapes.build_cross_attention(), shapes.example_input()
+    first = gradflow.inspect(model, x, seed=0)
+    again = gradflow.inspect(model, x, seed=0)
+    assert len(searches) == 1
+    assert [j.grad_context for j in again.junctions] == [j.grad_context for j in first.junctions]
+    assert any(j.grad_context for j in again.junctions)
+
+
+@pytest.mark.parametrize("builder", ["build_layer_scale", "build_skip_gain", "build_zero_bn"])
+def test_a_replayed_junction_keeps_its_gate(searches, builder: str) -> None:  # type: ignore[no-untyped-def]
+    """A block judged dormant by its gate on the first graph is judged so on a replayed one."""
+    from tests.fixtures import shapes
+
+    model, x = getattr(shapes, builder)(), shapes.example_input()
+    first = gradflow.inspect(model, x)
+    again = gradflow.inspect(model, x)
+    assert len(searches) == 1
+    assert any(j.dormant_reason for j in first.junctions)
+    assert [(j.status, j.dormant_reason) for j in again.junctions] == [
+        (j.status, j.dormant_reason) for j in first.junctions
+    ]

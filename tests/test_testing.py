@@ -25,8 +25,8 @@ def test_the_assertion_message_is_the_violations_table() -> None:
     message = str(raised.value)
     assert message.startswith("gradient flow check failed")
     assert "spare.weight" in message and "spare.bias" in message
-    assert "not reached from the loss" in message
-    assert "FAILED: 2 violations of no-grad (2)" in message
+    assert "never used by the forward pass" in message
+    assert "FAILED: 2 violations of unused (2)" in message
     assert "\x1b[" not in message  # plain text, no colour codes
 
 

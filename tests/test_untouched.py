@@ -31,6 +31,8 @@ def _snapshot(model: torch.nn.Module) -> dict:
         "adds": (torch.add, {k: v for k, v in vars(torch.Tensor).items() if "add" in k}),
         # ... and nn.Module._call_impl, to keep the module stack.
         "call_impl": torch.nn.Module._call_impl,
+        # ... and nn.Module.__getattr__, to note the parameters it reads.
+        "getattr": torch.nn.Module.__getattr__,
         # The cyclic garbage collector is paused during a measurement.
         "gc": gc.isenabled(),
     }
@@ -43,7 +45,8 @@ def _assert_same(before: dict, after: dict) -> None:
     for name, grad in before["grads"].items():
         other = after["grads"][name]
         assert (grad is None and other is None) or torch.equal(grad, other), name
-    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds", "call_impl", "gc"):
+    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds", "call_impl", "getattr",
+                "gc"):
         assert before[key] == after[key], key
     assert torch.equal(before["rng"], after["rng"])
 
@@ -144,3 +147,35 @@ def test_module_hooks_run_and_the_collector_is_paused_during_the_forward_pass() 
     finally:
         gc.enable()
         handle.remove()
+
+
+def test_untouched_after_a_check_that_warms_a_copy_up() -> None:
+    """The warm-up trains a deep copy: the model, its grads and the RNG are as they were."""
+    from tests.fixtures import shapes
+
+    model = shapes.build_zero_head()
+    model.blocks[0].fc1.weight.grad = torch.full_like(model.blocks[0].fc1.weight, 0.5)
+    before = _snapshot(model)
+    result = gradflow.check(model, shapes.example_input())
+    assert result.report.warmup is not None  # it did warm up
+    _assert_same(before, _snapshot(model))
+
+
+def test_parameter_reads_in_another_thread_are_not_noted() -> None:
+    """The attribute wrapper is process-wide while the probe runs; noting reads is not."""
+    import threading
+
+    from gradflow.engine import sites
+    from gradflow.engine.recorder import ForwardRecorder, _parameter_reads_noted
+
+    layer = torch.nn.Linear(2, 2)
+    recorder = ForwardRecorder(torch.nn.Module())
+    original = torch.nn.Module.__getattr__
+    with sites.recording(), _parameter_reads_noted(recorder):
+        thread = threading.Thread(target=lambda: layer.weight)
+        thread.start()
+        thread.join()
+        assert recorder.read == set()
+        layer.bias  # noqa: B018 (a read is what is tested)
+        assert recorder.read == {id(layer.bias)}
+    assert torch.nn.Module.__getattr__ is original

@@ -50,9 +50,15 @@ DeadBelow = Annotated[float | None, typer.Option(
 ExplodingAbove = Annotated[float | None, typer.Option(
     "--exploding-above", help="exploding: fail when a junction's `grad_out` or `grad_in` over the "
     "gradient at the output is above this.", show_default="1000", rich_help_panel=RULES)]
+WarmupSteps = Annotated[int | None, typer.Option(
+    "--warmup-steps", min=0, help="When a junction is dead or vanishing at initialisation and no "
+    "gate explains it, or the gradient does not survive the depth, measure again after this many "
+    "Adam steps (lr 0.01) on a copy of the model with the probe batch: what is alive then is "
+    "dormant, not dead. 0 turns the warm-up off.", show_default="3", rich_help_panel=RULES)]
 AllowUnused = Annotated[list[str] | None, typer.Option(
-    "--allow-unused", metavar="PATTERN", help="no-grad: parameters allowed to get no gradient, "
-    "a glob on names (`pooler.*`, `*.alpha`) or a module name; repeatable.", show_default=False,
+    "--allow-unused", metavar="PATTERN", help="unused, no-grad: parameters allowed to get no "
+    "gradient, a glob on names (`pooler.*`, `*.alpha`) or a module name; repeatable.",
+    show_default=False,
     rich_help_panel=RULES)]
 Enable = Annotated[list[str] | None, typer.Option(
     "--enable", metavar="RULE", help="Make a rule fail the check again (one the configuration "
@@ -75,7 +81,7 @@ Tolerance = Annotated[float | None, typer.Option(
     "--tolerance", help="regression: the factor a metric may move by, in either direction.",
     show_default="4", rich_help_panel=BASELINE)]
 WriteBaseline = Annotated[Path | None, typer.Option(
-    "--write-baseline", help="Write this run's report (gradflow/report@1, first seed) to this "
+    "--write-baseline", help="Write this run's report (gradflow/report@2, first seed) to this "
     "file; the rules still decide the exit code.", show_default=False, rich_help_panel=BASELINE)]
 CheckFormatOpt = Annotated[CheckFormat, typer.Option(
     "--format", "-f", help="table (for people), json (the report plus violations), junit (JUnit "
@@ -98,6 +104,7 @@ def check_command(
     vanishing_below: VanishingBelow = None,
     dead_below: DeadBelow = None,
     exploding_above: ExplodingAbove = None,
+    warmup_steps: WarmupSteps = None,
     allow_unused: AllowUnused = None,
     enable: Enable = None,
     warn: Warn = None,
@@ -120,14 +127,20 @@ def check_command(
     (or `--config FILE`), then the flags.
 
     - **nonfinite**: a NaN or Inf in the loss, a junction metric or a parameter gradient.
-    - **no-grad**: a trainable parameter whose gradient is None or exactly 0 (a layer built but
-      not used, a stray `.detach()`, a branch cut by control flow); `--allow-unused PATTERN`.
+    - **unused**: a trainable parameter the forward pass never used (a layer built and never
+      called); `--allow-unused PATTERN` for one unused on purpose (a mask token).
+    - **no-grad**: a trainable parameter the forward pass used but no gradient reaches (a stray
+      `.detach()`, `no_grad` or `.data` on the way); `--allow-unused PATTERN`.
+    - **zero-grad**: a trainable parameter whose gradient is exactly 0 (a zero-initialised gate,
+      dead ReLUs, a bias right before a norm): reported as a warning, does not fail.
     - **cut**: a junction's skip or block reaches the add as a detached copy (`x.detach() + f(x)`,
       `x + f(x).detach()`): no gradient passes that path.
     - **vanishing**: `grad_in` at the first junction / `grad_out` at the last below 0.01
       (`--vanishing-below`; healthy models measure 0.9 to 11).
-    - **dead**: a junction's `block_ratio` (`grad_block` / `grad_skip`) below 0.001
-      (`--dead-below`; healthy models measure from about 0.006).
+    - **dead**: a junction's block passes back below 0.001 of what its skip does, to its fork
+      (`block_ratio`) and to anything else it reads (`--dead-below`; healthy models measure from
+      about 0.006). A dormant junction passes: one held closed by a gate (a zero-initialised norm
+      scale or gain, a 1e-6 layer scale) or alive after the warm-up (`--warmup-steps`).
     - **exploding**: a junction's `grad_out` or `grad_in` above 1000 times the gradient at the
       output (`--exploding-above`; healthy models measure up to 36).
     - **regression**: with `--baseline`, a junction missing or new, or a metric moved by more
@@ -154,7 +167,8 @@ def check_command(
         configured = load_config(config).values
         settings = settings_from(
             configured, vanishing_below=vanishing_below, dead_below=dead_below,
-            exploding_above=exploding_above, tolerance=tolerance, allow_unused=allow_unused,
+            exploding_above=exploding_above, tolerance=tolerance, warmup_steps=warmup_steps,
+            allow_unused=allow_unused,
             enable=enable, warn=warn, disable=disable,
         )
         baseline_path = baseline or (Path(configured["baseline"]) if "baseline" in configured else None)

@@ -11,8 +11,9 @@ from typing import Any
 from gradflow.engine.report import Report, Thresholds
 from gradflow.errors import OptionError
 from gradflow.gate.evaluate import evaluate
-from gradflow.gate.result import CHECK_SCHEMA, CheckResult
-from gradflow.gate.settings import CheckSettings
+from gradflow.gate.result import READABLE_CHECK_SCHEMAS, CheckResult
+from gradflow.gate.settings import WARMUP_LR, CheckSettings
+from gradflow.gate.warmup import after_warmup, needs_warmup
 
 
 def measure_seeds(model: Any, inputs_for: Callable[[int], Any], seeds: Sequence[int], *,
@@ -21,16 +22,34 @@ def measure_seeds(model: Any, inputs_for: Callable[[int], Any], seeds: Sequence[
                   source_format: str = "module",
                   timings: dict[str, float] | None = None) -> list[Report]:
     """One Report per seed: the probe batch is `inputs_for(seed)`, and the seed also drives
-    dropout and the `ce` labels. Junction statuses use the check's dead and exploding limits."""
+    dropout and the `ce` labels. Junction statuses use the check's dead and exploding limits.
+
+    Where a report has a junction dead or vanishing with no gate to explain it, or fails the
+    survival, the seed's probe runs again on a copy of the model after `settings.warmup_steps`
+    optimizer steps with that batch (`gradflow.gate.warmup`); the report then says which
+    junctions were alive after them (`dormant`, for the reason `warm-up`) and keeps the other
+    measurement in `Report.warmup`."""
     from gradflow.engine.measure import measure
+    from gradflow.track.warmup import WARMUP_OPTIMIZER, warmed_copy
 
     thresholds = Thresholds(dead_below=settings.dead_below,
                             exploding_above=settings.exploding_above)
     reports = []
     for seed in seeds:
-        (report,) = measure(model, inputs_for(seed), loss=loss, mode=mode, seed=seed, dtype=dtype,
-                            thresholds=thresholds, source=source, source_format=source_format,
-                            timings=timings)
+        inputs = inputs_for(seed)
+
+        def probe(target: Any, seed: int = seed, inputs: Any = inputs) -> Report:
+            (report,) = measure(target, inputs, loss=loss, mode=mode, seed=seed, dtype=dtype,
+                                thresholds=thresholds, source=source,
+                                source_format=source_format, timings=timings)
+            return report
+
+        report = probe(model)
+        if needs_warmup(report, settings):
+            warm = warmed_copy(model, inputs, steps=settings.warmup_steps, lr=WARMUP_LR,
+                               loss=report.probe.loss, mode=mode, seed=seed)
+            report = after_warmup(report, probe(warm), settings.warmup_steps,
+                                  str(WARMUP_OPTIMIZER), WARMUP_LR)
         reports.append(report)
     return reports
 
@@ -42,8 +61,8 @@ def seed_range(seed: int, seeds: int) -> list[int]:
 
 
 def read_baseline(path: str | Path) -> Report:
-    """A `gradflow/report@1` document (from --write-baseline or `inspect --format json`), or a
-    `gradflow/check@1` one, whose report is used."""
+    """A `gradflow/report@2` or `@1` document (from --write-baseline or `inspect --format
+    json`), or a `gradflow/check@2` or `@1` one, whose report is used."""
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -53,14 +72,14 @@ def read_baseline(path: str | Path) -> Report:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise OptionError(f"cannot read baseline {path}: {e}") from e
-    if isinstance(document, dict) and document.get("schema") == CHECK_SCHEMA:
+    if isinstance(document, dict) and document.get("schema") in READABLE_CHECK_SCHEMAS:
         document = document.get("report")
     if not isinstance(document, dict):
         raise OptionError(f"baseline {path} is not a gradflow report")
     try:
         return Report.from_dict(document)
     except (ValueError, KeyError, TypeError) as e:
-        raise OptionError(f"baseline {path} is not a gradflow/report@1 document: {e}") from e
+        raise OptionError(f"baseline {path} is not a gradflow report: {e}") from e
 
 
 def save_baseline(path: str | Path, report: Report) -> None:

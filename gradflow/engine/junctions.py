@@ -54,6 +54,10 @@ class FoundJunction:
     shared: tuple[bool, bool] = (False, False)  # per side: its nodes carry gradient from elsewhere
     cut: int | None = None  # SKIP or BLOCK when that side's operand is a detached copy: no gradient
     exclusive: bool = False  # every consumer of the fork is on one of the two sides
+    # A replayed junction has no sides' nodes (gradflow.engine.replay): what they gave when it
+    # was first searched, its context edges and the parameters scaling its block, come with it.
+    context: tuple[Any, ...] | None = None
+    scales: tuple[Any, ...] | None = None
 
     @property
     def plain(self) -> bool:

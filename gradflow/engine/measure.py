@@ -7,15 +7,19 @@ back exactly as it was (`gradflow.engine.state`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.autograd.graph import get_gradient_edge
 
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
+from gradflow.engine.context import contexts_of
+from gradflow.engine.gates import gate_candidates, largest_magnitudes
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import (
     ADD_NODES,
@@ -42,6 +46,7 @@ from gradflow.engine.report import (
     StopGradient,
     Thresholds,
     build_report,
+    dead_positions,
 )
 from gradflow.engine.select import select
 from gradflow.engine.state import collector_paused, preserved, seed_generators
@@ -125,8 +130,10 @@ def measure(
         tick = time.perf_counter()
         assert graph.output is not None
         stopped = {i for v in stops for i in (*v.stop_skip, *v.stop_block)}
-        captured = capturable(graph.found, [i for i in chosen if i not in stopped], budget(device), device)
-        with Taps(graph.found, graph.output, fork_leaves, chosen, stops, captured) as taps:
+        context = contexts_of(graph.found, chosen, params)
+        plain = [i for i in chosen if i not in stopped and i not in context]
+        captured = capturable(graph.found, plain, budget(device), device)
+        with Taps(graph.found, graph.output, fork_leaves, chosen, stops, captured, context) as taps:
             graph.output = None  # the output's hook lives on the graph: do not keep the tensor
             for k, variant in enumerate(stops):
                 try:
@@ -150,11 +157,13 @@ def measure(
         device=str(device),
         autocast=None if precision is None else str(precision).replace("torch.", ""),
     )
-    junctions = located(graph.found, graph.naming, params)
+    every = located(graph.found, graph.naming, params)
+    junctions = [every[i] for i in chosen]
     parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
+    gates = _Gates([graph.found[i] for i in chosen], params, device)
     return [
         build_report(
-            [junctions[i] for i in chosen],
+            junctions,
             values,
             parameters,
             thresholds=thresholds,
@@ -166,12 +175,38 @@ def measure(
             ),
             notes=notes,
             found=len(graph.found),
+            used=graph.used,
+            gates=gates.of(dead_positions(junctions, values, thresholds), values),
             timings=timings,
             gradflow_version=__version__,
             torch_version=torch.__version__,
         )
         for stop, values in zip(stops, measured)
     ]
+
+
+class _Gates:
+    """The gates of the measured junctions whose numbers say dead (see gradflow.engine.gates),
+    for `build_report`. A parameter's magnitude is read only when its gradient is nonzero and
+    finite (the others cannot hold a block closed on purpose), and once per measurement."""
+
+    def __init__(self, found: Sequence[FoundJunction], params: Sequence[torch.Tensor],
+                 device: torch.device) -> None:
+        self.found, self.params, self.device = found, params, device
+        self.index_of = {id(p): i for i, p in enumerate(params)}
+        self.magnitudes: dict[int, float] = {}
+
+    def of(self, dead: Sequence[int], measured: Measured) -> dict[int, list[tuple[int, float]]]:
+        norms = measured.param_norms
+        candidates = {
+            k: [i for i in gate_candidates(self.found[k], self.index_of)
+                if norms[i] is not None and norms[i] != 0 and math.isfinite(norms[i])]  # type: ignore[arg-type]
+            for k in dead
+        }
+        unread = sorted({i for found in candidates.values() for i in found} - set(self.magnitudes))
+        values = largest_magnitudes([self.params[i] for i in unread], self.device)
+        self.magnitudes.update(zip(unread, values))
+        return {k: [(i, self.magnitudes[i]) for i in found] for k, found in candidates.items()}
 
 
 def _measured(names: Sequence[str], only: Sequence[str] | None, limit: int | None) -> list[int]:
@@ -248,6 +283,7 @@ class _Graph:
     naming: list[Naming]
     mode: Mode
     notes: tuple[str, ...] = ()
+    used: list[bool] | None = None  # per trainable parameter: whether the forward pass used it
 
 
 def _forward_and_find(
@@ -270,11 +306,13 @@ def _forward_and_find(
     chosen = select_output(output)
     loss_tensor = probe_loss(chosen, loss, seed)
     timings["forward"] = time.perf_counter() - tick
-    found, naming, found_notes = junctions_of(
+    found, naming, found_notes, used = junctions_of(
         model, loss_tensor, params, leaves, recorder, parts.parameter_names, timings, replays_of(model)
     )
     kind = resolve_loss(loss, chosen)
-    return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes)
+    return _Graph(
+        probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes, used
+    )
 
 
 def junctions_of(
@@ -286,11 +324,11 @@ def junctions_of(
     param_names: dict[int, str],
     timings: dict[str, float],
     replays: Replays | None = None,
-) -> tuple[list[FoundJunction], list[Naming], tuple[str, ...]]:
-    """The junctions in the graph behind `loss`, their names, and the notes on what the graph
-    hides; `timings["detect"]` gets the time of the walk and the search. With `replays`, a graph
-    of a shape seen before is not searched again (`gradflow.engine.replay`). Shared by inspect
-    and track."""
+) -> tuple[list[FoundJunction], list[Naming], tuple[str, ...], list[bool]]:
+    """The junctions in the graph behind `loss`, their names, the notes on what the graph hides,
+    and per parameter whether the forward pass used it (`parameters_used`); `timings["detect"]`
+    gets the time of the walk and the search. With `replays`, a graph of a shape seen before is
+    not searched again (`gradflow.engine.replay`). Shared by inspect and track."""
     if loss.grad_fn is None:
         raise ProbeError(
             "the loss does not depend on any trainable parameter: nothing to differentiate "
@@ -305,7 +343,7 @@ def junctions_of(
         known = replays.find(key, adds)
         if known is not None:
             timings["detect"] = time.perf_counter() - tick
-            return known.junctions, known.naming, known.notes
+            return known.junctions, known.naming, known.notes, known.used
     uses: dict[Any, int] = {}
     nodes = all_nodes([loss.grad_fn], uses)
     found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
@@ -314,9 +352,21 @@ def junctions_of(
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
     naming = name_junctions(found, recorder, param_names)
+    used = parameters_used(params, recorder.read, uses)
     if replays is not None:
-        replays.keep(key, adds, Found(found, naming, notes))
-    return found, naming, notes
+        replays.keep(key, adds, Found(found, naming, notes, used), params)
+    return found, naming, notes, used
+
+
+def parameters_used(
+    params: Sequence[torch.Tensor], read: set[int], graph: dict[Any, int]
+) -> list[bool]:
+    """Per parameter: whether the forward pass used it, that is read it as a module attribute
+    (`ForwardRecorder.read`) or made it a leaf of the graph behind the loss (`graph` holds that
+    graph's nodes). Only parameters never read are looked up in the graph: a model run by
+    TorchScript, whose attribute reads Python does not see, or one that reaches its parameters
+    another way."""
+    return [id(p) in read or get_gradient_edge(p).node in graph for p in params]
 
 
 def _set_mode(model: torch.nn.Module, mode: Mode, parts: Inventory) -> tuple[Mode, tuple[str, ...]]:

@@ -5,10 +5,11 @@ modules (a wrapper around `nn.Module._call_impl`), sees every addition through w
 the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`, `Tensor.add`,
 `Tensor.add_`), all installed on entry and removed on exit, so each add is named after the
 innermost module and the user's source line, and notes each module's output node so branches can
-list the modules they pass through. Only module calls and additions pay for the recording: a
-TorchFunctionMode would send every operation of the forward pass through Python. Exported
-programs run through an fx Interpreter instead, which reads the module path and source line the
-exporter stored on each graph node.
+list the modules they pass through, and notes which parameters the forward pass reads (a
+wrapper around `nn.Module.__getattr__`). Only module calls, additions and lookups of a module's
+parameters, buffers and submodules pay for the recording: a TorchFunctionMode would send every
+operation of the forward pass through Python. Exported programs run through an fx Interpreter
+instead, which reads the module path and source line the exporter stored on each graph node.
 """
 
 from __future__ import annotations
@@ -91,6 +92,38 @@ def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
 
 
 @contextmanager
+def _parameter_reads_noted(recorder: ForwardRecorder) -> Iterator[None]:
+    """Wrap `nn.Module.__getattr__` so every parameter the forward pass reads as a module
+    attribute (`self.weight`) is noted in `recorder.read`, whether or not what it computes reaches
+    the loss: a parameter read and then cut off (a `.detach()`, `no_grad` or `.data` on the way)
+    is told apart from one never read at all. Python calls `__getattr__` only for names that the
+    normal lookup misses, which on a module are its parameters, buffers and submodules, so other
+    attribute reads pay nothing. The original is back on exit, whatever happens."""
+    original = torch.nn.Module.__getattr__
+
+    # Every module attribute lookup of the forward pass comes here: names bound as defaults are
+    # local variables, the cheapest lookups Python has.
+    def lookup(
+        module: torch.nn.Module,
+        name: str,
+        original: Any = original,
+        parameter: type = torch.nn.Parameter,
+        note: Any = recorder.read.add,
+        active: Any = sites.recording_active,
+    ) -> Any:
+        value = original(module, name)
+        if isinstance(value, parameter) and active():
+            note(id(value))
+        return value
+
+    torch.nn.Module.__getattr__ = lookup  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.nn.Module.__getattr__ = original  # type: ignore[method-assign]
+
+
+@contextmanager
 def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
     """Wrap torch.add and the Tensor add methods so each result is recorded as an AddSite of
     the module on top of the recorder's stack, and an add of a detached copy of a graph tensor
@@ -159,7 +192,8 @@ def _operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tens
 class ForwardRecorder:
     """Records add sites and module outputs of one forward pass of `model`.
 
-    After the `with` block: `sites` maps an add's autograd node to its AddSite; `module_outputs`
+    After the `with` block: `sites` maps an add's autograd node to its AddSite; `read` holds the
+    id() of every parameter the forward pass read as a module attribute; `module_outputs`
     maps an autograd node to the names of the modules whose output it produced; `cuts` maps the
     node of an add whose operand is a detached copy of a graph tensor (`x.detach() + f(x)`) to
     that operand's index and the (node, output number) of the tensor it was copied from.
@@ -175,6 +209,7 @@ class ForwardRecorder:
         self.module_outputs: dict[Any, list[str]] = {}
         self.sites: dict[Any, sites.AddSite] = {}
         self.cuts: dict[Any, tuple[int, Any]] = {}
+        self.read: set[int] = set()  # id() of every parameter read as a module attribute
         self._detached: dict[int, tuple[Any, tuple[Any, int]]] = {}  # id(copy) -> (copy ref, edge)
         self._exit = ExitStack()
 
@@ -183,6 +218,7 @@ class ForwardRecorder:
             self.sites = self._exit.enter_context(sites.recording())
             self._exit.enter_context(_module_calls_tracked(self))
             self._exit.enter_context(_adds_recorded(self))
+            self._exit.enter_context(_parameter_reads_noted(self))
         except BaseException:
             self._exit.close()
             raise

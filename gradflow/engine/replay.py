@@ -30,6 +30,7 @@ class _Way:
     fork: Route
     fork_type: str
     edges: tuple[tuple[tuple[Route, int], ...], tuple[tuple[Route, int], ...]]  # (route, index) per side
+    context: tuple[tuple[Route, int], ...]  # the block's edges to its context (`engine.context`)
     types: tuple[str, ...]  # every node on every route, in order, by type name
     junction: FoundJunction  # as first found: its other fields (sides, parameters) carry over
 
@@ -41,6 +42,7 @@ class Found:
     junctions: list[FoundJunction]
     naming: list[Naming]
     notes: tuple[str, ...]
+    used: list[bool]  # per trainable parameter: whether the forward pass used it
 
 
 class Replays:
@@ -49,7 +51,7 @@ class Replays:
     KEEP = 4
 
     def __init__(self) -> None:
-        self._shapes: dict[tuple[Any, ...], tuple[list[_Way], list[Naming], tuple[str, ...]]] = {}
+        self._shapes: dict[tuple[Any, ...], tuple[list[_Way], Found]] = {}
 
     def find(self, key: tuple[Any, ...] | None, adds: Sequence[Any]) -> Found | None:
         """The junctions of the graph whose adds (autograd nodes, in forward order) are `adds`,
@@ -59,7 +61,7 @@ class Replays:
         known = self._shapes.get(key)
         if known is None:
             return None
-        ways, naming, notes = known
+        ways, found = known
         junctions = []
         for way in ways:
             junction = _replay(way, adds)
@@ -67,23 +69,26 @@ class Replays:
                 del self._shapes[key]
                 return None
             junctions.append(junction)
-        return Found(junctions, naming, notes)
+        return replace(found, junctions=junctions)
 
-    def keep(self, key: tuple[Any, ...] | None, adds: Sequence[Any], found: Found) -> None:
+    def keep(
+        self, key: tuple[Any, ...] | None, adds: Sequence[Any], found: Found, params: Sequence[Any]
+    ) -> None:
         """Remember how to find `found` again in a graph of shape `key`, when every junction's
-        add is among the recorded `adds`."""
+        add is among the recorded `adds`; `params` are the trainable parameters."""
         if key is None:
             return
         position = {node: i for i, node in enumerate(adds)}
+        param_ids = {id(p) for p in params}
         ways = []
         for junction in found.junctions:
-            way = _way(junction, position)
+            way = _way(junction, position, param_ids)
             if way is None:
                 return  # an add no wrapper saw (inside torch's own code): search every time
             ways.append(way)
         if len(self._shapes) >= self.KEEP:
             self._shapes.pop(next(iter(self._shapes)))
-        self._shapes[key] = (ways, found.naming, found.notes)
+        self._shapes[key] = (ways, replace(found, junctions=[]))
 
 
 _REPLAYS: weakref.WeakKeyDictionary[Any, Replays] = weakref.WeakKeyDictionary()
@@ -110,7 +115,10 @@ def shape_key(
     return (tuple(sites), offsets, root._sequence_nr() - first, type(root).__name__, extra)
 
 
-def _way(junction: FoundJunction, position: dict[Any, int]) -> _Way | None:
+def _way(junction: FoundJunction, position: dict[Any, int], param_ids: set[int]) -> _Way | None:
+    from gradflow.engine.context import context_edges
+    from gradflow.engine.gates import scaling_parameters
+
     add = position.get(junction.add)
     if add is None:
         return None
@@ -127,8 +135,17 @@ def _way(junction: FoundJunction, position: dict[Any, int]) -> _Way | None:
                 return None
             routes.append((route, edge.index))
         sides.append(tuple(routes))
-    light = replace(junction, nodes=([], []))  # the sides' nodes only served the naming
-    return _Way(add, fork, type(junction.fork).__name__, (sides[0], sides[1]), tuple(types), light)
+    context = []
+    for read in context_edges(junction, param_ids):
+        route = _route(junction.add, read.consumer, types)
+        if route is None:
+            return None
+        context.append((route, read.index))
+    # The sides' nodes served the naming, the context and the gates: keep what they gave.
+    light = replace(junction, nodes=([], []), scales=tuple(scaling_parameters(junction)))
+    return _Way(
+        add, fork, type(junction.fork).__name__, (sides[0], sides[1]), tuple(context), tuple(types), light
+    )
 
 
 def _route(start: Any, target: Any, types: list[str]) -> Route | None:
@@ -180,6 +197,8 @@ def _follow(start: Any, route: Route, types: list[str]) -> Any:
 
 
 def _replay(way: _Way, adds: Sequence[Any]) -> FoundJunction | None:
+    from gradflow.engine.context import ContextEdge
+
     if way.add >= len(adds):
         return None
     add = adds[way.add]
@@ -194,6 +213,15 @@ def _replay(way: _Way, adds: Sequence[Any]) -> FoundJunction | None:
             if consumer is None or consumer.next_functions[index][0] is not fork:
                 return None
             edges[side].append(Edge(consumer, index))
+    context = []
+    for route, index in way.context:
+        consumer = _follow(add, route, types)
+        if consumer is None or index >= len(consumer.next_functions):
+            return None
+        context.append(ContextEdge(consumer, index, consumer.next_functions[index]))
     if tuple(types) != way.types:
         return None
-    return replace(way.junction, add=add, fork=fork, edges=(edges[0], edges[1]), order=add._sequence_nr())
+    return replace(
+        way.junction, add=add, fork=fork, edges=(edges[0], edges[1]), order=add._sequence_nr(),
+        context=tuple(context),
+    )

@@ -19,6 +19,7 @@ from torch.autograd.function import BackwardCFunction
 from torch.autograd.graph import GradientEdge
 
 from gradflow.engine import norms
+from gradflow.engine.context import ContextEdge
 from gradflow.engine.junctions import BLOCK, SKIP, FoundJunction
 from gradflow.engine.norms import NormBatch
 from gradflow.engine.report import Measured
@@ -41,11 +42,16 @@ class _JunctionTap:
     Contributions to the fork arrive edge by edge; once every edge of a side has reported, the
     side's sum goes to the batch for its norm. The first finished side is held only until the
     other side finishes, for the dot product that gives the cosine; then both are released.
+    The gradient the block sends to each tensor of its context (`gradflow.engine.context`) is
+    summed the same way over the edges into that tensor, and normed once they have all reported.
     """
 
-    __slots__ = ("batch", "remaining", "partial", "known", "norm", "dot", "grad_out", "grad_in")
+    __slots__ = ("batch", "remaining", "partial", "known", "norm", "dot", "grad_out", "grad_in",
+                 "reads_left", "read_sums", "read_norms")
 
-    def __init__(self, batch: NormBatch, expected: tuple[int, int]) -> None:
+    def __init__(
+        self, batch: NormBatch, expected: tuple[int, int], reads: dict[Any, int] | None = None
+    ) -> None:
         self.batch = batch
         self.remaining = list(expected)
         self.partial: list[torch.Tensor | None] = [None, None]
@@ -54,6 +60,9 @@ class _JunctionTap:
         self.dot: torch.Tensor | None = None
         self.grad_out: int | None = None
         self.grad_in: int | None = None
+        self.reads_left: dict[Any, int] = dict(reads or {})  # context tensor -> edges to come
+        self.read_sums: dict[Any, torch.Tensor] = {}
+        self.read_norms: list[int] = []  # slots of the norms of what reached each context tensor
 
     def contribute(self, side: int, grad: torch.Tensor | None, norm: int | None = None) -> None:
         """One edge's gradient into the fork; `norm` is its slot when already taken."""
@@ -79,12 +88,26 @@ class _JunctionTap:
                 self.dot = norms.dot(mine, other)
             self.partial = [None, None]
 
+    def to_context(self, read: Any, grad: torch.Tensor | None, last: bool = False) -> None:
+        """One edge's gradient from the block into the context tensor `read`; `last` closes it."""
+        if grad is not None:
+            held = self.read_sums.get(read)
+            self.read_sums[read] = grad if held is None else held + grad
+        self.reads_left[read] = 0 if last else self.reads_left[read] - 1
+        if self.reads_left[read] == 0:
+            whole = self.read_sums.pop(read, None)
+            if whole is not None:
+                self.read_norms.append(self.batch.norm(whole))
+
     def finish(self) -> None:
         """Close sides whose edges never reported (their nodes did not run: no gradient)."""
         for side in (SKIP, BLOCK):
             if self.remaining[side] > 0:
                 self.remaining[side] = 0
                 self._complete(side)
+        for read, left in self.reads_left.items():
+            if left > 0:
+                self.to_context(read, None, last=True)
 
 
 GRAD_OUT, GRAD_IN = 0, 1  # what a read is for
@@ -106,6 +129,7 @@ class _NodePlan:
     junction: int | None = None  # index of the junction whose add this node is
     taps: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, input index)
     through: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, operand)
+    context: list[tuple[int, int, Any]] = field(default_factory=list)  # (junction, input, read)
     reads: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, output nr, GRAD_*)
     stash: dict[int, tuple[torch.Tensor, int]] = field(default_factory=dict)  # id(grad) -> (grad, slot)
     read_late: bool = False  # reads done in the post-hook, from its grad_outputs
@@ -122,6 +146,7 @@ class Taps:
         measured: Sequence[int] | None = None,
         variants: Sequence[Variant] = (),
         captured: Sequence[int] = (),
+        context: dict[int, list[ContextEdge]] | None = None,
     ) -> None:
         """Args:
         junctions: every junction of the graph; any of them can be stopped.
@@ -132,11 +157,20 @@ class Taps:
         captured: measured junctions, all `plain` and stopped by no variant, whose numbers come
             from the gradients at their fork and add, which the backward pass hands back with
             the parameters' (`Captured`), instead of from hooks.
+        context: junction index -> the edges from its block to its context
+            (`gradflow.engine.context.contexts_of`), for the measured junctions that have any;
+            these are never captured (their context needs hooks).
         """
         self.junctions = list(junctions)
         self.measured = list(range(len(junctions))) if measured is None else list(measured)
         self.captured = Captured([self.junctions[i] for i in captured], list(captured))
         self.stoppable = {i for v in variants for i in (*v.stop_skip, *v.stop_block)}
+        self.context = context or {}
+        if set(self.context) & set(self.captured.indices):
+            raise ValueError("a junction with a context cannot be captured: its context needs hooks")
+        self.reads: dict[int, dict[Any, int]] = {  # junction -> context tensor -> edges into it
+            index: _edge_counts(edges) for index, edges in self.context.items()
+        }
         self.output: torch.Tensor | None = output  # released once its hook is in place
         self.device = output.device
         self.fork_leaves = fork_leaves
@@ -196,8 +230,13 @@ class Taps:
                 plans.setdefault(junction.fork, _NodePlan()).reads.append(
                     (index, junction.fork_output, GRAD_IN)
                 )
+            if not junction.shared[BLOCK]:  # a shared block's context comes with its `through`
+                for read in self.context.get(index, ()):
+                    plans.setdefault(read.consumer, _NodePlan()).context.append(
+                        (index, read.index, read.read)
+                    )
         for node, plan in plans.items():
-            post = bool(plan.taps or plan.through) or plan.junction is not None
+            post = bool(plan.taps or plan.through or plan.context) or plan.junction is not None
             # One hook call instead of two: a node that gets a post-hook anyway reads its
             # gradients there (they are the same tensors), unless it is a Python Function, whose
             # backward may write into them.
@@ -256,10 +295,17 @@ class Taps:
                 known = plan.stash.get(id(grad)) if grad is not None else None
                 self.taps[index].contribute(side, grad, known[1] if known and known[0] is grad else None)
             plan.stash.clear()
+            for index, slot, read in plan.context:
+                self.taps[index].to_context(read, grad_inputs[slot])
             for index, side, operand in plan.through:
                 grad = grad_inputs[operand]
-                through = None if grad is None else self._through(index, operand, grad)
-                self.taps[index].contribute(side, through)
+                reads = list(self.reads.get(index, ())) if side == BLOCK else []
+                through: list[torch.Tensor | None] = [None] * (1 + len(reads))
+                if grad is not None:
+                    through = self._through(index, operand, grad, reads)
+                self.taps[index].contribute(side, through[0])
+                for read, sent in zip(reads, through[1:]):
+                    self.taps[index].to_context(read, sent, last=True)
             return replaced
 
         return hook
@@ -276,20 +322,24 @@ class Taps:
             return None
         return tuple(None if i in stopped else g for i, g in enumerate(grad_inputs))
 
-    def _through(self, index: int, operand: int, grad: torch.Tensor) -> torch.Tensor | None:
+    def _through(
+        self, index: int, operand: int, grad: torch.Tensor, reads: Sequence[Any] = ()
+    ) -> list[torch.Tensor | None]:
         """The gradient that `grad`, arriving at operand `operand` of the junction's add, sends to
-        the fork along that operand's paths alone: a backward pass of its own, from the operand
-        to the fork, over the retained graph. Its nodes have not run yet in the main pass (they
-        all lie below the add), and the hooks only apply stop-gradients while it runs."""
+        the fork along that operand's paths alone, then what it sends to each context tensor in
+        `reads`: a backward pass of its own, from the operand to the fork, over the retained
+        graph. Its nodes have not run yet in the main pass (they all lie below the add), and the
+        hooks only apply stop-gradients while it runs."""
         junction = self.junctions[index]
         start = GradientEdge(*junction.add.next_functions[operand])
-        fork = GradientEdge(junction.fork, junction.fork_output)
+        targets = [GradientEdge(junction.fork, junction.fork_output)]
+        targets += [GradientEdge(*read) for read in reads]
         self.nested += 1
         try:
-            (through,) = torch.autograd.grad([start], [fork], [grad], retain_graph=True, allow_unused=True)
+            through = torch.autograd.grad([start], targets, [grad], retain_graph=True, allow_unused=True)
         finally:
             self.nested -= 1
-        return through  # type: ignore[no-any-return]
+        return list(through)
 
     def _input_hook(self, indices: list[int]):  # type: ignore[no-untyped-def]
         def hook(grad: torch.Tensor | None) -> None:
@@ -335,7 +385,8 @@ class Taps:
             raise ValueError("a captured junction cannot be stopped: it has no hooks")
         captured = set(self.captured.indices)
         self.taps = {
-            i: _JunctionTap(batch, _expected(self.junctions[i])) for i in self.measured if i not in captured
+            i: _JunctionTap(batch, _expected(self.junctions[i]), self.reads.get(i))
+            for i in self.measured if i not in captured
         }
 
     def collect(
@@ -378,6 +429,10 @@ class Taps:
                 rest.append(grad.reshape(()).float() if grad is not None else nan)
         rest.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
         rest.append(loss.detach().float().reshape(()))
+        with_context = [i for i in self.measured if i in self.reads]
+        for i in with_context:  # the norm of the norms: the whole context's gradient
+            read = [taken[slot] for slot in self.taps[i].read_norms]
+            rest.append(torch.linalg.vector_norm(torch.stack(read)) if read else zero)  # type: ignore[arg-type]
         captured_order, captured_rows = self.captured.numbers()
         chunks = [torch.stack(hooked + rest)] + [rows.reshape(-1) for rows in captured_rows]
         host = norms.to_host(chunks, device)
@@ -400,6 +455,7 @@ class Taps:
                 param_values.append(None)
         per_junction = [rows[index] for index in self.measured]
         dots = [row[4] for row in per_junction]
+        context = dict(zip(with_context, host[cursor + 2 : cursor + 2 + len(with_context)]))
         return Measured(
             grad_out=[row[0] for row in per_junction],
             grad_skip=[row[1] for row in per_junction],
@@ -410,6 +466,7 @@ class Taps:
             param_values=param_values,
             grad_output=None if self.grad_output is None else host[cursor],
             loss=host[cursor + 1],
+            grad_context=[context.get(i) for i in self.measured],
         )
 
 
@@ -591,6 +648,14 @@ def _edges_as_outputs() -> bool:
         except (TypeError, AttributeError, RuntimeError):
             return False
     return True
+
+
+def _edge_counts(edges: Sequence[ContextEdge]) -> dict[Any, int]:
+    """How many of a block's context edges lead into each context tensor."""
+    counts: dict[Any, int] = {}
+    for edge in edges:
+        counts[edge.read] = counts.get(edge.read, 0) + 1
+    return counts
 
 
 def _expected(junction: FoundJunction) -> tuple[int, int]:

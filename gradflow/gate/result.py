@@ -1,5 +1,5 @@
 """The outcome of a check: every rule's worst value and violations over the seeds, and the
-reports they came from. `to_dict()` is the `gradflow/check@1` JSON."""
+reports they came from. `to_dict()` is the `gradflow/check@2` JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from gradflow.engine.report import Report
 from gradflow.gate.rules import Subject, Violation
 from gradflow.gate.settings import CheckSettings, Level
 
-CHECK_SCHEMA = "gradflow/check@1"
+CHECK_SCHEMA = "gradflow/check@2"
+READABLE_CHECK_SCHEMAS = ("gradflow/check@1", CHECK_SCHEMA)  # baselines may be either
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,18 @@ class CheckResult:
         """0 when every rule that is on passes, 1 when one fails."""
         return 0 if self.passed else 1
 
+    @property
+    def dormant(self) -> tuple[tuple[str, str], ...]:
+        """(junction, dormant_reason) of each junction dormant on some seed, in forward order:
+        passing, and shown so that the reason is seen."""
+        seen: dict[str, str] = {}
+        for report in self.reports:
+            for j in report.junctions:
+                if j.dormant_reason is not None:
+                    seen.setdefault(j.name, j.dormant_reason)
+        order = [j.name for r in self.reports for j in r.junctions]
+        return tuple(sorted(seen.items(), key=lambda item: order.index(item[0])))
+
     def outcome(self, rule: str) -> RuleOutcome:
         for o in self.outcomes:
             if o.rule == rule:
@@ -146,6 +159,7 @@ class CheckResult:
                 }
                 for v in self.violations
             ],
+            "dormant": [{"junction": name, "reason": reason} for name, reason in self.dormant],
             "report": self.report.to_dict(),
         }
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gradflow.choices import Choice
-from gradflow.engine.report import Junction, Report
+from gradflow.engine.report import Gradient, Junction, Report, Status
+from gradflow.engine.verdicts import is_dead
 from gradflow.errors import OptionError
-from gradflow.gate.settings import CheckSettings
+from gradflow.gate.settings import CheckSettings, Level
+from gradflow.gate.warmup import opened, survival_fails
 
 
 class Subject(Choice):
@@ -77,6 +79,7 @@ class Rule:
     threshold: str | None  # the CheckSettings field holding its threshold
     badness: Callable[[float | None], float]  # larger is worse: how seeds are merged
     run: RuleFn
+    level: Level = Level.ERROR  # what its violations do unless the settings say otherwise
 
     @property
     def name(self) -> str:
@@ -87,8 +90,10 @@ _RULES: dict[RuleKey, Rule] = {}
 
 
 def register(name: str, *, title: str, fires: str, threshold: str | None = None,
-             badness: Callable[[float | None], float] | None = None) -> Callable[[RuleFn], RuleFn]:
-    """Register the decorated function as the rule `RuleKey(name)`.
+             badness: Callable[[float | None], float] | None = None,
+             level: Level = Level.ERROR) -> Callable[[RuleFn], RuleFn]:
+    """Register the decorated function as the rule `RuleKey(name)`; `level` is what its
+    violations do by default (`error` fails the check, `warning` reports them).
 
     Raises:
         ValueError: a rule of that name is already registered.
@@ -98,7 +103,7 @@ def register(name: str, *, title: str, fires: str, threshold: str | None = None,
     def decorator(run: RuleFn) -> RuleFn:
         if key in _RULES:
             raise ValueError(f"a rule {key!r} is already registered")
-        _RULES[key] = Rule(key, title, fires, threshold, badness or _higher, run)
+        _RULES[key] = Rule(key, title, fires, threshold, badness or _higher, run, level)
         return run
 
     return decorator
@@ -189,32 +194,61 @@ def _junction_numbers(j: Junction) -> Iterator[tuple[str, float | None]]:
     for metric in ("grad_out", "grad_skip", "grad_block", "grad_in", "block_ratio", "cosine",
                    "param_grad"):
         yield metric, j.metric(metric)
+    yield "grad_context", j.grad_context
 
 
-# --- parameters without gradient --------------------------------------------------------------
+# --- parameters: unused, without gradient, zero gradient ---------------------------------------
 
 
-@register("no-grad", title="Parameters without gradient",
-          fires="a trainable parameter whose gradient is None or exactly zero after the probe, "
-                "unless --allow-unused matches its name")
+@register("unused", title="Unused parameters",
+          fires="a trainable parameter the forward pass never used (a layer built and never "
+                "called), unless --allow-unused matches its name")
+def unused(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    message = ("never used by the forward pass: a layer built and never called, or a branch the "
+               "probe does not take (--allow-unused if on purpose, as for a mask token)")
+    return _parameters("unused", report, Gradient.UNUSED, message, settings.allow_unused)
+
+
+@register("no-grad", title="Parameters cut off from the loss",
+          fires="a trainable parameter the forward pass used but no gradient reaches (a "
+                ".detach(), no_grad or .data on the way), unless --allow-unused matches its name")
 def no_grad(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
-    grads = {p.name: p for p in report.parameters}
-    found = []
-    for name in report.summary.params_without_grad:
-        if allowed(name, settings.allow_unused):
-            continue
-        p = grads.get(name)
-        if p is not None and p.has_grad:
-            value: float | None = p.grad_norm
-            message = ("gradient exactly 0: everything in front of it is zero (a zero-initialised "
-                       "gate or weight, dead ReLUs, a fully masked path)")
-        else:
-            value = None
-            message = ("no gradient: not reached from the loss (a layer built but not used, a "
-                       "stray .detach() or no_grad, a branch cut by control flow)")
-        found.append(Violation("no-grad", name, Subject.PARAMETER, value, None, message,
-                               report.probe.seed))
-    return Finding(float(len(found)), None, tuple(found))
+    message = ("used by the forward pass, but no gradient arrives: something on the way leaves "
+               "the autograd graph (a stray .detach(), no_grad, .data), or its output does not "
+               "reach the loss (an output the loss ignores, such as a pooler)")
+    return _parameters("no-grad", report, Gradient.NONE, message, settings.allow_unused)
+
+
+@register("zero-grad", title="Parameters with a zero gradient",
+          fires="a trainable parameter whose gradient is exactly 0 after the probe, outside the "
+                "blocks of dormant junctions; reported, passes by default (a warning)",
+          level=Level.WARNING)
+def zero_grad(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
+    """Zero gradients inside a dormant junction's block are its gate's doing (the block is
+    closed on purpose), and those that are nonzero after the warm-up were zero at initialisation
+    only: counted in the worst value, not listed."""
+    message = ("gradient exactly 0 this step: everything in front of it is zero (a "
+               "zero-initialised gate or head, dead ReLUs, a bias right before a norm that "
+               "removes the mean)")
+    closed = tuple(m for j in report.junctions if j.status is Status.DORMANT
+                   for m in j.block_modules)
+    if report.warmup is not None:  # zero at initialisation only, as under a zero head
+        closed += tuple(p.name for p in report.warmup.report.parameters
+                        if p.gradient is Gradient.OK)
+    listed = _parameters("zero-grad", report, Gradient.ZERO, message, closed)
+    total = sum(p.gradient is Gradient.ZERO for p in report.parameters)
+    return Finding(float(total), None, listed.violations)
+
+
+def _parameters(rule: str, report: Report, kind: Gradient, message: str,
+                allowed_names: tuple[str, ...]) -> Finding:
+    """A violation for each parameter whose gradient is `kind`, unless its name is allowed."""
+    found = tuple(
+        Violation(rule, p.name, Subject.PARAMETER, p.grad_norm, None, message, report.probe.seed)
+        for p in report.parameters
+        if p.gradient is kind and not allowed(p.name, allowed_names)
+    )
+    return Finding(float(len(found)), None, found)
 
 
 def allowed(name: str, patterns: tuple[str, ...]) -> bool:
@@ -251,7 +285,8 @@ def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Fin
 
 
 @register("vanishing", title="Vanishing with depth",
-          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below",
+          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below "
+                "at initialisation, and after the warm-up it neither passes nor has grown 100 times",
           threshold="vanishing_below", badness=_lower)
 def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     if not report.junctions:
@@ -259,9 +294,18 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
     first, last = report.junctions[0], report.junctions[-1]
     subject = first.name if first is last else f"{first.name} … {last.name}"
     survival = report.summary.survival
+    after = report.warmup
+    if after is not None and survival_fails(report, settings) and opened(report, settings):
+        # Starved at initialisation only (a zero-initialised head, a stage behind a 1e-5 layer
+        # scale): judged by the gradient after the warm-up.
+        before = "no gradient" if survival is None else ratio(survival)
+        return Finding(after.report.summary.survival,
+                       f"{subject} after the warm-up, up from {before}", ())
+    later = ("" if after is None else
+             f"; after {after.steps} warm-up steps: survival {ratio(after.report.summary.survival)}")
     if survival is None:
         if last.grad_out == 0:
-            message = f"no gradient arrives at the last junction ({last.name})"
+            message = f"no gradient arrives at the last junction ({last.name}){later}"
             return Finding(0.0, subject, (Violation(
                 "vanishing", subject, Subject.MODEL, 0.0, settings.vanishing_below, message,
                 report.probe.seed, first.location),))
@@ -270,7 +314,7 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
         return Finding(survival, subject, ())
     message = (f"grad_in at the first junction ({first.name}) is {ratio(survival)} the grad_out "
                f"at the last ({last.name}): the gradient fades with depth (broken or scaled "
-               "skips, a plain stack without residual paths)")
+               f"skips, a plain stack without residual paths){later}")
     return Finding(survival, subject, (Violation(
         "vanishing", subject, Subject.MODEL, survival, settings.vanishing_below, message,
         report.probe.seed, first.location),))
@@ -280,27 +324,45 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
 
 
 @register("dead", title="Dead blocks",
-          fires="a junction's block_ratio (grad_block / grad_skip) is below --dead-below",
+          fires="a junction's block passes back below --dead-below of what its skip does, both to "
+                "its fork (block_ratio) and to anything else it reads (grad_context / grad_skip), "
+                "unless it is dormant (held closed by a gate, or alive after the warm-up)",
           threshold="dead_below", badness=_lower)
 def dead(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
-    measured = [j for j in report.junctions if _finite(j.block_ratio) and j.cut is None]  # cut: its own rule
+    # A cut junction has its own rule; a dormant one is closed on purpose (Junction.dormant_reason).
+    measured = [j for j in report.junctions
+                if _finite(j.block_ratio) and j.cut is None and j.status is not Status.DORMANT]
     if not measured:
         return Finding(None, None, (), applicable=bool(report.junctions))
-    worst = min(measured, key=lambda j: j.block_ratio or 0.0)
+    worst = min(measured, key=passed_back)
     found = []
     for j in measured:
-        assert j.block_ratio is not None
-        if j.block_ratio >= settings.dead_below:
+        if not is_dead(j.block_ratio, j.context_ratio, settings.dead_below):
             continue
         if j.block_ratio == 0:
-            message = ("the block passes back exactly 0 (a zero-initialised gate as in ReZero or "
-                       "LayerScale, a .detach() or no_grad inside the block, dead ReLUs)")
+            message = ("the block passes back exactly 0 (dead ReLUs, a .detach() or no_grad "
+                       "inside the block, a constant 0 scale)")
         else:
             message = (f"the block passes back {ratio(j.block_ratio)} of what the skip does: it "
-                       "barely trains (a tiny scale or gate, saturated activations)")
+                       "barely trains (a tiny constant scale, saturated activations)")
+        message += _still(report, j.name)
         found.append(Violation("dead", j.name, Subject.JUNCTION, j.block_ratio,
                                settings.dead_below, message, report.probe.seed, j.location))
-    return Finding(worst.block_ratio, worst.name, tuple(found))
+    return Finding(passed_back(worst), worst.name, tuple(found))
+
+
+def _still(report: Report, name: str) -> str:
+    """What the warm-up saw at junction `name`, when it ran."""
+    if report.warmup is None:
+        return ""
+    after = {j.name: j for j in report.warmup.report.junctions}.get(name)
+    shown = "" if after is None else f" (block_ratio {ratio(after.block_ratio)})"
+    return f"; still dead after {report.warmup.steps} warm-up steps{shown}"
+
+
+def passed_back(junction: Junction) -> float:
+    """What a block passes back against its skip, to its fork or to its context, the larger."""
+    return max(junction.block_ratio or 0.0, junction.context_ratio or 0.0)
 
 
 # --- exploding --------------------------------------------------------------------------------

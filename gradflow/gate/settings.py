@@ -6,6 +6,9 @@ The defaults (see docs/ci.md for the measurements behind them):
     dead_below       1e-3  block_ratio; healthy models: 5.7e-3 (small BERT) to 1.1
     exploding_above  1e3   max(grad_in, grad_out) / |dL/d output|; healthy models: 0.03 to 36
     tolerance        4     baseline drift; a new init or probe batch moves metrics by up to 2.7x
+    warmup_steps     3     Adam steps (lr 1e-2) on a copy of the model before measuring again,
+                           when a junction is dead or vanishing at initialisation and no gate
+                           explains it (gradflow.gate.warmup); 0 turns the warm-up off
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ VANISHING_BELOW = 1e-2
 DEAD_BELOW = 1e-3
 EXPLODING_ABOVE = 1e3
 TOLERANCE = 4.0
+WARMUP_STEPS = 3
+# Adam moves every parameter whose gradient keeps its sign by about the learning rate each step,
+# whatever the gradient's scale: three steps open a gate that starts at 0 to about 0.03, so the
+# block behind it passes back well above the dead threshold, while a block whose gradient is
+# exactly zero (dead ReLUs) gets no update at all.
+WARMUP_LR = 1e-2
 
 
 class Level(Choice):
@@ -34,12 +43,14 @@ class Level(Choice):
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """Thresholds and levels for one check. Levels not listed are `error`."""
+    """Thresholds and levels for one check. A rule whose level is not listed has its default
+    (`gradflow.gate.rules.Rule.level`)."""
 
     vanishing_below: float = VANISHING_BELOW
     dead_below: float = DEAD_BELOW
     exploding_above: float = EXPLODING_ABOVE
     tolerance: float = TOLERANCE
+    warmup_steps: int = WARMUP_STEPS
     allow_unused: tuple[str, ...] = ()
     levels: tuple[tuple[str, Level], ...] = field(default=())
 
@@ -49,12 +60,19 @@ class CheckSettings:
             problem = value_problem(name, value)
             if problem is not None:
                 raise OptionError(f"{_flag(name)} {problem}, got {value!r}")
+        problem = value_problem("warmup_steps", self.warmup_steps)
+        if problem is not None:
+            raise OptionError(f"--warmup-steps {problem}, got {self.warmup_steps!r}")
 
     def level(self, rule: str) -> Level:
+        """The level the settings give `rule`, else the rule's own default (`error` for all
+        but `zero-grad`, which reports)."""
         for name, level in reversed(self.levels):
             if name == rule:
                 return level
-        return Level.ERROR
+        from gradflow.gate.rules import get_rule
+
+        return get_rule(rule).level
 
     def with_levels(self, rules: Iterable[str], level: Level) -> CheckSettings:
         from gradflow.gate.rules import get_rule
@@ -81,6 +99,9 @@ def value_problem(key: str, value: Any) -> str | None:
         return None if _number(value) and 1 <= value < math.inf else "must be a finite factor >= 1"
     if key == "seeds":
         return None if value >= 1 else "must be at least 1"
+    if key == "warmup_steps":
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        return None if whole and value >= 0 else "must be a whole number >= 0 (0: no warm-up)"
     if key in ("warn", "disable"):
         return _unknown_rule(value)
     return None
@@ -111,6 +132,7 @@ CONFIG_KEYS: dict[str, type] = {
     "allow_unused": list,
     "disable": list,
     "warn": list,
+    "warmup_steps": int,
     "baseline": str,
     "seeds": int,
 }
@@ -119,8 +141,8 @@ CONFIG_KEYS: dict[str, type] = {
 def settings_from(config: Mapping[str, Any], **flags: Any) -> CheckSettings:
     """Defaults, then the configuration file, then the flags (a flag of None is not given).
 
-    Flags: vanishing_below, dead_below, exploding_above, tolerance, allow_unused (replaces the
-    configured list), and enable / warn / disable (lists of rule names; they set those rules'
+    Flags: vanishing_below, dead_below, exploding_above, tolerance, warmup_steps, allow_unused
+    (replaces the configured list), and enable / warn / disable (lists of rule names; they set those rules'
     levels and leave the others as configured).
     """
     values: dict[str, Any] = {}
@@ -130,6 +152,11 @@ def settings_from(config: Mapping[str, Any], **flags: Any) -> CheckSettings:
             chosen = config.get(name)
         if chosen is not None:
             values[name] = float(chosen)
+    steps = flags.get("warmup_steps")
+    if steps is None:
+        steps = config.get("warmup_steps")
+    if steps is not None:
+        values["warmup_steps"] = steps
     allow = flags.get("allow_unused")
     if not allow:
         allow = config.get("allow_unused", ())

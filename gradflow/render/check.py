@@ -18,7 +18,7 @@ from gradflow.gate.rules import Violation
 from gradflow.gate.settings import Level
 from gradflow.render.json import dumps
 from gradflow.render.numbers import num, ratio
-from gradflow.render.table import console, probe_line
+from gradflow.render.table import console, dormant_words, probe_line
 
 ROWS_PER_RULE = 10  # the table shows this many violations per rule; JSON, JUnit, GitHub show all
 
@@ -26,14 +26,24 @@ STATUS_STYLE = {"passed": "green", "failed": "bold red", "warning": "yellow", "o
                 "n/a": "dim"}
 
 
-def worst_text(o: RuleOutcome) -> str:
-    """The worst value a rule measured, in its own words: `survival 0.94`, `0 parameters`."""
+def worst_text(o: RuleOutcome, dormant: int = 0) -> str:
+    """The worst value a rule measured, in its own words: `survival 0.94`, `0 parameters`;
+    `dormant` junctions are counted beside the dead rule's."""
+    text = _worst(o)
+    if o.rule == "dead" and dormant and o.level is not Level.OFF:
+        text = ("" if o.worst is None else text + " · ") + f"{dormant} dormant"
+    return text
+
+
+def _worst(o: RuleOutcome) -> str:
     describe: dict[str, Callable[[RuleOutcome], str]] = {
         "nonfinite": lambda o: f"{int(o.worst or 0)} non-finite",
+        "unused": lambda o: f"{int(o.worst or 0)} unused",
         "no-grad": lambda o: f"{int(o.worst or 0)} without gradient",
+        "zero-grad": _zero_grad,
         "cut": lambda o: f"{int(o.worst or 0)} cut",
         "vanishing": lambda o: f"survival {ratio(o.worst)}",
-        "dead": lambda o: f"min block_ratio {ratio(o.worst)}",
+        "dead": lambda o: f"least passed back {ratio(o.worst)}",
         "exploding": lambda o: f"max {ratio(o.worst)} the output gradient",
         "regression": lambda o: f"largest drift {ratio(o.worst)}",
     }
@@ -45,7 +55,17 @@ def worst_text(o: RuleOutcome) -> str:
     return text + (f" at {o.worst_subject}" if o.worst_subject else "")
 
 
+def _zero_grad(o: RuleOutcome) -> str:
+    total, listed = int(o.worst or 0), len(o.violations)
+    if total == 0 or listed == total:
+        return f"{total} with a zero gradient"
+    explained = "all" if listed == 0 else f"{total - listed}"
+    return f"{total} with a zero gradient, {explained} explained by dormant junctions"
+
+
 def limit_text(o: RuleOutcome) -> str:
+    if o.rule == "zero-grad":
+        return "reported"
     if o.threshold is None:
         return "none allowed"
     return {
@@ -58,7 +78,7 @@ def limit_text(o: RuleOutcome) -> str:
 
 def value_text(v: Violation) -> str:
     if v.value is None:
-        return "none" if v.rule == "no-grad" else "–"
+        return "none" if v.rule in ("unused", "no-grad") else "–"
     return num(v.value)
 
 
@@ -74,7 +94,8 @@ def rules_table(result: CheckResult) -> Table:
     table.add_column("limit")
     for o in result.outcomes:
         status = o.status + (f" ({len(o.violations)})" if o.violations else "")
-        table.add_row(o.rule, Text(status, style=STATUS_STYLE[o.status]), worst_text(o),
+        table.add_row(o.rule, Text(status, style=STATUS_STYLE[o.status]),
+                      worst_text(o, len(result.dormant)),
                       limit_text(o) if o.level is not Level.OFF else "–")
     return table
 
@@ -111,6 +132,13 @@ def violations_table(result: CheckResult, rows_per_rule: int = ROWS_PER_RULE) ->
     return table
 
 
+def dormant_text(result: CheckResult) -> Text:
+    """The dormant junctions and why, one line: they pass, and the user sees the reason."""
+    shown = ", ".join(f"{name} ({dormant_words(reason)})" for name, reason in result.dormant[:6])
+    shown += f", … ({len(result.dormant)})" if len(result.dormant) > 6 else ""
+    return Text(f"dormant, closed at initialisation by design: {shown}", style="cyan")
+
+
 def verdict_text(result: CheckResult) -> Text:
     if result.passed:
         return Text("✓ gradflow check " + result.verdict(), style="bold green")
@@ -121,6 +149,8 @@ def render_check(result: CheckResult) -> Group:
     parts: list = [rules_table(result)]
     if result.violations:
         parts.append(violations_table(result))
+    if result.dormant:
+        parts.append(dormant_text(result))
     parts.extend(Text(note, style="dim") for note in result.report.summary.notes)
     parts.append(verdict_text(result))
     return Group(*parts)

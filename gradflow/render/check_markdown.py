@@ -27,7 +27,7 @@ def check_markdown(result: CheckResult, rows: int = 50) -> str:
     for o in result.outcomes:
         status = o.status + (f" ({len(o.violations)})" if o.violations else "")
         limit = limit_text(o) if o.level is not Level.OFF else "–"
-        worst = _cell(worst_text(o))
+        worst = _cell(worst_text(o, len(result.dormant)))
         lines.append(f"| `{o.rule}` | {ICON[o.status]} {status} | {worst} | {limit} |")
     shown = result.violations[:rows]
     if shown:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 
 from gradflow.drivers.compare import Comparison, Row, describe
-from gradflow.engine.report import Report
+from gradflow.engine.report import Junction, Report
 from gradflow.render.numbers import log_span, num, ratio
 from gradflow.render.table import probe_line
 
@@ -39,20 +39,26 @@ footer { color: #888; font-size: .8rem; margin-top: 2rem; }
 """
 
 
+def _status(junction: Junction) -> str:
+    if junction.dormant_reason:
+        return f"{junction.status} ({junction.dormant_reason})"
+    return str(junction.status)
+
+
 def report_html(report: Report) -> str:
     """The page for one Report: probe summary, the junction table, a bar chart per junction."""
     values = [j.metric(m) for j in report.junctions for m, _ in _BAR_METRICS]
     span = log_span(values)
     rows = []
     for j in report.junctions:
-        status = "ok" if j.status == "ok" else "flag"
+        status = "ok" if j.status in ("ok", "dormant") else "flag"
         rows.append(
             "<tr>" + f"<td>{j.index}</td><td class=name>{escape(j.name)}</td>"
             f"<td class=left>{escape(j.skip)}</td>"
             + "".join(f"<td>{num(j.metric(m))}</td>" for m, _ in _BAR_METRICS)
             + f"<td>{ratio(j.block_ratio)}</td>"
             f"<td>{'–' if j.cosine is None else f'{j.cosine:+.2f}'}</td>"
-            f"<td>{num(j.param_grad)}</td><td class='left {status}'>{escape(str(j.status))}</td></tr>"
+            f"<td>{num(j.param_grad)}</td><td class='left {status}'>{escape(_status(j))}</td></tr>"
         )
     head = ("<tr><th>#</th><th class=name>junction</th><th class=name>skip</th>"
             + "".join(f"<th>{m}</th>" for m, _ in _BAR_METRICS)

@@ -1,4 +1,4 @@
-"""JSON documents: the report (`gradflow/report@1`) and the comparison (`gradflow/compare@1`)."""
+"""JSON documents: the report (`gradflow/report@2`) and the comparison (`gradflow/compare@1`)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from gradflow.engine.report import Report
 from gradflow.render.numbers import num, ratio
 
+ICON = {"ok": "✅", "dormant": "💤"}
+
 
 def report_markdown(report: Report) -> str:
     lines = [
@@ -18,7 +20,8 @@ def report_markdown(report: Report) -> str:
         lines.append(
             f"| {j.index} | `{j.name}` | {j.skip} | {num(j.grad_out)} | {num(j.grad_skip)} | "
             f"{num(j.grad_block)} | {num(j.grad_in)} | {ratio(j.block_ratio)} | {num(j.param_grad)} | "
-            f"{'✅' if j.status == 'ok' else '⚠️'} {j.status} |"
+            f"{ICON.get(j.status, '⚠️')} {j.status}"
+            f"{f' ({j.dormant_reason})' if j.dormant_reason else ''} |"
         )
     s = report.summary
     lines += [

@@ -12,7 +12,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from gradflow.engine.report import Report, Status
+from gradflow.engine.report import WARM_UP, Junction, Report, Status
 from gradflow.render.numbers import bar, log_span, num, ratio
 
 BAR_WIDTH = 10
@@ -20,6 +20,7 @@ BAR_WIDTH = 10
 STATUS_STYLE = {
     Status.OK: "green",
     Status.DEAD: "yellow",
+    Status.DORMANT: "cyan",
     Status.VANISHING: "red",
     Status.EXPLODING: "magenta",
     Status.NONFINITE: "bold red",
@@ -45,7 +46,7 @@ def probe_line(report: Report) -> str:
 
 # Columns a narrow terminal loses first, in this order; the rest always stay: the junction, its
 # verdict, and where a stop-gradient is (without `sg` a stopped row would read as a normal one).
-OPTIONAL = ("cos", "param_grad", "flow", "grad_out", "skip", "ratio", "grad_skip")
+OPTIONAL = ("cos", "param_grad", "grad_context", "flow", "grad_out", "skip", "ratio", "grad_skip")
 
 
 def skip_label(kind: str) -> str:
@@ -93,6 +94,9 @@ def _table(report: Report, dropped: list[str]) -> Table:
         columns.append(("sg", {"style": "cyan"}))
     numeric = {"justify": "right"}
     columns += [(name, numeric) for name in ("grad_out", "grad_skip", "grad_block", "grad_in")]
+    context = any(j.grad_context is not None for j in report.junctions)
+    if context:  # only blocks that read more than their fork have one (cross-attention)
+        columns.append(("grad_context", numeric))
     columns += [("ratio", numeric), ("cos", numeric), ("param_grad", numeric)]
     columns += [("flow", {"min_width": BAR_WIDTH}), ("status", {})]
     keep = [name not in dropped for name, _ in columns]
@@ -109,6 +113,7 @@ def _table(report: Report, dropped: list[str]) -> Table:
             num(j.grad_skip),
             num(j.grad_block),
             num(j.grad_in),
+            *([num(j.grad_context)] if context else []),
             ratio(j.block_ratio),
             "–" if j.cosine is None else f"{j.cosine:+.2f}",
             num(j.param_grad),
@@ -159,6 +164,9 @@ def summary_lines(report: Report) -> list[Text]:
             lines.append(text)
         else:
             lines.append(Text("flagged: none", style="green"))
+        dormant = [j for j in report.junctions if j.status is Status.DORMANT]
+        if dormant:
+            lines.append(dormant_line(dormant))
     stopped = []
     if report.stop_gradient.skip:
         stopped.append(f"skip at {_plural(len(report.stop_gradient.skip), 'junction')}")
@@ -168,11 +176,14 @@ def summary_lines(report: Report) -> list[Text]:
     if stopped:
         extra += " · stop-gradient on " + " and ".join(stopped)
     lines.append(Text(extra, style="dim"))
-    if s.params_without_grad:
-        shown = ", ".join(s.params_without_grad[:5]) + (" …" if len(s.params_without_grad) > 5 else "")
-        lines.append(
-            Text(f"{len(s.params_without_grad)} parameter(s) got no gradient: {shown}", style="yellow")
-        )
+    for params, what, style in (
+        (s.params_unused, "never used by the forward pass", "yellow"),
+        (s.params_without_grad, "used, but no gradient arrives", "yellow"),
+        (s.params_zero_grad, "with an exactly-zero gradient", "dim"),
+    ):
+        if params:
+            shown = ", ".join(params[:5]) + (" …" if len(params) > 5 else "")
+            lines.append(Text(f"{len(params)} parameter(s) {what}: {shown}", style=style))
     if s.params_nonfinite:
         lines.append(
             Text(
@@ -183,6 +194,19 @@ def summary_lines(report: Report) -> list[Text]:
         )
     lines.extend(Text(f"note: {note}", style="dim") for note in s.notes)
     return lines
+
+
+def dormant_line(dormant: list[Junction]) -> Text:
+    """The dormant junctions and why: `#0 (gate blocks.0.bn2.weight)`, `#2 (warm-up)`."""
+    shown = ", ".join(f"{j.name} ({dormant_words(j.dormant_reason)})" for j in dormant[:6])
+    shown += f", … ({len(dormant)})" if len(dormant) > 6 else ""
+    return Text(f"dormant, closed at initialisation by design: {shown}",
+                style=STATUS_STYLE[Status.DORMANT])
+
+
+def dormant_words(reason: str | None) -> str:
+    """A dormant_reason for people: `gate blocks.0.alpha`, `alive after the warm-up`."""
+    return "alive after the warm-up" if reason == WARM_UP else f"gate {reason}"
 
 
 def render_report(report: Report, width: int | None = None) -> Group:

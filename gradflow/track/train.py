@@ -19,6 +19,7 @@ import torch
 
 from gradflow._version import __version__
 from gradflow.choices import Loss
+from gradflow.engine.context import contexts_of
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import input_forks, needed_inputs
 from gradflow.engine.measure import junctions_of, located
@@ -308,7 +309,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
         output = _forward(model, probe.args, probe.kwargs)
     out = select_output(output)
     loss = objective(out, target)
-    found, naming, notes = junctions_of(model, loss, params, leaves, recorder, param_names, {})
+    found, naming, notes, used = junctions_of(model, loss, params, leaves, recorder, param_names, {})
     names = [n.name for n in naming]
     if chosen is None:
         measured_at = select(at, names)
@@ -320,7 +321,8 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     grads: list[torch.Tensor | None] = [None] * len(params)
     handles = [p.register_hook(_keep(grads, i)) for i, p in enumerate(params)]
     try:
-        with Taps(found, out, fork_leaves, measured_at) as taps:
+        with Taps(found, out, fork_leaves, measured_at,
+                  context=contexts_of(found, measured_at, params)) as taps:
             measured: Measured = taps.run(_BASELINE, loss, wrt, params, retain_graph=False)
     except GradflowError:
         raise
@@ -338,7 +340,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
     report = build_report([junctions[i] for i in measured_at], measured, parameters,
                           thresholds=Thresholds(), model=ModelInfo("<track>", "module", 0),
-                          probe=probe_info, notes=notes, found=len(found))
+                          probe=probe_info, notes=notes, found=len(found), used=used)
     return report, grads
 
 

@@ -1,0 +1,101 @@
+"""Gates: parameters that scale a block's path, so that a block can start closed on purpose.
+
+Many architectures start some blocks at the identity: the last BatchNorm's scale at 0
+(zero-init residual), a skip gain or ReZero gate at 0, a layer scale at 1e-6. Such a block passes
+(almost) nothing back at initialisation, like a dead one, but the gate's own gradient is not zero,
+so the first optimizer step opens it. `gate_candidates` finds the parameters that multiply a
+block's path in the autograd graph; `gradflow.engine.report` decides from their values and
+gradients whether one of them holds the block closed (the junction is then `dormant`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from gradflow.engine import norms
+from gradflow.engine.junctions import BLOCK, FoundJunction
+
+_LEAF = torch._C._functions.AccumulateGrad  # the node type of a leaf tensor
+_ALL = None
+
+# Operations whose output is the path times a parameter, and the input slots such a parameter
+# comes in by (None: any). A bias enters by a slot of its own and is not a scale: a block behind
+# dead ReLUs whose output bias learns is dead, not gated.
+SCALES: dict[str, tuple[int, ...] | None] = {
+    "MulBackward0": _ALL,  # gain * f(x), layer scale, RMSNorm's weight
+    "DivBackward0": (0,),
+    "MmBackward0": _ALL,
+    "BmmBackward0": _ALL,
+    "MvBackward0": _ALL,
+    "DotBackward0": _ALL,
+    "AddmmBackward0": (1, 2),  # a Linear's weight; its bias is slot 0
+    "AddbmmBackward0": (1, 2),
+    "BaddbmmBackward0": (1, 2),
+    "AddmvBackward0": (1, 2),
+    "AddcmulBackward0": (1, 2),
+    "LinearBackward0": (1,),
+    "ConvolutionBackward0": (1,),  # a convolution's weight; its bias is slot 2
+    "NativeBatchNormBackward0": (1,),  # a norm's scale; its shift is slot 2
+    "CudnnBatchNormBackward0": (1,),
+    "MiopenBatchNormBackward0": (1,),
+    "NativeLayerNormBackward0": (1,),
+    "NativeGroupNormBackward0": (1,),
+}
+
+# Operations that hand a parameter on unchanged in value: views, copies, casts (autocast).
+VIEWS = frozenset({
+    "ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0", "TBackward0",
+    "TransposeBackward0", "PermuteBackward0", "ExpandBackward0", "UnsqueezeBackward0",
+    "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2", "SqueezeBackward3",
+    "CloneBackward0", "ToCopyBackward0", "AliasBackward0", "ExpandAsBackward0",
+})
+
+
+def gate_candidates(junction: FoundJunction, index_of: dict[int, int]) -> list[int]:
+    """Positions, in the list `index_of` numbers (id(parameter) -> position), of the trainable
+    parameters that scale `junction`'s block path, in the block's node order."""
+    found: list[int] = []
+    for param in scaling_parameters(junction):
+        position = index_of.get(id(param))
+        if position is not None and position not in found:
+            found.append(position)
+    return found
+
+
+def scaling_parameters(junction: FoundJunction) -> list[torch.Tensor]:
+    """The leaf tensors that scale `junction`'s block path, in the block's node order."""
+    if junction.scales is not None:  # replayed: found when it was first searched
+        return list(junction.scales)
+    found: list[torch.Tensor] = []
+    for node in junction.nodes[BLOCK]:
+        slots = SCALES.get(type(node).__name__, ())
+        edges = node.next_functions
+        for slot in range(len(edges)) if slots is _ALL else slots:
+            if slot >= len(edges):
+                continue
+            param = _parameter_behind(edges[slot][0])
+            if param is not None and all(param is not seen for seen in found):
+                found.append(param)
+    return found
+
+
+def _parameter_behind(node: Any) -> torch.Tensor | None:
+    """The leaf tensor `node` hands on through views and casts, if it is one."""
+    while node is not None and type(node).__name__ in VIEWS:
+        node = node.next_functions[0][0]
+    if node is not None and type(node) is _LEAF:
+        return node.variable  # type: ignore[no-any-return]
+    return None
+
+
+def largest_magnitudes(params: Sequence[torch.Tensor], device: torch.device) -> list[float]:
+    """max |p| of each parameter, brought to the host in one transfer."""
+    with torch.no_grad():
+        values = [
+            p.detach().abs().max().float() if p.numel() else torch.zeros((), device=p.device)
+            for p in params
+        ]
+    return norms.to_host(values, device)
