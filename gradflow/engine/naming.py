@@ -4,12 +4,13 @@ the model's code. The module that ran the add names it, with #k where one module
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradflow.engine.junctions import BLOCK, SKIP, FoundJunction
-from gradflow.engine.recorder import ForwardRecorder
+from gradflow.engine.recorder import ForwardRecorder, ModuleCall
 
 
 def junction_names(modules: Sequence[str]) -> list[str]:
@@ -47,14 +48,15 @@ def name_junctions(
     """Name junctions after the innermost module that ran the add, with #k where one runs several.
 
     An add that no wrapper saw (one inside torch's own code, such as the mask an attention kernel
-    adds) is named after the innermost module holding every module its branches pass through."""
+    adds) is named after the innermost module whose call created its autograd node."""
+    index = ModuleIndex(recorder.calls)
     sites = [recorder.sites.get(junction.add) for junction in found]
     branches = [
-        (_branch_modules(j, BLOCK, recorder, param_names), _branch_modules(j, SKIP, recorder, param_names))
+        (_path_modules(j, BLOCK, index, param_names), _path_modules(j, SKIP, index, param_names))
         for j in found
     ]
     modules = [
-        site.module if site else _enclosing(block + skip) for site, (block, skip) in zip(sites, branches)
+        site.module if site else index.name_of(j.add._sequence_nr()) for site, j in zip(sites, found)
     ]
     return [
         Naming(name, module, site.location if site else None, block, skip)
@@ -62,31 +64,70 @@ def name_junctions(
     ]
 
 
-def _enclosing(modules: Sequence[str]) -> str:
-    """The innermost module that holds all of `modules` (dotted names); "" for the root."""
-    parents = [name.rpartition(".")[0].split(".") for name in modules if name]
-    if not parents:
-        return ""
-    common = parents[0]
-    for parts in parents[1:]:
-        n = 0
-        while n < min(len(common), len(parts)) and common[n] == parts[n]:
-            n += 1
-        common = common[:n]
-    return ".".join(common)
+class ModuleIndex:
+    """Which of the model's module calls created an autograd node, from the range of sequence
+    numbers each call used (`ModuleCall`). Calls nest, so the innermost call holding a number is
+    the latest call started before it, or one of that call's parents."""
+
+    def __init__(self, calls: Sequence[ModuleCall]) -> None:
+        self.calls = calls
+        self.starts = [call.start for call in calls]  # calls are listed in the order they started
+
+    def innermost(self, sequence_nr: int) -> int:
+        """The index of the innermost call that created node number `sequence_nr`; -1 if none."""
+        index = bisect_right(self.starts, sequence_nr) - 1
+        while index >= 0:
+            call = self.calls[index]
+            if call.start <= sequence_nr < call.end:
+                return index
+            index = call.parent
+        return -1
+
+    def name_of(self, sequence_nr: int) -> str:
+        index = self.innermost(sequence_nr)
+        return self.calls[index].name if index >= 0 else ""
 
 
-def _branch_modules(
-    junction: FoundJunction, side: int, recorder: ForwardRecorder, param_names: dict[int, str]
+def _path_modules(
+    junction: FoundJunction, side: int, index: ModuleIndex, param_names: dict[int, str]
 ) -> tuple[str, ...]:
-    """The outermost modules a branch passes through, in forward order."""
-    listed: list[str] = []
-    for node in sorted(junction.nodes[side], key=lambda n: n._sequence_nr()):
-        for name in reversed(recorder.module_outputs.get(node, [])):
-            if name and name not in listed:
-                listed.append(name)
-    for param in junction.params[side]:
-        owner = param_names.get(id(param), "").rpartition(".")[0]
-        if owner and owner not in listed:
-            listed.append(owner)
-    return tuple(n for n in listed if not any(n.startswith(m + ".") for m in listed if m != n))
+    """The modules a path runs, in forward order: the minimal set of non-nested modules such that
+    every operation on the path ran inside one of them. Each operation's innermost module is
+    listed whole (a module whose own forward runs a path operation, such as an MLP multiplying its
+    gate, cannot be split); a module whose every operation lies on the path stands for its
+    children (a Sequential block). The root module is never listed. A path without operations,
+    whose operand is a parameter itself, lists that parameter's module."""
+    nodes = junction.nodes[side]
+    if not nodes:
+        owners = (param_names.get(id(p), "").rpartition(".")[0] for p in junction.params[side])
+        return tuple(dict.fromkeys(owner for owner in owners if owner))
+    numbers = sorted(node._sequence_nr() for node in nodes)
+    calls = index.calls
+
+    def only_path(call: ModuleCall) -> bool:
+        """Every node the call created lies on the path (and it created at least one)."""
+        inside = bisect_left(numbers, call.end) - bisect_left(numbers, call.start)
+        return inside > 0 and inside == call.end - call.start
+
+    chosen: set[int] = set()
+    climbed: dict[int, int] = {}  # innermost call -> the call listed for it
+    for number in numbers:
+        innermost = index.innermost(number)
+        if innermost < 0 or innermost in climbed or not calls[innermost].name:
+            continue
+        at = innermost
+        while calls[at].parent >= 0 and calls[calls[at].parent].name and only_path(calls[calls[at].parent]):
+            at = calls[at].parent
+        climbed[innermost] = at
+        chosen.add(at)
+    outermost = [at for at in chosen if not _inside_any(at, chosen, calls)]
+    return tuple(dict.fromkeys(calls[at].name for at in sorted(outermost, key=lambda at: calls[at].start)))
+
+
+def _inside_any(at: int, chosen: set[int], calls: Sequence[ModuleCall]) -> bool:
+    parent = calls[at].parent
+    while parent >= 0:
+        if parent in chosen:
+            return True
+        parent = calls[parent].parent
+    return False

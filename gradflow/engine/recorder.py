@@ -4,8 +4,9 @@
 modules (a wrapper around `nn.Module._call_impl`), sees every addition through wrappers around
 the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`, `Tensor.add`,
 `Tensor.add_`), all installed on entry and removed on exit, so each add is named after the
-innermost module and the user's source line, and notes each module's output node so branches can
-list the modules they pass through. Only module calls and additions pay for the recording: a
+innermost module and the user's source line. Each module call notes the range of autograd
+sequence numbers it created, so a path can list the modules that ran its operations
+(`gradflow.engine.naming`). Only module calls and additions pay for the recording: a
 TorchFunctionMode would send every operation of the forward pass through Python. Exported
 programs run through an fx Interpreter instead, which reads the module path and source line the
 exporter stored on each graph node.
@@ -20,18 +21,30 @@ import sys
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import torch
 from torch.autograd.graph import get_gradient_edge
-from torch.utils._pytree import tree_leaves
 
 from gradflow.engine import sites
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _GRADFLOW_DIR = os.path.dirname(os.path.abspath(__file__))
 _ADD_METHODS = ("__add__", "__radd__", "__iadd__", "add", "add_")
+_next_sequence_nr = torch._C._autograd._get_sequence_nr  # the number the next autograd node gets
+
+
+@dataclass
+class ModuleCall:
+    """One call of one of the model's modules: it created the autograd nodes numbered
+    `start` <= n < `end`; `parent` is the index of the call it ran in (-1: none)."""
+
+    name: str
+    start: int
+    parent: int
+    end: int = -1
 
 
 def user_location(skip: int = 2) -> str | None:
@@ -58,27 +71,34 @@ def _shown(filename: str) -> str:
 @contextmanager
 def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
     """Wrap `nn.Module._call_impl` so each call of one of the model's modules pushes its name on
-    `recorder.stack` and notes its output; the original is back on exit, whatever happens.
+    `recorder.stack` and notes the autograd sequence numbers it used (`ModuleCall`); the original
+    is back on exit, whatever happens.
 
     Global forward hooks would do the same, but while any is registered every module call takes
     the slow path of `_call_impl` (hook lists, closures, sets): on a model of 1,000 blocks that
     slow path cost more than the hooks themselves. The wrapper leaves each module's own hooks to
     the original, and passes through calls of other modules and of other threads (see
-    `sites.recording_active`)."""
+    `sites.recording_active`). Sequence numbers count per thread, and the forward pass runs on
+    this one."""
     original = torch.nn.Module._call_impl
-    names, stack, active = recorder.names, recorder.stack, sites.recording_active
+    names, stack, calls, active = recorder.names, recorder.stack, recorder.calls, sites.recording_active
+    running = [-1]  # indices into `calls`, innermost last
 
     def call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         name = names.get(id(module))
         if name is None or not active():
             return original(module, *args, **kwargs)
+        index = len(calls)
+        record = ModuleCall(name, _next_sequence_nr(), running[-1])
+        calls.append(record)
         stack.append(name)
+        running.append(index)
         try:
-            output = original(module, *args, **kwargs)
+            return original(module, *args, **kwargs)
         finally:
+            running.pop()
             stack.pop()
-        recorder.note_output(name, output)
-        return output
+            record.end = _next_sequence_nr()
 
     torch.nn.Module._call_impl = call  # type: ignore[method-assign, assignment]
     try:
@@ -154,12 +174,12 @@ def _operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tens
 
 
 class ForwardRecorder:
-    """Records add sites and module outputs of one forward pass of `model`.
+    """Records add sites and module calls of one forward pass of `model`.
 
-    After the `with` block: `sites` maps an add's autograd node to its AddSite; `module_outputs`
-    maps an autograd node to the names of the modules whose output it produced; `cuts` maps the
-    node of an add whose operand is a detached copy of a graph tensor (`x.detach() + f(x)`) to
-    that operand's index and the (node, output number) of the tensor it was copied from.
+    After the `with` block: `sites` maps an add's autograd node to its AddSite; `calls` lists the
+    module calls in the order they started (`ModuleCall`); `cuts` maps the node of an add whose
+    operand is a detached copy of a graph tensor (`x.detach() + f(x)`) to that operand's index and
+    the (node, output number) of the tensor it was copied from.
     """
 
     def __init__(
@@ -169,7 +189,7 @@ class ForwardRecorder:
         for name, module in modules if modules is not None else model.named_modules(remove_duplicate=False):
             self.names.setdefault(id(module), name)
         self.stack: list[str] = [""]
-        self.module_outputs: dict[Any, list[str]] = {}
+        self.calls: list[ModuleCall] = []
         self.sites: dict[Any, sites.AddSite] = {}
         self.cuts: dict[Any, tuple[int, Any]] = {}
         self._detached: dict[int, tuple[Any, tuple[Any, int]]] = {}  # id(copy) -> (copy ref, edge)
@@ -187,26 +207,6 @@ class ForwardRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self._exit.close()
-
-    def note_output(self, name: str, output: Any) -> None:
-        """Module `name` returned `output`: note the autograd node of each tensor in it."""
-        if isinstance(output, torch.Tensor):
-            if output.grad_fn is not None:
-                self._produced(output.grad_fn, name)
-            return
-        for leaf in tree_leaves(output):
-            node = getattr(leaf, "grad_fn", None)
-            if node is not None:
-                self._produced(node, name)
-
-    def _produced(self, node: Any, name: str) -> None:
-        """Module `name` returned `node`'s tensor. It made it unless a module outside it returned it
-        first: a tensor one block hands to the next (T5's position bias) stays the first one's."""
-        names = self.module_outputs.setdefault(node, [])
-        prefix = name + "."
-        if name and any(not earlier.startswith(prefix) and earlier != name for earlier in names):
-            return
-        names.append(name)
 
     def note_detach(self, tensor: torch.Tensor, copy: torch.Tensor) -> None:
         """`copy` is `tensor.detach()`: remember the gradient edge it was cut from."""
