@@ -4,6 +4,10 @@ A junction is an addition `y = a + b` whose two operands both depend on a common
 tensor x (the fork), where the longer operand (the block) uses at least one trainable parameter.
 The other operand is the skip: `identity` when it is x itself, else `projection`.
 
+An in-place add into a view (`a += b` where `a` slices another tensor) reaches autograd as a
+`CopySlices` node on the view's base, which hides the add's operands. The forward recorder saw
+them (`ViewAdd`), so such an add is searched from the operands' edges as they were before it.
+
 Invariant the search relies on: autograd numbers nodes in creation order (`_sequence_nr`), and a
 node is always created after the nodes it takes gradients to, so every edge runs from a higher
 number to a lower one. Walking back from both operands, always expanding the highest-numbered
@@ -53,10 +57,27 @@ class FoundJunction:
     order: int = field(default=0)  # the add's sequence number (forward order)
     shared: tuple[bool, bool] = (False, False)  # per side: its nodes carry gradient from elsewhere
     cut: int | None = None  # SKIP or BLOCK when that side's operand is a detached copy: no gradient
+    operands: tuple[tuple[Any, int], ...] = ()  # the operands' (node, output number), as searched
+    view: Any = None  # the ViewAdd when the add wrote into a view (`add` is its CopySlices node)
 
     @property
     def block_operand(self) -> int:
         return 1 - self.skip_operand
+
+    def operand(self, side: int) -> int:
+        return self.skip_operand if side == SKIP else self.block_operand
+
+    @property
+    def view_is_fork(self) -> bool:
+        """The view an in-place add wrote into is the fork itself (`x += f(x)`, x a view)."""
+        node, output_nr = self.operands[0] if self.view is not None else (None, 0)
+        return node is self.fork and output_nr == self.fork_output
+
+    def separate(self, side: int) -> bool:
+        """Whether the side's contribution to the fork is taken by a backward pass of its own from
+        its operand: a shared side, and the view an in-place add wrote into, whose gradient leaves
+        the add inside the base's gradient."""
+        return self.shared[side] or (self.view is not None and self.operand(side) == 0)
 
 
 def _is_leaf(node: Any) -> bool:
@@ -137,6 +158,7 @@ def find_junctions(
     nodes: Iterable[Any] | None = None,
     uses: dict[Any, int] | None = None,
     cuts: dict[Any, tuple[int, Any]] | None = None,
+    view_adds: dict[Any, Any] | None = None,
 ) -> list[FoundJunction]:
     """Find every junction in the graph behind `roots`, in forward order.
 
@@ -149,6 +171,8 @@ def find_junctions(
         cuts: add node -> (operand index, (node, output number)) for adds whose operand is a detached
             copy of a graph tensor (`ForwardRecorder.cuts`): the add is searched as if that
             operand were still attached, and the junction says which side is cut.
+        view_adds: CopySlices node -> ViewAdd for in-place adds into a view
+            (`ForwardRecorder.view_adds`): searched from the operands' edges before the add.
     Returns:
         FoundJunctions sorted by the add's position in the forward pass.
     """
@@ -174,6 +198,11 @@ def find_junctions(
         junction = _search(node, operands, param_ids, input_ids, uses, cut)
         if junction is not None:
             found.append(junction)
+    for node, view in (view_adds or {}).items():
+        if node in uses:  # the add's result reaches the loss
+            junction = _search(node, view.operands, param_ids, input_ids, uses, None, view)
+            if junction is not None:
+                found.append(junction)
     found.sort(key=lambda j: j.order)
     return found
 
@@ -255,6 +284,7 @@ def _search(
     input_ids: set[int],
     uses: dict[Any, int],
     cut: int | None,
+    view: Any = None,
 ) -> FoundJunction | None:
     walk = _Walk(input_ids)
     (a, a_nr), (b, b_nr) = operands
@@ -295,7 +325,7 @@ def _search(
             for child, nr in node.next_functions:
                 if child is not None:
                     walk.reach(child, walk.mask[node], nr)
-    return _classify(add, operands, fork, fork_output, walk, param_ids, uses, cut)
+    return _classify(add, operands, fork, fork_output, walk, param_ids, uses, cut, view)
 
 
 def _classify(
@@ -307,6 +337,7 @@ def _classify(
     param_ids: set[int],
     uses: dict[Any, int],
     cut: int | None,
+    view: Any = None,
 ) -> FoundJunction | None:
     nodes: tuple[list[Any], list[Any]] = ([], [])
     params: tuple[list[Any], list[Any]] = ([], [])
@@ -315,7 +346,8 @@ def _classify(
     meet = False  # both sides pass through one node before the fork (a split)
     (a, a_nr), (b, b_nr) = operands
     for operand, (child, nr) in enumerate(((a, a_nr), (b, b_nr))):
-        if child is fork and nr == fork_output:
+        # The view an in-place add wrote into leaves the add inside the base's gradient: no edge.
+        if child is fork and nr == fork_output and not (view is not None and operand == 0):
             edges[operand].append(Edge(add, operand))
         if _is_leaf(child):
             _add_param(child, operand, params, seen_params, param_ids)
@@ -357,6 +389,8 @@ def _classify(
         order=add._sequence_nr(),
         shared=(shared[skip], shared[block]),
         cut=None if cut is None else (SKIP if cut == skip else BLOCK),
+        operands=(operands[0], operands[1]),
+        view=view,
     )
 
 

@@ -293,9 +293,12 @@ def junctions_of(
     tick = time.perf_counter()
     uses: dict[Any, int] = {}
     nodes = all_nodes([loss.grad_fn], uses)
-    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
+    found = find_junctions(
+        [loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts,
+        view_adds=recorder.view_adds,
+    )
     timings["detect"] = time.perf_counter() - tick
-    notes = graph_notes(nodes, recorder.sites, params, leaves, uses)
+    notes = graph_notes(nodes, params, leaves, uses)
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
     return found, name_junctions(found, recorder, param_names), notes

@@ -6,8 +6,10 @@ the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`, `Tensor.a
 `Tensor.add_`), all installed on entry and removed on exit, so each add is named after the
 innermost module and the user's source line. Each module call notes the range of autograd
 sequence numbers it created, so a path can list the modules that ran its operations
-(`gradflow.engine.naming`). Only module calls and additions pay for the recording: a
-TorchFunctionMode would send every operation of the forward pass through Python. Exported
+(`gradflow.engine.naming`). An in-place add into a view, which autograd records as `CopySlices`
+without its operands, is noted with the operands' gradient edges as they were before the add
+(`ViewAdd`). Only module calls and additions pay for the recording: a TorchFunctionMode would send
+every operation of the forward pass through Python. Exported
 programs run through an fx Interpreter instead, which reads the module path and source line the
 exporter stored on each graph node.
 """
@@ -33,6 +35,7 @@ from gradflow.engine import sites
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _GRADFLOW_DIR = os.path.dirname(os.path.abspath(__file__))
 _ADD_METHODS = ("__add__", "__radd__", "__iadd__", "add", "add_")
+_IN_PLACE = frozenset({"__iadd__", "add_"})
 _next_sequence_nr = torch._C._autograd._get_sequence_nr  # the number the next autograd node gets
 
 
@@ -45,6 +48,21 @@ class ModuleCall:
     start: int
     parent: int
     end: int = -1
+
+
+@dataclass(frozen=True)
+class ViewAdd:
+    """An in-place add `a += b` into a view `a`, which autograd records as a `CopySlices` node on
+    the view's base: `operands` are the gradient edges (node, output number) of `a` and `b` as
+    they were before the add; the view is `base.as_strided(size, stride, offset)` on a tensor laid
+    out as the base (`base_size`, `base_stride`)."""
+
+    operands: tuple[tuple[Any, int], tuple[Any, int]]
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+    offset: int
+    base_size: tuple[int, ...]
+    base_stride: tuple[int, ...]
 
 
 def user_location(skip: int = 2) -> str | None:
@@ -118,15 +136,22 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
     in the context that opened the recording: another thread's adds pass through unrecorded."""
     stack = recorder.stack
 
-    def recorded(original: Any) -> Any:
+    def recorded(original: Any, in_place: bool) -> Any:
         @functools.wraps(original)
         def add(*args: Any, **kwargs: Any) -> Any:
             pair = _operands(args, kwargs)
             live = (pair[0].requires_grad, pair[1].requires_grad) if pair else None  # before an in-place add
+            into_view = None
+            if in_place and live == (True, True) and pair[0]._is_view():  # type: ignore[index]
+                # Autograd is about to replace the view's history: keep both operands' edges.
+                into_view = (_edge(pair[0]), _edge(pair[1]))  # type: ignore[index]
             result = original(*args, **kwargs)
             # Adds outside the autograd graph (a batch norm's step counter) cannot be junctions.
             if isinstance(result, torch.Tensor) and result.grad_fn is not None and sites.recording_active():
-                sites.record_add(result, stack[-1], user_location())
+                location = user_location()
+                if into_view is not None and recorder.note_view_add(result, into_view, stack[-1], location):
+                    return result
+                sites.record_add(result, stack[-1], location)
                 if live is not None and live[0] is not live[1]:
                     cut = 0 if live[1] else 1
                     recorder.note_cut(result, cut, pair[cut])  # type: ignore[index]
@@ -144,13 +169,16 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
 
         return detach
 
-    wrapped = {**dict.fromkeys(_ADD_METHODS, recorded), "detach": traced}
+    wrapped: dict[str, Any] = {
+        **{name: functools.partial(recorded, in_place=name in _IN_PLACE) for name in _ADD_METHODS},
+        "detach": traced,
+    }
     own = {name: torch.Tensor.__dict__[name] for name in wrapped if name in torch.Tensor.__dict__}
     torch_add, torch_detach = torch.add, torch.detach
     try:
         for name, wrap in wrapped.items():
             setattr(torch.Tensor, name, wrap(getattr(torch.Tensor, name)))
-        torch.add = recorded(torch_add)
+        torch.add = recorded(torch_add, in_place=False)
         torch.detach = traced(torch_detach)
         yield
     finally:
@@ -160,6 +188,11 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
                 setattr(torch.Tensor, name, own[name])
             elif name in torch.Tensor.__dict__:
                 delattr(torch.Tensor, name)
+
+
+def _edge(tensor: torch.Tensor) -> tuple[Any, int]:
+    edge = get_gradient_edge(tensor)
+    return edge.node, edge.output_nr
 
 
 def _operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -179,7 +212,8 @@ class ForwardRecorder:
     After the `with` block: `sites` maps an add's autograd node to its AddSite; `calls` lists the
     module calls in the order they started (`ModuleCall`); `cuts` maps the node of an add whose
     operand is a detached copy of a graph tensor (`x.detach() + f(x)`) to that operand's index and
-    the (node, output number) of the tensor it was copied from.
+    the (node, output number) of the tensor it was copied from; `view_adds` maps the `CopySlices`
+    node of an in-place add into a view to its `ViewAdd`.
     """
 
     def __init__(
@@ -192,6 +226,7 @@ class ForwardRecorder:
         self.calls: list[ModuleCall] = []
         self.sites: dict[Any, sites.AddSite] = {}
         self.cuts: dict[Any, tuple[int, Any]] = {}
+        self.view_adds: dict[Any, ViewAdd] = {}
         self._detached: dict[int, tuple[Any, tuple[Any, int]]] = {}  # id(copy) -> (copy ref, edge)
         self._exit = ExitStack()
 
@@ -207,6 +242,29 @@ class ForwardRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self._exit.close()
+
+    def note_view_add(
+        self, result: torch.Tensor, operands: tuple[tuple[Any, int], tuple[Any, int]], module: str,
+        location: str | None,
+    ) -> bool:
+        """`result` is the view an in-place add wrote into, `operands` the edges its two operands
+        had before; note the add under the base's `CopySlices` node. False when autograd did not
+        record it so (then it is an ordinary add)."""
+        base = result._base
+        node = None if base is None else base.grad_fn
+        if node is None or type(node).__name__ != "CopySlices":
+            return False
+        assert base is not None
+        self.view_adds[node] = ViewAdd(
+            operands,
+            tuple(result.shape),
+            result.stride(),
+            int(result.storage_offset() - base.storage_offset()),
+            tuple(base.shape),
+            base.stride(),
+        )
+        self.sites[node] = sites.AddSite(module, location)
+        return True
 
     def note_detach(self, tensor: torch.Tensor, copy: torch.Tensor) -> None:
         """`copy` is `tensor.detach()`: remember the gradient edge it was cut from."""
