@@ -2,7 +2,11 @@
 
 A junction is an addition `y = a + b` whose two operands both depend on a common activation
 tensor x (the fork), where the longer operand (the block) uses at least one trainable parameter.
-The other operand is the skip: `identity` when it is x itself, else `projection`.
+The other operand is the skip: `identity` when it is x itself, else `projection`. Where the data
+stream reaches the add, the fork must be part of it (`gradflow.engine.values`): a tensor made from
+parameters alone and added to the data in several places (a relative position bias that feeds
+every layer's attention scores) is no fork. A computation on parameters alone, which no data
+reaches, keeps its junctions.
 
 An in-place add into a view (`a += b` where `a` slices another tensor) reaches autograd as a
 `CopySlices` node on the view's base, which hides the add's operands. The forward recorder saw
@@ -27,7 +31,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradflow.engine.values import DataCheck
 
 ADD_NODES = frozenset({"AddBackward0"})
 _LEAF = "AccumulateGrad"
@@ -159,6 +166,7 @@ def find_junctions(
     uses: dict[Any, int] | None = None,
     cuts: dict[Any, tuple[int, Any]] | None = None,
     view_adds: dict[Any, Any] | None = None,
+    is_data: DataCheck | None = None,
 ) -> list[FoundJunction]:
     """Find every junction in the graph behind `roots`, in forward order.
 
@@ -173,6 +181,9 @@ def find_junctions(
             operand were still attached, and the junction says which side is cut.
         view_adds: CopySlices node -> ViewAdd for in-place adds into a view
             (`ForwardRecorder.view_adds`): searched from the operands' edges before the add.
+        is_data: whether a node's tensor is data (`gradflow.engine.values.DataCheck`); an add
+            that data reaches through a fork that is not data is no junction. None: every fork
+            counts.
     Returns:
         FoundJunctions sorted by the add's position in the forward pass.
     """
@@ -204,7 +215,16 @@ def find_junctions(
             if junction is not None:
                 found.append(junction)
     found.sort(key=lambda j: j.order)
-    return found
+    if is_data is None:
+        return found
+    kept = []
+    for junction in found:  # in forward order, so a fork's walk stops at an earlier junction's add
+        if _is_leaf(junction.fork) or is_data(junction.fork):  # a leaf fork is a probe input
+            is_data.known(junction.add)
+            kept.append(junction)
+        elif not any(is_data(node) for node, _ in junction.operands):
+            kept.append(junction)  # no data reaches the add at all: a computation on parameters
+    return kept
 
 
 def subtractions_shaped_like_junctions(

@@ -9,9 +9,10 @@ sequence numbers it created, so a path can list the modules that ran its operati
 (`gradflow.engine.naming`). An in-place add into a view, which autograd records as `CopySlices`
 without its operands, is noted with the operands' gradient edges as they were before the add
 (`ViewAdd`). Only module calls and additions pay for the recording: a TorchFunctionMode would send
-every operation of the forward pass through Python. Exported
-programs run through an fx Interpreter instead, which reads the module path and source line the
-exporter stored on each graph node.
+every operation of the forward pass through Python. Which tensors carry the probe's data is
+tracked on the probe's own tensors (`gradflow.engine.values`). Exported programs run through an
+fx Interpreter instead, which reads the module path and source line the exporter stored on each
+graph node.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 import torch
 from torch.autograd.graph import get_gradient_edge
 
-from gradflow.engine import sites
+from gradflow.engine import sites, values
+from gradflow.probe import Probe
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _GRADFLOW_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -164,7 +166,7 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
         def detach(tensor: Any, *args: Any, **kwargs: Any) -> Any:
             copy = original(tensor, *args, **kwargs)
             if isinstance(tensor, torch.Tensor) and tensor.requires_grad and sites.recording_active():
-                recorder.note_detach(tensor, copy)
+                copy = recorder.note_detach(tensor, copy)
             return copy
 
         return detach
@@ -213,7 +215,8 @@ class ForwardRecorder:
     module calls in the order they started (`ModuleCall`); `cuts` maps the node of an add whose
     operand is a detached copy of a graph tensor (`x.detach() + f(x)`) to that operand's index and
     the (node, output number) of the tensor it was copied from; `view_adds` maps the `CopySlices`
-    node of an in-place add into a view to its `ViewAdd`.
+    node of an in-place add into a view to its `ViewAdd`; `data_check` tells whether a node's
+    tensor is data (see `gradflow.engine.values`), None where value tracking does not apply.
     """
 
     def __init__(
@@ -227,12 +230,17 @@ class ForwardRecorder:
         self.sites: dict[Any, sites.AddSite] = {}
         self.cuts: dict[Any, tuple[int, Any]] = {}
         self.view_adds: dict[Any, ViewAdd] = {}
+        # TorchScript and torch.export programs run their operations outside torch's Python API.
+        tracks = not isinstance(model, torch.jit.ScriptModule) and not has_export_metadata(model)
+        self.data_check: values.DataCheck | None = values.DataCheck(set()) if tracks else None
         self._detached: dict[int, tuple[Any, tuple[Any, int]]] = {}  # id(copy) -> (copy ref, edge)
         self._exit = ExitStack()
 
     def __enter__(self) -> ForwardRecorder:
         try:
             self.sites = self._exit.enter_context(sites.recording())
+            if self.data_check is not None:
+                self._exit.enter_context(values.roots_recorded(self.data_check.roots))
             self._exit.enter_context(_module_calls_tracked(self))
             self._exit.enter_context(_adds_recorded(self))
         except BaseException:
@@ -242,6 +250,23 @@ class ForwardRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self._exit.close()
+
+    def probe_inputs(self, probe: Probe) -> Probe:
+        """The probe's tensors (copies made for this forward pass, `detached_inputs`) as the model
+        gets them: `ProbeData`, so their values are tracked, where tracking applies (a float
+        input's autograd node is a data root); else as they are."""
+        if self.data_check is None:
+            return probe
+        roots = self.data_check.roots
+
+        def given(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):  # a copy the probe made for this forward pass
+                values.mark(value)
+                if value.grad_fn is not None:
+                    roots.add(value.grad_fn)
+            return value
+
+        return Probe(tuple(given(a) for a in probe.args), {k: given(v) for k, v in probe.kwargs.items()})
 
     def note_view_add(
         self, result: torch.Tensor, operands: tuple[tuple[Any, int], tuple[Any, int]], module: str,
@@ -266,10 +291,14 @@ class ForwardRecorder:
         self.sites[node] = sites.AddSite(module, location)
         return True
 
-    def note_detach(self, tensor: torch.Tensor, copy: torch.Tensor) -> None:
-        """`copy` is `tensor.detach()`: remember the gradient edge it was cut from."""
+    def note_detach(self, tensor: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+        """`copy` is `tensor.detach()`: remember the gradient edge it was cut from. Returns the
+        copy as the model gets it: a `ProbeData` when `tensor` is data."""
         edge = get_gradient_edge(tensor)
+        if self.data_check is not None and edge.node is not None and self.data_check(edge.node):
+            values.mark(copy)
         self._detached[id(copy)] = (weakref.ref(copy), (edge.node, edge.output_nr))
+        return copy
 
     def note_cut(self, result: torch.Tensor, index: int, operand: torch.Tensor) -> None:
         """Operand `index` of the add that gave `result` is outside the graph. When it is a
