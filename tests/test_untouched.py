@@ -29,8 +29,9 @@ def _snapshot(model: torch.nn.Module) -> dict:
         "rng": torch.get_rng_state(),
         # The recorder wraps torch.add and the Tensor add methods during the forward pass only.
         "adds": (torch.add, {k: v for k, v in vars(torch.Tensor).items() if "add" in k}),
-        # ... and nn.Module._call_impl, to keep the module stack.
+        # ... and nn.Module._call_impl, to keep the module stack, and Tensor.requires_grad.
         "call_impl": torch.nn.Module._call_impl,
+        "requires_grad_property": vars(torch.Tensor).get("requires_grad"),
         # The cyclic garbage collector is paused during a measurement.
         "gc": gc.isenabled(),
     }
@@ -43,7 +44,7 @@ def _assert_same(before: dict, after: dict) -> None:
     for name, grad in before["grads"].items():
         other = after["grads"][name]
         assert (grad is None and other is None) or torch.equal(grad, other), name
-    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds", "call_impl", "gc"):
+    for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds", "call_impl", "requires_grad_property", "gc"):
         assert before[key] == after[key], key
     assert torch.equal(before["rng"], after["rng"])
 

@@ -3,8 +3,9 @@
 `ForwardRecorder` is active only while the probe runs forward. It keeps a stack of the model's
 modules (a wrapper around `nn.Module._call_impl`), sees every addition through wrappers around
 the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`, `Tensor.add`,
-`Tensor.add_`), all installed on entry and removed on exit, so each add is named after the
-innermost module and the user's source line. Each module call notes the range of autograd
+`Tensor.add_`), so each add is named after the innermost module and the user's source line, and
+lets the model set `requires_grad` on a tensor derived from its input as it could alone; all are
+installed on entry and removed on exit. Each module call notes the range of autograd
 sequence numbers it created, so a path can list the modules that ran its operations
 (`gradflow.engine.naming`). An in-place add into a view, which autograd records as `CopySlices`
 without its operands, is noted with the operands' gradient edges as they were before the add
@@ -192,6 +193,33 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
                 delattr(torch.Tensor, name)
 
 
+@contextmanager
+def _requires_grad_kept() -> Iterator[None]:
+    """Let the model set `requires_grad = True` on a tensor that already requires grad, as it
+    may on a tensor derived from its input (`h = x[:, None]; h.requires_grad = True`): alone it
+    gets a leaf that does not, but the probe's inputs require grad, so `h` is no leaf and torch
+    would refuse the set. The flag already holds, so the set changes nothing. Other sets, and
+    sets outside the recording's context, go to torch as they are; the property is back on exit.
+    """
+    base = torch._C.TensorBase.__dict__["requires_grad"]
+    own = torch.Tensor.__dict__.get("requires_grad")
+    active = sites.recording_active
+
+    def set_flag(tensor: torch.Tensor, flag: bool) -> None:
+        if flag and active() and base.__get__(tensor) and not tensor.is_leaf:
+            return
+        base.__set__(tensor, flag)
+
+    torch.Tensor.requires_grad = property(base.__get__, set_flag)  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        if own is None:
+            del torch.Tensor.requires_grad
+        else:
+            torch.Tensor.requires_grad = own  # type: ignore[method-assign]
+
+
 def _edge(tensor: torch.Tensor) -> tuple[Any, int]:
     edge = get_gradient_edge(tensor)
     return edge.node, edge.output_nr
@@ -243,6 +271,7 @@ class ForwardRecorder:
                 self._exit.enter_context(values.roots_recorded(self.data_check.roots))
             self._exit.enter_context(_module_calls_tracked(self))
             self._exit.enter_context(_adds_recorded(self))
+            self._exit.enter_context(_requires_grad_kept())
         except BaseException:
             self._exit.close()
             raise
