@@ -144,3 +144,29 @@ class Outer(nn.Module):
 def test_a_module_running_a_path_operation_itself_is_listed_whole() -> None:
     (junction,) = gradflow.inspect(Outer(), torch.randn(4, 3), loss="mse").junctions
     assert (junction.block_modules, junction.skip_modules) == (("block",), ("block.proj",))
+
+
+class Mix(nn.Module):
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return x @ weight
+
+
+class TakesAWeight(nn.Module):
+    """The block multiplies by a table's weight without calling the table (as DeBERTa's layers
+    use the encoder's relative embeddings): the table holds a block parameter, so it is listed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Linear(6, 6)
+        self.mix = Mix()
+        self.table = nn.Embedding(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(x)
+        return x + self.mix(self.f(x), self.table.weight)
+
+
+def test_the_module_of_a_weight_an_operation_takes_directly_is_listed() -> None:
+    (junction,) = gradflow.inspect(TakesAWeight(), torch.randn(4, 6), loss="mse").junctions
+    assert junction.block_modules == ("f", "mix", "table")
+    assert junction.params == 6 * 6 + 6 + 6 * 6

@@ -95,8 +95,9 @@ def _path_modules(
     every operation on the path ran inside one of them. Each operation's innermost module is
     listed whole (a module whose own forward runs a path operation, such as an MLP multiplying its
     gate, cannot be split); a module whose every operation lies on the path stands for its
-    children (a Sequential block). The root module is never listed. A path without operations,
-    whose operand is a parameter itself, lists that parameter's module."""
+    children (a Sequential block). The root module is never listed. The module of a parameter an
+    operation takes directly, outside the modules listed, is listed too (`_owners_outside`); a
+    path without operations, whose operand is a parameter itself, lists that parameter's module."""
     nodes = junction.nodes[side]
     if not nodes:
         owners = (param_names.get(id(p), "").rpartition(".")[0] for p in junction.params[side])
@@ -120,8 +121,37 @@ def _path_modules(
             at = calls[at].parent
         climbed[innermost] = at
         chosen.add(at)
-    outermost = [at for at in chosen if not _inside_any(at, chosen, calls)]
-    return tuple(dict.fromkeys(calls[at].name for at in sorted(outermost, key=lambda at: calls[at].start)))
+    listed = [(calls[at].start, calls[at].name) for at in chosen if not _inside_any(at, chosen, calls)]
+    listed += _owners_outside(junction, side, [name for _, name in listed], param_names)
+    return tuple(dict.fromkeys(name for _, name in sorted(listed)))
+
+
+def _owners_outside(
+    junction: FoundJunction, side: int, listed: Sequence[str], param_names: dict[int, str]
+) -> list[tuple[int, str]]:
+    """(sequence number, module) for the modules of the path's parameters that no listed module
+    holds, where an operation takes the weight itself rather than calling its module (DeBERTa's
+    relative embeddings): each placed at the first operation that uses it. An owner holding a
+    listed module is left out: it would stand for more than the path."""
+
+    def related(owner: str, name: str) -> bool:
+        return owner == name or owner.startswith(name + ".") or name.startswith(owner + ".")
+
+    outside: dict[int, str] = {}
+    for param in junction.params[side]:
+        owner = param_names.get(id(param), "").rpartition(".")[0]
+        if owner and not any(related(owner, name) for name in listed):
+            outside[id(param)] = owner
+    if not outside:
+        return []
+    first: dict[str, int] = {}
+    for node in junction.nodes[side]:
+        for child, _ in node.next_functions:
+            if type(child).__name__ != "AccumulateGrad" or id(child.variable) not in outside:
+                continue
+            module, number = outside[id(child.variable)], node._sequence_nr()
+            first[module] = min(first.get(module, number), number)
+    return [(number, module) for module, number in first.items()]
 
 
 def _inside_any(at: int, chosen: set[int], calls: Sequence[ModuleCall]) -> bool:
