@@ -66,25 +66,20 @@ class FoundJunction:
     cut: int | None = None  # SKIP or BLOCK when that side's operand is a detached copy: no gradient
     operands: tuple[tuple[Any, int], ...] = ()  # the operands' (node, output number), as searched
     view: Any = None  # the ViewAdd when the add wrote into a view (`add` is its CopySlices node)
+    # Per side: its contribution to the fork is taken by a backward pass of its own from its
+    # operand: a shared side, and the view an in-place add wrote into, whose gradient leaves the
+    # add inside the base's gradient.
+    separate: tuple[bool, bool] = (False, False)
 
     @property
     def block_operand(self) -> int:
         return 1 - self.skip_operand
-
-    def operand(self, side: int) -> int:
-        return self.skip_operand if side == SKIP else self.block_operand
 
     @property
     def view_is_fork(self) -> bool:
         """The view an in-place add wrote into is the fork itself (`x += f(x)`, x a view)."""
         node, output_nr = self.operands[0] if self.view is not None else (None, 0)
         return node is self.fork and output_nr == self.fork_output
-
-    def separate(self, side: int) -> bool:
-        """Whether the side's contribution to the fork is taken by a backward pass of its own from
-        its operand: a shared side, and the view an in-place add wrote into, whose gradient leaves
-        the add inside the base's gradient."""
-        return self.shared[side] or (self.view is not None and self.operand(side) == 0)
 
 
 def _is_leaf(node: Any) -> bool:
@@ -411,6 +406,10 @@ def _classify(
         cut=None if cut is None else (SKIP if cut == skip else BLOCK),
         operands=(operands[0], operands[1]),
         view=view,
+        separate=(
+            shared[skip] or (view is not None and skip == 0),
+            shared[block] or (view is not None and block == 0),
+        ),
     )
 
 

@@ -75,13 +75,20 @@ class ModuleIndex:
 
     def innermost(self, sequence_nr: int) -> int:
         """The index of the innermost call that created node number `sequence_nr`; -1 if none."""
-        index = bisect_right(self.starts, sequence_nr) - 1
+        return self.innermost_with_end(sequence_nr)[0]
+
+    def innermost_with_end(self, sequence_nr: int) -> tuple[int, int]:
+        """`innermost(sequence_nr)`, and the number up to which (excluded) that call stays the
+        innermost: its end, or the start of the next call, whichever comes first."""
+        later = bisect_right(self.starts, sequence_nr)
+        until = self.starts[later] if later < len(self.starts) else sequence_nr + 1
+        index = later - 1
         while index >= 0:
             call = self.calls[index]
             if call.start <= sequence_nr < call.end:
-                return index
+                return index, min(until, call.end)
             index = call.parent
-        return -1
+        return -1, until
 
     def name_of(self, sequence_nr: int) -> str:
         index = self.innermost(sequence_nr)
@@ -111,15 +118,18 @@ def _path_modules(
         return inside > 0 and inside == call.end - call.start
 
     chosen: set[int] = set()
-    climbed: dict[int, int] = {}  # innermost call -> the call listed for it
+    climbed: set[int] = set()  # innermost calls already seen
+    same_until = -1  # numbers below this one have the innermost call of the previous number
     for number in numbers:
-        innermost = index.innermost(number)
+        if number < same_until:
+            continue
+        innermost, same_until = index.innermost_with_end(number)
         if innermost < 0 or innermost in climbed or not calls[innermost].name:
             continue
+        climbed.add(innermost)
         at = innermost
         while calls[at].parent >= 0 and calls[calls[at].parent].name and only_path(calls[calls[at].parent]):
             at = calls[at].parent
-        climbed[innermost] = at
         chosen.add(at)
     listed = [(calls[at].start, calls[at].name) for at in chosen if not _inside_any(at, chosen, calls)]
     listed += _owners_outside(junction, side, [name for _, name in listed], param_names)
@@ -138,9 +148,10 @@ def _owners_outside(
         return owner == name or owner.startswith(name + ".") or name.startswith(owner + ".")
 
     outside: dict[int, str] = {}
+    held = set(listed)
     for param in junction.params[side]:
         owner = param_names.get(id(param), "").rpartition(".")[0]
-        if owner and not any(related(owner, name) for name in listed):
+        if owner and owner not in held and not any(related(owner, name) for name in listed):
             outside[id(param)] = owner
     if not outside:
         return []

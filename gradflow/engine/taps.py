@@ -167,8 +167,7 @@ class Taps:
         self.handles.clear()
 
     def _install(self) -> None:
-        separate = any(self.junctions[i].separate(side) for i in self.measured for side in (SKIP, BLOCK))
-        if separate and not _edges_as_outputs():
+        if any(any(self.junctions[i].separate) for i in self.measured) and not _edges_as_outputs():
             raise ModelError(
                 f"a junction's path shares an operation with code outside it, which needs "
                 f"torch.autograd.grad to start from a GradientEdge (torch 2.5 or later; this is "
@@ -184,8 +183,9 @@ class Taps:
             for side in (SKIP, BLOCK):
                 if junction.cut == side:
                     continue  # a detached operand: no gradient passes that side
-                if junction.separate(side):
-                    plans[junction.add].through.append((index, side, junction.operand(side)))
+                if junction.separate[side]:
+                    operand = junction.skip_operand if side == SKIP else junction.block_operand
+                    plans[junction.add].through.append((index, side, operand))
                     continue
                 for edge in junction.edges[side]:
                     plans.setdefault(edge.consumer, _NodePlan()).taps.append((index, side, edge.index))
@@ -445,7 +445,7 @@ def _expected(junction: FoundJunction) -> tuple[int, int]:
     """How many contributions each side of `junction` sends to its fork: one per edge, one from
     the add's hook for a shared side, none for a cut side."""
     return tuple(  # type: ignore[return-value]
-        0 if junction.cut == side else 1 if junction.separate(side) else len(junction.edges[side])
+        0 if junction.cut == side else 1 if junction.separate[side] else len(junction.edges[side])
         for side in (SKIP, BLOCK)
     )
 
