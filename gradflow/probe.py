@@ -1,7 +1,8 @@
 """The probe: a seeded batch of inputs, the model output it picks, and the scalar loss it backs.
 
 Inputs come from, in order: an explicit tensor/tuple/dict, an `--input` file, `--input-shape`,
-the source's `example_input()`, or inference from the model's first layer.
+the source's `example_input()`, or inference from the model's configuration (a Hugging Face config,
+timm's pretrained_cfg) or its first layer.
 """
 
 from __future__ import annotations
@@ -173,8 +174,14 @@ def from_file(path: str | Path) -> Probe:
 
 
 def infer(model: torch.nn.Module, batch_size: int, seed: int, high: int | None = None) -> Probe:
-    """Guess a probe batch from the model's first layer (or a Hugging Face config). Token ids
+    """Guess a probe batch: from the model's own configuration (a Hugging Face config, timm's
+    pretrained_cfg; see gradflow.loaders.config_inputs), else from its first layer. Token ids
     are drawn from [0, high), by default [0, vocabulary size)."""
+    from gradflow.loaders.config_inputs import config_inputs
+
+    configured = config_inputs(model, batch_size, seed, high)
+    if configured is not None:
+        return as_probe(configured)
     generator = torch.Generator().manual_seed(seed)
     config = getattr(model, "config", None)
     vocab = getattr(config, "vocab_size", None)
@@ -229,16 +236,29 @@ def from_example(example: Callable[[], Any]) -> Probe:
         raise ProbeError(f"example_input() raised {type(e).__name__}: {first_line(e)}") from e
 
 
+# The fields of a dict or ModelOutput the loss is taken on, in order of preference: class scores
+# (`logits`; CLIP-style image-text scores), else hidden states, which are no class scores, so
+# `auto` takes the mse on them.
+_SCORES = ("logits", "logits_per_image")
+_HIDDEN = ("last_hidden_state",)
+# Set on an output tensor picked from a hidden-state field, so `auto` knows what it is; the
+# attribute lives and dies with that one tensor of one forward pass.
+_PICKED_HIDDEN = "_gradflow_hidden_state"
+
+
 def select_output(output: Any) -> torch.Tensor:
     """The tensor the loss is taken on: a tensor; the first floating tensor of a tuple/list;
-    a dict's or ModelOutput's `logits`, else `last_hidden_state`, else its first floating tensor."""
+    a dict's or ModelOutput's `logits`, else `logits_per_image` (CLIP-style models), else
+    `last_hidden_state`, else its first floating tensor."""
     if isinstance(output, torch.Tensor):
         if output.is_floating_point() or output.is_complex():
             return output
     elif isinstance(output, Mapping) or hasattr(output, "keys"):
-        for key in ("logits", "last_hidden_state"):
+        for key in _SCORES + _HIDDEN:
             value = output.get(key) if hasattr(output, "get") else None
             if isinstance(value, torch.Tensor) and value.is_floating_point():
+                if key in _HIDDEN:
+                    setattr(value, _PICKED_HIDDEN, True)
                 return value
         for value in output.values():
             found = _first_floating(value)
@@ -277,9 +297,13 @@ def _describe(value: Any) -> str:
 
 
 def resolve_loss(loss: Loss | str, output: torch.Tensor) -> Loss:
+    """`loss`, or for auto: ce on class scores (a last dimension of at least 2 classes), mse on
+    anything else, hidden states picked by `select_output` included."""
     loss = Loss(loss)
     if loss is not Loss.AUTO:
         return loss
+    if getattr(output, _PICKED_HIDDEN, False):
+        return Loss.MSE
     return Loss.CE if output.dim() >= 2 and output.shape[-1] >= 2 else Loss.MSE
 
 

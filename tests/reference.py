@@ -24,7 +24,7 @@ def reference(model, inputs, loss_fn):  # type: ignore[no-untyped-def]
             g_y, g_skip, g_block, g_in = (_wide(g) for g in (g_y, g_skip, g_block, g_in))
             g_params = tuple(None if g is None else _wide(g) for g in g_params)
             param_grad = torch.sqrt(sum((g.pow(2).sum() for g in g_params if g is not None), torch.tensor(0.0)))
-            cosine = torch.nn.functional.cosine_similarity(g_skip.flatten(), g_block.flatten(), dim=0)
+            cosine = _cosine(g_skip, g_block)
             rows.append({
                 "grad_out": g_y.norm().item(), "grad_skip": g_skip.norm().item(),
                 "grad_block": g_block.norm().item(), "grad_in": g_in.norm().item(),
@@ -50,3 +50,11 @@ def _through(operand, x, g_y):  # type: ignore[no-untyped-def]
 
 def _wide(grad):  # type: ignore[no-untyped-def]
     return grad.float() if grad.dtype in (torch.bfloat16, torch.float16) else grad
+
+
+def _cosine(a, b):  # type: ignore[no-untyped-def]
+    """In float64 and without cosine_similarity's floor on the norms' product (1e-8), which
+    would shrink the cosine of a block whose gradient is tiny."""
+    a, b = a.double().flatten(), b.double().flatten()
+    scale = a.norm() * b.norm()
+    return torch.dot(a, b) / scale if scale > 0 else torch.tensor(0.0, dtype=torch.float64)

@@ -256,10 +256,19 @@ def test_key_mismatch_truncates_long_lists_with_a_count(tmp_path, model_file):
     assert "layer19" not in message
 
 
-def test_data_parallel_prefix_gets_a_hint(tmp_path, model_file):
-    state = load_source(str(model_file)).module.state_dict()
-    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "w.pt")
-    raises_one_line(str(tmp_path / "w.pt"), "'module.'", "DataParallel", arch=str(model_file))
+def test_data_parallel_prefix_is_matched_and_a_near_miss_names_it(tmp_path, model_file):
+    source = load_source(str(model_file)).module
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}
+    torch.save(state, tmp_path / "w.pt")
+    assert same_weights(load_source(str(tmp_path / "w.pt"), arch=str(model_file)).module, source)
+    del state["module.fc2.bias"]
+    torch.save(state, tmp_path / "w.pt")
+    raises_one_line(
+        str(tmp_path / "w.pt"),
+        "missing 1 (fc2.bias)",
+        "closest prefix mapping: strip 'module.' (3 of 4 model keys match)",
+        arch=str(model_file),
+    )
 
 
 def test_state_dict_shape_mismatch(tmp_path, model_file):
@@ -668,8 +677,8 @@ def test_registry_rejects_duplicates_and_names_misses():
         register("python", form="again")(lambda spec, options: None)
     with pytest.raises(ValueError, match="'.pt'"):
         register("gf_new_kind", form="new", extensions=(".pt",))(lambda spec, options: None)
-    with pytest.raises(SourceError, match=r"SourceKind\(name='safetensors'\).*python"):
-        get_loader(SourceKind("safetensors"))
+    with pytest.raises(SourceError, match=r"SourceKind\(name='gf_unregistered'\).*python"):
+        get_loader(SourceKind("gf_unregistered"))
 
 
 def test_importing_the_loaders_does_not_import_torch():

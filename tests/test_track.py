@@ -106,7 +106,10 @@ def test_step_zero_equals_inspect_on_the_same_batch_and_seed(name: str) -> None:
         (record,) = [r for r in result.records if r.junction == junction.name]
         assert record.step == 0 and record.index == junction.index
         for metric in ("grad_out", "grad_skip", "grad_block", "grad_in", "param_grad", "cosine"):
-            assert record.metric(metric) == pytest.approx(junction.metric(metric), rel=1e-6), metric
+            # inspect takes a plain junction's block part as the fork's gradient minus the add's
+            # (gradflow.engine.taps.Captured), track from hooks: they agree to a few float32
+            # rounding units of the fork's gradient.
+            assert record.metric(metric) == pytest.approx(junction.metric(metric), rel=1e-5), metric
         assert record.loss == pytest.approx(report.summary.loss, rel=1e-6)
 
 

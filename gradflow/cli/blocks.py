@@ -7,21 +7,18 @@ from typing import Annotated
 import typer
 
 from gradflow.cli.options import (
+    PROBE_OPTIONS,
     Arch,
-    BatchSize,
     Debug,
-    Dims,
     Format,
     FormatOpt,
-    InputDtype,
-    InputFile,
-    InputHigh,
-    InputShape,
-    Seed,
+    Pretrained,
+    ProbeOptions,
     Source,
     Trust,
+    with_probe_options,
 )
-from gradflow.cli.session import ProbeOptions, build_probe, guard, load
+from gradflow.cli.session import build_probe, guard, load
 
 BlocksDevice = Annotated[
     str,
@@ -33,17 +30,13 @@ BlocksDevice = Annotated[
 ]
 
 
+@with_probe_options(leave_out=("loss", "mode", "dtype"))
 def blocks_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
-    input_file: InputFile = None,
-    input_shape: InputShape = None,
-    input_dtype: InputDtype = None,
-    input_high: InputHigh = None,
-    dim: Dims = None,
-    batch_size: BatchSize = None,
-    seed: Seed = 0,
+    pretrained: Pretrained = False,
+    probe: ProbeOptions = PROBE_OPTIONS,
     device: BlocksDevice = "cpu",
     format: FormatOpt = Format.TABLE,
     debug: Debug = False,
@@ -67,17 +60,16 @@ def blocks_command(
         rows = _static_onnx(source) if source.lower().endswith(".onnx") else None
         if rows is not None:
             _refuse_probe_options(
-                {"--input": input_file, "--input-shape": input_shape, "--input-dtype": input_dtype,
-                 "--input-high": input_high, "--dim": dim, "--batch-size": batch_size}
+                {"--input": probe.input_file, "--input-shape": probe.input_shapes,
+                 "--input-dtype": probe.input_dtype, "--input-high": probe.input_high,
+                 "--dim": probe.dims, "--batch-size": probe.batch_size}
             )
         else:
-            loaded, _ = load(source, arch, trust, device, seed)
-            probe = build_probe(
-                loaded, ProbeOptions(input_file, input_shape, input_dtype, input_high, dim, batch_size, seed)
-            )
+            loaded, _ = load(source, arch, trust, device, probe.seed, pretrained)
+            batch = build_probe(loaded, probe)
             from gradflow.engine.measure import locate
 
-            located = locate(loaded.module, probe, seed=seed)
+            located = locate(loaded.module, batch, seed=probe.seed)
             rows = [
                 {
                     "index": j.index,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,26 +11,16 @@ import typer
 
 from gradflow.cli.options import (
     OUTPUT,
+    PROBE_OPTIONS,
     Arch,
-    BatchSize,
     Debug,
-    DeviceOpt,
-    Dims,
-    DtypeOpt,
-    InputDtype,
-    InputFile,
-    InputHigh,
-    InputShape,
-    LossOpt,
-    LossOption,
-    MemoryLimit,
-    ModeOpt,
-    ModeOption,
-    Seed,
+    Pretrained,
+    ProbeOptions,
     Source,
     Trust,
+    with_probe_options,
 )
-from gradflow.cli.session import ProbeOptions, build_probe, guard, load, write_output
+from gradflow.cli.session import build_probe, guard, load, write_output
 
 if TYPE_CHECKING:
     from gradflow.gate import CheckResult
@@ -96,22 +87,13 @@ CheckOutput = Annotated[Path | None, typer.Option(
     rich_help_panel=OUTPUT)]
 
 
+@with_probe_options()
 def check_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
-    input_file: InputFile = None,
-    input_shape: InputShape = None,
-    input_dtype: InputDtype = None,
-    input_high: InputHigh = None,
-    dim: Dims = None,
-    batch_size: BatchSize = None,
-    seed: Seed = 0,
-    loss: LossOpt = LossOption.AUTO,
-    mode: ModeOpt = ModeOption.TRAIN,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    memory_limit: MemoryLimit = "auto",
+    pretrained: Pretrained = False,
+    probe: ProbeOptions = PROBE_OPTIONS,
     seeds: Seeds = None,
     vanishing_below: VanishingBelow = None,
     dead_below: DeadBelow = None,
@@ -181,20 +163,16 @@ def check_command(
         from gradflow.drivers.check import measure_seeds, read_baseline, save_baseline, seed_range
         from gradflow.gate.evaluate import evaluate
 
-        chosen = seed_range(seed, count)
+        chosen = seed_range(probe.seed, count)
         before = read_baseline(baseline_path) if baseline_path is not None else None
-        loaded, load_seconds = load(source, arch, trust, device, seed)
+        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
 
         def inputs_for(probe_seed: int):  # type: ignore[no-untyped-def]
-            return build_probe(loaded, ProbeOptions(
-                input_file=input_file, input_shapes=input_shape, input_dtype=input_dtype,
-                input_high=input_high, dims=dim, batch_size=batch_size, seed=probe_seed,
-                memory_limit=memory_limit,
-            ))
+            return build_probe(loaded, replace(probe, seed=probe_seed))
 
         reports = measure_seeds(
-            loaded.module, inputs_for, chosen, settings=settings, loss=loss.value,
-            mode=mode.value, dtype=dtype, source=source, source_format=loaded.format,
+            loaded.module, inputs_for, chosen, settings=settings, loss=probe.loss.value,
+            mode=probe.mode.value, dtype=probe.precision, source=source, source_format=loaded.format,
             timings={"load": load_seconds},
         )
         result = evaluate(reports, settings, before,

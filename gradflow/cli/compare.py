@@ -8,36 +8,26 @@ import typer
 
 from gradflow.cli.inspect import HtmlOpt
 from gradflow.cli.options import (
+    PROBE_OPTIONS,
     Arch,
     At,
-    BatchSize,
     DeadBelow,
     Debug,
-    DeviceOpt,
-    Dims,
-    DtypeOpt,
     ExplodingAbove,
     Format,
     FormatOpt,
-    InputDtype,
-    InputFile,
-    InputHigh,
-    InputShape,
-    LossOpt,
-    LossOption,
     MaxJunctions,
-    MemoryLimit,
-    ModeOpt,
-    ModeOption,
     OutputOpt,
-    Seed,
+    Pretrained,
+    ProbeOptions,
     SgBlock,
     SgSkip,
     Source,
     Trust,
     VanishingBelow,
+    with_probe_options,
 )
-from gradflow.cli.session import ProbeOptions, build_probe, emit, guard, load, thresholds, write_output
+from gradflow.cli.session import build_probe, emit, guard, load, thresholds, write_output
 from gradflow.engine.report import METRICS
 from gradflow.errors import OptionError
 
@@ -51,28 +41,19 @@ Second = Annotated[
 Metric = Annotated[str, typer.Option("--metric", help=f"The number compared: {', '.join(METRICS)}.")]
 
 
+@with_probe_options()
 def compare_command(
     source: Source,
     other: Second = None,
     arch: Arch = None,
     trust: Trust = False,
+    pretrained: Pretrained = False,
     sg_skip: SgSkip = False,
     sg_block: SgBlock = False,
     at: At = None,
     metric: Metric = "grad_in",
-    input_file: InputFile = None,
-    input_shape: InputShape = None,
-    input_dtype: InputDtype = None,
-    input_high: InputHigh = None,
-    dim: Dims = None,
-    batch_size: BatchSize = None,
-    seed: Seed = 0,
-    loss: LossOpt = LossOption.AUTO,
-    mode: ModeOpt = ModeOption.TRAIN,
+    probe: ProbeOptions = PROBE_OPTIONS,
     max_junctions: MaxJunctions = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    memory_limit: MemoryLimit = "auto",
     vanishing_below: VanishingBelow = 1e-3,
     exploding_above: ExplodingAbove = 1e3,
     dead_below: DeadBelow = 1e-3,
@@ -107,25 +88,20 @@ def compare_command(
         from gradflow.drivers.compare import compare, line_up, two_source_names
         from gradflow.engine.measure import measure
 
-        loaded, load_seconds = load(source, arch, trust, device, seed)
-        probe = build_probe(
-            loaded,
-            ProbeOptions(
-                input_file, input_shape, input_dtype, input_high, dim, batch_size, seed, memory_limit
-            ),
-        )
+        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
+        batch = build_probe(loaded, probe)
         common = dict(
-            loss=loss.value,
-            mode=mode.value,
-            seed=seed,
+            loss=probe.loss.value,
+            mode=probe.mode.value,
+            seed=probe.seed,
             max_junctions=max_junctions,
-            dtype=dtype,
+            dtype=probe.precision,
             thresholds=thresholds(vanishing_below, exploding_above, dead_below),
         )
         if other is None:
             comparison = compare(
                 loaded.module,
-                probe,
+                batch,
                 sg_skip=sg_skip,
                 sg_block=sg_block,
                 at=at,
@@ -136,11 +112,11 @@ def compare_command(
                 **common,
             )
         else:
-            second, second_seconds = load(other, arch, trust, device, seed)
+            second, second_seconds = load(other, arch, trust, probe.device, probe.seed, pretrained)
             first_name, second_name = two_source_names(source, other)
             (a,) = measure(
                 loaded.module,
-                probe,
+                batch,
                 only=at,
                 source=source,
                 source_format=loaded.format,
@@ -149,7 +125,7 @@ def compare_command(
             )
             (b,) = measure(
                 second.module,
-                probe,
+                batch,
                 only=at,
                 source=other,
                 source_format=second.format,

@@ -9,36 +9,26 @@ import typer
 
 from gradflow.cli.options import (
     OUTPUT,
+    PROBE_OPTIONS,
     Arch,
     At,
-    BatchSize,
     DeadBelow,
     Debug,
-    DeviceOpt,
-    Dims,
-    DtypeOpt,
     ExplodingAbove,
     Format,
     FormatOpt,
-    InputDtype,
-    InputFile,
-    InputHigh,
-    InputShape,
-    LossOpt,
-    LossOption,
     MaxJunctions,
-    MemoryLimit,
-    ModeOpt,
-    ModeOption,
     OutputOpt,
-    Seed,
+    Pretrained,
+    ProbeOptions,
     SgBlock,
     SgSkip,
     Source,
     Trust,
     VanishingBelow,
+    with_probe_options,
 )
-from gradflow.cli.session import ProbeOptions, build_probe, emit, guard, load, thresholds, write_output
+from gradflow.cli.session import build_probe, emit, guard, load, thresholds, write_output
 
 HtmlOpt = Annotated[
     Path | None,
@@ -52,26 +42,17 @@ HtmlOpt = Annotated[
 ]
 
 
+@with_probe_options()
 def inspect_command(
     source: Source,
     arch: Arch = None,
     trust: Trust = False,
-    input_file: InputFile = None,
-    input_shape: InputShape = None,
-    input_dtype: InputDtype = None,
-    input_high: InputHigh = None,
-    dim: Dims = None,
-    batch_size: BatchSize = None,
-    seed: Seed = 0,
-    loss: LossOpt = LossOption.AUTO,
-    mode: ModeOpt = ModeOption.TRAIN,
+    pretrained: Pretrained = False,
+    probe: ProbeOptions = PROBE_OPTIONS,
     sg_skip: SgSkip = False,
     sg_block: SgBlock = False,
     at: At = None,
     max_junctions: MaxJunctions = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    memory_limit: MemoryLimit = "auto",
     vanishing_below: VanishingBelow = 1e-3,
     exploding_above: ExplodingAbove = 1e3,
     dead_below: DeadBelow = 1e-3,
@@ -100,27 +81,22 @@ def inspect_command(
     """
     with guard(debug):
         stopping = sg_skip or sg_block
-        loaded, load_seconds = load(source, arch, trust, device, seed)
-        probe = build_probe(
-            loaded,
-            ProbeOptions(
-                input_file, input_shape, input_dtype, input_high, dim, batch_size, seed, memory_limit
-            ),
-        )
+        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
+        batch = build_probe(loaded, probe)
         from gradflow.engine.measure import VariantSpec, measure
 
         name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)
         (report,) = measure(
             loaded.module,
-            probe,
+            batch,
             [VariantSpec(name or "baseline", sg_skip, sg_block)],
-            loss=loss.value,
-            mode=mode.value,
-            seed=seed,
+            loss=probe.loss.value,
+            mode=probe.mode.value,
+            seed=probe.seed,
             at=at if stopping else None,
             only=None if stopping else at,
             max_junctions=max_junctions,
-            dtype=dtype,
+            dtype=probe.precision,
             thresholds=thresholds(vanishing_below, exploding_above, dead_below),
             source=source,
             source_format=loaded.format,

@@ -1,10 +1,15 @@
-"""Options shared by the commands, declared once as Annotated types."""
+"""Options shared by the commands, declared once as Annotated types, and the probe options
+parsed once into one `ProbeOptions` object that every command gets (`with_probe_options`)."""
 
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -29,8 +34,10 @@ ModeOption = Mode
 
 SOURCE_HELP = (
     "The model: file.py[:NAME] (NAME: a Module class or a function; default `build`), "
-    "package.module:NAME, a checkpoint .pt/.pth (a state dict needs --arch), a TorchScript "
-    "archive, a torch.export .pt2, or an .onnx graph."
+    "package.module:NAME or timm:NAME, each optionally with constructor arguments "
+    "NAME(key=value, ...); a Hugging Face model directory or hf:ORG/NAME; a checkpoint "
+    ".pt/.pth/.ckpt or .safetensors (a state dict needs --arch); a TorchScript archive, a "
+    "torch.export .pt2, or an .onnx graph."
 )
 
 Source = Annotated[str, typer.Argument(help=SOURCE_HELP, show_default=False)]
@@ -39,7 +46,9 @@ Arch = Annotated[
     typer.Option(
         "--arch",
         help=(
-            "Code that builds the model for a state-dict checkpoint: file.py[:NAME] or package.module:NAME."
+            "Code that builds the model for a state-dict checkpoint (.pt/.pth/.ckpt/.safetensors): "
+            "file.py[:NAME], package.module:NAME or timm:NAME, optionally with constructor arguments, "
+            "e.g. 'torchvision.models:resnet18(num_classes=10)'."
         ),
         rich_help_panel=MODEL,
     ),
@@ -49,8 +58,19 @@ Trust = Annotated[
     typer.Option(
         "--trust",
         help=(
-            "Allow unpickling a whole pickled module. Unpickling runs code from the file: only "
-            "for files you trust."
+            "Allow what runs code from the source: unpickling a pickled module or checkpoint, a "
+            "Hugging Face config's custom code (auto_map). Only for sources you trust."
+        ),
+        rich_help_panel=MODEL,
+    ),
+]
+Pretrained = Annotated[
+    bool,
+    typer.Option(
+        "--pretrained",
+        help=(
+            "timm:NAME: build it with timm's pretrained weights (from the Hugging Face Hub, or "
+            "its local cache when offline)."
         ),
         rich_help_panel=MODEL,
     ),
@@ -255,3 +275,102 @@ MemoryLimit = Annotated[
         rich_help_panel=PROBE,
     ),
 ]
+
+
+DEFAULT_BATCH = 8
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """The probe options as given, parsed once and shared by every command: how the probe batch
+    is built (None where the user left an option out, so that an option the chosen probe source
+    would ignore can be refused instead) and how it runs."""
+
+    input_file: Path | None = None
+    input_shapes: tuple[str, ...] | None = None
+    input_dtype: str | None = None  # float32 when left out
+    input_high: int | None = None
+    dims: tuple[str, ...] | None = None
+    batch_size: int | None = None  # DEFAULT_BATCH when left out
+    seed: int = 0
+    memory_limit: str = "auto"
+    device: str = "auto"
+    precision: str = "float32"  # --dtype: float32, or bfloat16/float16 under torch.autocast
+    loss: Loss = Loss.AUTO
+    mode: Mode = Mode.TRAIN
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size or DEFAULT_BATCH
+
+
+# What a command declares as its `probe` parameter; `with_probe_options` replaces it.
+PROBE_OPTIONS = ProbeOptions()
+
+# Each probe option: the command-line parameter, its declaration, its default, and the
+# ProbeOptions field it fills.
+_PROBE_PARAMETERS: tuple[tuple[str, Any, Any, str], ...] = (
+    ("input_file", InputFile, None, "input_file"),
+    ("input_shape", InputShape, None, "input_shapes"),
+    ("input_dtype", InputDtype, None, "input_dtype"),
+    ("input_high", InputHigh, None, "input_high"),
+    ("dim", Dims, None, "dims"),
+    ("batch_size", BatchSize, None, "batch_size"),
+    ("seed", Seed, 0, "seed"),
+    ("loss", LossOpt, LossOption.AUTO, "loss"),
+    ("mode", ModeOpt, ModeOption.TRAIN, "mode"),
+    ("device", DeviceOpt, "auto", "device"),
+    ("dtype", DtypeOpt, "float32", "precision"),
+    ("memory_limit", MemoryLimit, "auto", "memory_limit"),
+)
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def with_probe_options(*, leave_out: Collection[str] = ()) -> Callable[[Command], Command]:
+    """Give a command every probe option, declared once here, as one `probe: ProbeOptions`.
+
+    The command declares a parameter `probe: ProbeOptions`; its place in the signature is taken
+    by the probe options' parameters, so they show in `--help` and parse as usual, and the
+    command is called with them gathered into one object. `leave_out` names options that do
+    not apply to the command; a command that declares a parameter of the same name itself (a
+    `--device` that also takes `meta`) keeps its own, and receives it in the object too.
+    """
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        own = set(signature.parameters)
+        group = [
+            (name, declared, default, field)
+            for name, declared, default, field in _PROBE_PARAMETERS
+            if name not in leave_out
+        ]
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name != "probe":
+                parameters.append(parameter)
+                continue
+            parameters += [
+                inspect.Parameter(
+                    name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=declared
+                )
+                for name, declared, default, _ in group
+                if name not in own
+            ]
+        if "probe" not in own:
+            raise TypeError(f"{command.__name__} declares no `probe` parameter")
+
+        @functools.wraps(command)
+        def run(**given: Any) -> Any:
+            fields = {field: given[name] for name, _, _, field in group if name in given}
+            for name in ("input_shapes", "dims"):
+                if fields.get(name) is not None:
+                    fields[name] = tuple(fields[name])
+            rest = {k: v for k, v in given.items() if k in own}
+            return command(probe=ProbeOptions(**fields), **rest)
+
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run  # type: ignore[return-value]
+
+    return decorate

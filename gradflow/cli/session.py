@@ -11,13 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from gradflow import memory
+from gradflow.cli.options import ProbeOptions
 from gradflow.errors import GradflowError, OptionError, ProbeError
 
 if TYPE_CHECKING:
@@ -59,30 +59,13 @@ def _one_line(text: str) -> str:
     return " ".join(lines[:1]) if lines else "(no message)"
 
 
-DEFAULT_BATCH = 8
-
-
-@dataclass
-class ProbeOptions:
-    """The probe options as given; None where the user left an option out, so an option the
-    chosen probe source would ignore can be refused instead."""
-
-    input_file: Path | None = None
-    input_shapes: Sequence[str] | None = None
-    input_dtype: str | None = None  # float32 when left out
-    input_high: int | None = None
-    dims: Sequence[str] | None = None
-    batch_size: int | None = None  # DEFAULT_BATCH when left out
-    seed: int = 0
-    memory_limit: str = "auto"
-
-    @property
-    def batch(self) -> int:
-        return self.batch_size or DEFAULT_BATCH
-
-
 def load(
-    source: str, arch: str | None, trust: bool, device: str = "cpu", seed: int | None = None
+    source: str,
+    arch: str | None,
+    trust: bool,
+    device: str = "cpu",
+    seed: int | None = None,
+    pretrained: bool = False,
 ) -> tuple[LoadedModel, float]:
     """Load the model and put it on `device` (see resolve_device); "meta" builds it without
     weights. Code that builds the model runs with torch's global RNG seeded with `seed`."""
@@ -90,10 +73,10 @@ def load(
 
     tick = time.perf_counter()
     if device == "meta":
-        loaded = load_source(source, arch=arch, trust=trust, meta=True, seed=seed)
+        loaded = load_source(source, arch=arch, trust=trust, meta=True, seed=seed, pretrained=pretrained)
         return loaded, time.perf_counter() - tick
     target = resolve_device(device)
-    loaded = load_source(source, arch=arch, trust=trust, seed=seed)
+    loaded = load_source(source, arch=arch, trust=trust, seed=seed, pretrained=pretrained)
     if target.type != "cpu":
         try:
             loaded.module = loaded.module.to(target)

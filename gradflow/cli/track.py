@@ -12,20 +12,17 @@ import typer
 
 from gradflow.cli.options import (
     OUTPUT,
+    PROBE_OPTIONS,
     Arch,
     Debug,
-    DeviceOpt,
-    Dims,
-    InputDtype,
-    InputFile,
-    InputHigh,
-    InputShape,
     LossOption,
-    Seed,
+    Pretrained,
+    ProbeOptions,
     Source,
     Trust,
+    with_probe_options,
 )
-from gradflow.cli.session import ProbeOptions, build_probe, guard, load, write_output
+from gradflow.cli.session import build_probe, guard, load, write_output
 from gradflow.errors import OptionError
 from gradflow.track.result import Optimizer  # no torch import: the option set the API uses
 
@@ -73,6 +70,7 @@ TrackAt = Annotated[list[str] | None, typer.Option(
     "(3:7); repeatable. Default: all.", show_default=False)]
 
 
+@with_probe_options(leave_out=("mode", "dtype"))
 def track_command(
     source: Source,
     data: DataFile = None,
@@ -82,16 +80,11 @@ def track_command(
     lr: Lr = 1e-3,
     loss: TrackLoss = LossOption.AUTO,
     batch_size: TrackBatch = None,
-    seed: Seed = 0,
     at: TrackAt = None,
     arch: Arch = None,
     trust: Trust = False,
-    device: DeviceOpt = "auto",
-    input_file: InputFile = None,
-    input_shape: InputShape = None,
-    input_dtype: InputDtype = None,
-    input_high: InputHigh = None,
-    dim: Dims = None,
+    pretrained: Pretrained = False,
+    probe: ProbeOptions = PROBE_OPTIONS,
     plot: PlotFile = None,
     format: TrackFormatOpt = TrackFormat.TABLE,
     output: TrackOutput = None,
@@ -113,7 +106,7 @@ def track_command(
       gradflow track model.onnx --steps 100 --format csv -o flow.csv
     """
     with guard(debug):
-        if data is not None and (input_file is not None or input_shape):
+        if data is not None and (probe.input_file is not None or probe.input_shapes):
             raise OptionError("--data gives the training inputs: drop --input / --input-shape")
         if output is not None and output.suffix.lower() == ".csv" and format is TrackFormat.JSON:
             raise OptionError(f"--format json with -o {output.name}: use a .json file or --format csv")
@@ -121,23 +114,22 @@ def track_command(
             from gradflow.render.plot import require_matplotlib
 
             require_matplotlib(plot)  # before training, not after it
-        loaded, _ = load(source, arch, trust, device, seed)
+        loaded, _ = load(source, arch, trust, probe.device, probe.seed, pretrained)
         from gradflow.track.data import load_data
         from gradflow.track.train import track
 
         if data is not None:
             training = load_data(data)
-            probe = None
+            batch = None
         else:
             training = None
-            probe = build_probe(loaded, ProbeOptions(
-                input_file=input_file, input_shapes=input_shape, input_dtype=input_dtype,
-                input_high=input_high, dims=dim, batch_size=batch_size, seed=seed))
+            batch = build_probe(loaded, probe)
         with _Progress(steps) as progress:
             result = track(
-                loaded.module, probe, data=training, steps=steps, every=every,
-                optimizer=optimizer.value, lr=lr, loss=loss.value, batch_size=batch_size or 32,
-                seed=seed, at=at, source=source, on_step=progress.update,
+                loaded.module, batch, data=training, steps=steps, every=every,
+                optimizer=optimizer.value, lr=lr, loss=probe.loss.value,
+                batch_size=probe.batch_size or 32, seed=probe.seed, at=at, source=source,
+                on_step=progress.update,
             )
         if result.interrupted:
             print(f"gradflow: interrupted after {result.steps_run} of {steps} steps; keeping "

@@ -64,12 +64,29 @@ class FoundJunction:
     order: int = field(default=0)  # the add's sequence number (forward order)
     shared: tuple[bool, bool] = (False, False)  # per side: its nodes carry gradient from elsewhere
     cut: int | None = None  # SKIP or BLOCK when that side's operand is a detached copy: no gradient
+    exclusive: bool = False  # every consumer of the fork is on one of the two sides
     operands: tuple[tuple[Any, int], ...] = ()  # the operands' (node, output number), as searched
     view: Any = None  # the ViewAdd when the add wrote into a view (`add` is its CopySlices node)
     # Per side: its contribution to the fork is taken by a backward pass of its own from its
     # operand: a shared side, and the view an in-place add wrote into, whose gradient leaves the
     # add inside the base's gradient.
     separate: tuple[bool, bool] = (False, False)
+
+    @property
+    def plain(self) -> bool:
+        """An identity skip from a fork that only this junction consumes, with nothing shared,
+        cut or at a model input, and an add that wrote into no view: the fork's whole gradient
+        is the skip's plus the block's, and the skip's is the add's, so both sides follow from
+        the gradients at the fork and at the add alone (see `gradflow.engine.taps`, captured
+        junctions)."""
+        return (
+            self.skip == "identity"
+            and self.exclusive
+            and self.cut is None
+            and not any(self.shared)
+            and self.view is None
+            and not _is_leaf(self.fork)
+        )
 
     @property
     def block_operand(self) -> int:
@@ -392,6 +409,7 @@ def _classify(
     skip_node, skip_nr = operands[skip]
     identity = skip_node is fork and skip_nr == fork_output
     shared = [meet or _used_outside(nodes[side], add, uses) for side in (0, 1)]
+    exclusive = uses.get(fork, 0) == len(edges[0]) + len(edges[1])
     return FoundJunction(
         add=add,
         fork=fork,
@@ -404,6 +422,7 @@ def _classify(
         order=add._sequence_nr(),
         shared=(shared[skip], shared[block]),
         cut=None if cut is None else (SKIP if cut == skip else BLOCK),
+        exclusive=exclusive,
         operands=(operands[0], operands[1]),
         view=view,
         separate=(

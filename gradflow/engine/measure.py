@@ -28,6 +28,7 @@ from gradflow.engine.junctions import (
     needed_inputs,
 )
 from gradflow.engine.naming import Naming, name_junctions
+from gradflow.engine.norms import budget
 from gradflow.engine.notes import graph_notes, path_notes, subset_note
 from gradflow.engine.recorder import ForwardRecorder, run_forward
 from gradflow.engine.report import (
@@ -43,7 +44,7 @@ from gradflow.engine.report import (
 )
 from gradflow.engine.select import select
 from gradflow.engine.state import collector_paused, preserved, seed_generators
-from gradflow.engine.taps import Taps, Variant
+from gradflow.engine.taps import Taps, Variant, capturable
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
 from gradflow.probe import (
     Probe,
@@ -122,7 +123,9 @@ def measure(
         measured: list[Measured] = []
         tick = time.perf_counter()
         assert graph.output is not None
-        with Taps(graph.found, graph.output, fork_leaves, chosen) as taps:
+        stopped = {i for v in stops for i in (*v.stop_skip, *v.stop_block)}
+        captured = capturable(graph.found, [i for i in chosen if i not in stopped], budget(device), device)
+        with Taps(graph.found, graph.output, fork_leaves, chosen, stops, captured) as taps:
             graph.output = None  # the output's hook lives on the graph: do not keep the tensor
             for k, variant in enumerate(stops):
                 try:

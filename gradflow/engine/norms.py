@@ -140,11 +140,11 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def to_host(values: list[torch.Tensor], device: torch.device) -> list[float]:
-    """Zero-dim float32 tensors as floats, in one transfer."""
+    """Zero-dim or 1-D float32 tensors as one list of floats, in one transfer."""
     if not values:
         return []
+    flat = [v.reshape(-1) for v in values]
     try:
-        return torch.stack(values).tolist()  # type: ignore[no-any-return]
+        return torch.cat(flat).tolist()  # type: ignore[no-any-return]
     except RuntimeError:  # on several devices (a model split across GPUs): gather them first
-        return torch.stack([v.to(device) for v in values]).tolist()  # type: ignore[no-any-return]
-
+        return torch.cat([v.to(device) for v in flat]).tolist()  # type: ignore[no-any-return]

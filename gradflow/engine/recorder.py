@@ -36,7 +36,10 @@ from gradflow.engine import sites, values
 from gradflow.probe import Probe
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
-_GRADFLOW_DIR = os.path.dirname(os.path.abspath(__file__))
+_GRADFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Frames of torch's and gradflow's own code, never the user's (the separator keeps torchvision's
+# frames, whose directory also starts with "torch").
+_SKIPPED = (_TORCH_DIR + os.sep, _GRADFLOW_DIR + os.sep, "<")
 _ADD_METHODS = ("__add__", "__radd__", "__iadd__", "add", "add_")
 _IN_PLACE = frozenset({"__iadd__", "add_"})
 _next_sequence_nr = torch._C._autograd._get_sequence_nr  # the number the next autograd node gets
@@ -73,7 +76,7 @@ def user_location(skip: int = 2) -> str | None:
     frame: FrameType | None = sys._getframe(skip)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith((_TORCH_DIR, _GRADFLOW_DIR, "<")):
+        if not filename.startswith(_SKIPPED):
             return f"{_shown(filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return None

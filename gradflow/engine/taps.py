@@ -113,7 +113,8 @@ class _NodePlan:
     """
 
     junction: int | None = None  # index of the junction whose add this node is
-    view: Any = None  # that junction's ViewAdd when the add wrote into a view
+    view: Any = None  # the ViewAdd of the junction whose add this node is, when it wrote into a view
+    view_junction: int | None = None  # that junction's index
     taps: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, input index)
     through: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, operand)
     reads: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, output nr, GRAD_*)
@@ -130,15 +131,23 @@ class Taps:
         output: torch.Tensor,
         fork_leaves: dict[int, torch.Tensor],
         measured: Sequence[int] | None = None,
+        variants: Sequence[Variant] = (),
+        captured: Sequence[int] = (),
     ) -> None:
         """Args:
         junctions: every junction of the graph; any of them can be stopped.
         output: the model output the loss is taken on (its gradient is the reference).
         fork_leaves: id(AccumulateGrad node) -> the input tensor it feeds, for input forks.
         measured: indices of the junctions to measure (default all); `run` reports these.
+        variants: the passes `run` will make; only the junctions they stop get a stopping hook.
+        captured: measured junctions, all `plain` and stopped by no variant, whose numbers come
+            from the gradients at their fork and add, which the backward pass hands back with
+            the parameters' (`Captured`), instead of from hooks.
         """
         self.junctions = list(junctions)
         self.measured = list(range(len(junctions))) if measured is None else list(measured)
+        self.captured = Captured([self.junctions[i] for i in captured], list(captured))
+        self.stoppable = {i for v in variants for i in (*v.stop_skip, *v.stop_block)}
         self.output: torch.Tensor | None = output  # released once its hook is in place
         self.device = output.device
         self.fork_leaves = fork_leaves
@@ -175,21 +184,31 @@ class Taps:
             )
         plans: dict[Any, _NodePlan] = {}
         leaf_forks: dict[int, list[int]] = {}
-        for index, junction in enumerate(self.junctions):
+
+        def add_plan(index: int) -> _NodePlan:
+            junction = self.junctions[index]
             plan = plans.setdefault(junction.add, _NodePlan())
-            plan.junction, plan.view = index, junction.view
+            if junction.view is not None:
+                plan.view, plan.view_junction = junction.view, index
+            return plan
+
+        for index in self.stoppable:
+            add_plan(index).junction = index
+        captured = set(self.captured.indices)
         for index in self.measured:
+            if index in captured:
+                continue
             junction = self.junctions[index]
             for side in (SKIP, BLOCK):
                 if junction.cut == side:
                     continue  # a detached operand: no gradient passes that side
                 if junction.separate[side]:
                     operand = junction.skip_operand if side == SKIP else junction.block_operand
-                    plans[junction.add].through.append((index, side, operand))
+                    add_plan(index).through.append((index, side, operand))
                     continue
                 for edge in junction.edges[side]:
                     plans.setdefault(edge.consumer, _NodePlan()).taps.append((index, side, edge.index))
-            plans[junction.add].reads.append((index, 0, GRAD_OUT))
+            add_plan(index).reads.append((index, 0, GRAD_OUT))
             if id(junction.fork) in self.fork_leaves:
                 leaf_forks.setdefault(id(junction.fork), []).append(index)
             else:
@@ -197,7 +216,7 @@ class Taps:
                     (index, junction.fork_output, GRAD_IN)
                 )
         for node, plan in plans.items():
-            post = bool(plan.taps) or plan.junction is not None
+            post = bool(plan.taps or plan.through) or plan.junction is not None
             # One hook call instead of two: a node that gets a post-hook anyway reads its
             # gradients there (they are the same tensors), unless it is a Python Function, whose
             # backward may write into them.
@@ -268,8 +287,8 @@ class Taps:
             grad_y = None
             if plan.view is not None and grad_outputs[0] is not None:
                 grad_y = _view_of(grad_outputs[0], plan.view)
-                tap = self.taps.get(plan.junction)  # type: ignore[arg-type]
-                if tap is not None and 0 not in stopped and self.junctions[plan.junction].view_is_fork:  # type: ignore[index]
+                tap = self.taps.get(plan.view_junction)  # type: ignore[arg-type]
+                if tap is not None and 0 not in stopped and self.junctions[plan.view_junction].view_is_fork:  # type: ignore[index]
                     tap.fork_extra = grad_y
             if plan.read_late:
                 self._read(plan, grad_outputs, grad_y)
@@ -358,16 +377,36 @@ class Taps:
         params: Sequence[torch.Tensor],
         retain_graph: bool,
     ) -> Measured:
-        """One backward pass under `variant`; returns its numbers on the host."""
+        """One backward pass under `variant`, made here; returns its numbers on the host."""
+        self.arm(variant)
+        asked: list[Any] = [*wrt, *self.captured.edges]
+        keep = retain_graph or bool(self.captured.edges)  # for `Captured._exact_block`
+        grads = torch.autograd.grad(loss, asked, retain_graph=keep, allow_unused=True)
+        self.captured.take(grads[len(wrt) :])
+        return self.collect(grads[: len(params)], params, loss)
+
+    def arm(self, variant: Variant) -> None:
+        """Ready the hooks for the next backward pass, under `variant`: `run` makes that pass,
+        or the caller does (`loss.backward()` in a training loop) and then calls `collect`."""
         self.variant = variant
         self.stopping = bool(variant.stop_skip or variant.stop_block)
         self.grad_output = None
         self.batch = batch = NormBatch(norms.budget(self.device))
-        self.taps = {i: _JunctionTap(batch, _expected(self.junctions[i])) for i in self.measured}
-        grads = torch.autograd.grad(loss, list(wrt), retain_graph=retain_graph, allow_unused=True)
+        if self.stoppable & set(self.captured.indices):
+            raise ValueError("a captured junction cannot be stopped: it has no hooks")
+        captured = set(self.captured.indices)
+        self.taps = {
+            i: _JunctionTap(batch, _expected(self.junctions[i])) for i in self.measured if i not in captured
+        }
+
+    def collect(
+        self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], loss: torch.Tensor
+    ) -> Measured:
+        """The armed pass's numbers on the host, in one transfer, with the parameters' gradients
+        `grads` (None: none reached the parameter) and the `loss` it differentiated."""
         for tap in self.taps.values():
             tap.finish()
-        return self._collect(grads[: len(params)], params, loss)
+        return self._collect(grads, params, loss)
 
     def _collect(
         self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], loss: torch.Tensor
@@ -382,37 +421,45 @@ class Taps:
         def value(slot: int | None) -> torch.Tensor:
             return zero if slot is None else taken[slot]  # type: ignore[return-value]
 
-        values: list[torch.Tensor] = []
-        for tap in (self.taps[i] for i in self.measured):
+        # Five numbers per junction: grad_out, grad_skip, grad_block, grad_in, dot.
+        hooked: list[torch.Tensor] = []
+        hooked_order: list[int] = []
+        for index in self.measured:
+            tap = self.taps.get(index)
+            if tap is None:
+                continue
             skip, block = tap.norm
-            values += [
-                value(tap.grad_out),
-                value(skip),
-                value(block),
-                value(tap.grad_in),
-                nan if tap.dot is None else tap.dot,
-            ]
+            hooked += [value(tap.grad_out), value(skip), value(block), value(tap.grad_in)]
+            hooked.append(nan if tap.dot is None else tap.dot)
+            hooked_order.append(index)
+        rest: list[torch.Tensor] = []
         for grad, param in zip(grads, params):
-            values.append(next(param_norms_taken) if grad is not None else nan)
+            rest.append(next(param_norms_taken) if grad is not None else nan)
             if param.numel() == 1:
-                values.append(grad.reshape(()).float() if grad is not None else nan)
-        values.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
-        values.append(loss.detach().float().reshape(()))
-        host = norms.to_host(values, device)
-        n = len(self.taps)
-        per_junction = [host[5 * i : 5 * i + 5] for i in range(n)]
-        rest = host[5 * n :]
+                rest.append(grad.reshape(()).float() if grad is not None else nan)
+        rest.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
+        rest.append(loss.detach().float().reshape(()))
+        captured_order, captured_rows = self.captured.numbers()
+        chunks = [torch.stack(hooked + rest)] + [rows.reshape(-1) for rows in captured_rows]
+        host = norms.to_host(chunks, device)
+        rows: dict[int, list[float]] = {}
+        for k, index in enumerate(hooked_order):
+            rows[index] = host[5 * k : 5 * k + 5]
+        cursor = 5 * len(hooked_order)
+        tail = len(hooked) + len(rest)
+        for k, index in enumerate(captured_order):
+            rows[index] = host[tail + 5 * k : tail + 5 * k + 5]
         param_norms: list[float | None] = []
         param_values: list[float | None] = []
-        cursor = 0
         for grad, param in zip(grads, params):
-            param_norms.append(None if grad is None else rest[cursor])
+            param_norms.append(None if grad is None else host[cursor])
             cursor += 1
             if param.numel() == 1:
-                param_values.append(None if grad is None else rest[cursor])
+                param_values.append(None if grad is None else host[cursor])
                 cursor += 1
             else:
                 param_values.append(None)
+        per_junction = [rows[index] for index in self.measured]
         dots = [row[4] for row in per_junction]
         return Measured(
             grad_out=[row[0] for row in per_junction],
@@ -422,9 +469,175 @@ class Taps:
             dot=[None if d != d else d for d in dots],
             param_norms=param_norms,
             param_values=param_values,
-            grad_output=None if self.grad_output is None else rest[cursor],
-            loss=rest[cursor + 1],
+            grad_output=None if self.grad_output is None else host[cursor],
+            loss=host[cursor + 1],
         )
+
+
+class Captured:
+    """The numbers of plain junctions (`FoundJunction.plain`) from two gradients each, with no
+    hook: the backward pass hands back the gradient at the fork x and at the add's output y as
+    it hands back the parameters'. The skip is the identity, so its contribution is y's
+    gradient, and the fork has no other consumer, so the block's is x's minus y's. Norms and dot
+    products are taken after the pass, a few batched operations for all junctions of one shape.
+
+    The gradients are held until the pass ends, so only junctions whose tensors fit the norm
+    budget are captured (`capturable`), and only on the CPU, where reading a number back costs
+    no sync; the others keep their hooks, which norm and free each gradient as it passes.
+
+    x's gradient is y's plus the block's rounded to float precision, so the difference carries
+    an error up to about one rounding unit of x's gradient. Where the block's part is below
+    `EXACT_BELOW` of x's, that error would show in its norm and in the cosine, so the block's
+    contribution is taken exactly instead: a backward pass of its own from the block operand to
+    the fork, over the graph the main pass kept (as for a shared side)."""
+
+    EXACT_BELOW = 1e-3
+
+    def __init__(self, junctions: Sequence[FoundJunction], indices: list[int]) -> None:
+        self.junctions = list(junctions)
+        self.indices = indices
+        self.edges: list[GradientEdge] = []
+        self._slots: list[tuple[int, int]] = []  # per junction: (fork's slot, add's slot)
+        position: dict[tuple[Any, int], int] = {}
+        for junction in junctions:
+            pair = []
+            for node, nr in ((junction.fork, junction.fork_output), (junction.add, 0)):
+                slot = position.get((node, nr))
+                if slot is None:
+                    slot = position[(node, nr)] = len(self.edges)
+                    self.edges.append(GradientEdge(node, nr))
+                pair.append(slot)
+            self._slots.append((pair[0], pair[1]))
+        self._grads: Sequence[torch.Tensor | None] = ()
+
+    def take(self, grads: Sequence[torch.Tensor | None]) -> None:
+        """The gradients the pass handed back at `edges`, in order."""
+        self._grads = grads
+
+    def numbers(self) -> tuple[list[int], list[torch.Tensor]]:
+        """The captured junctions' indices, and their numbers as rows of [grad_out, grad_skip,
+        grad_block, grad_in, dot] in float32 on the device, one tensor per group of junctions
+        of one shape, in the order of the indices; the gradients are released.
+
+        A fork is often the previous junction's add, so the distinct gradients are stacked once
+        per shape and each junction's pair is picked from the stack by index."""
+        grads = [self._grad(slot) for slot in range(len(self.edges))]
+        stacks: dict[tuple[Any, ...], list[int]] = {}
+        for slot, grad in enumerate(grads):
+            stacks.setdefault((grad.shape, grad.dtype, grad.device), []).append(slot)
+        row_of: dict[int, tuple[tuple[Any, ...], int]] = {}
+        stacked: dict[tuple[Any, ...], torch.Tensor] = {}
+        for key, slots in stacks.items():
+            stacked[key] = _wide(torch.stack([grads[slot].reshape(-1) for slot in slots]))
+            row_of.update((slot, (key, row)) for row, slot in enumerate(slots))
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for k, (fork_slot, add_slot) in enumerate(self._slots):
+            (x_key, _), (y_key, _) = row_of[fork_slot], row_of[add_slot]
+            # x broadcast into y, or of another dtype: no difference to take, a group of its own
+            groups.setdefault(y_key if x_key == y_key else ("alone", k), []).append(k)
+        order: list[int] = []
+        tables: list[torch.Tensor] = []
+        for key, members in groups.items():
+            if key[0] == "alone":
+                (k,) = members
+                table = self._alone(k, grads[self._slots[k][0]], grads[self._slots[k][1]])
+            else:
+                table = self._together(stacked[key], [row_of[self._slots[k][0]][1] for k in members],
+                                       [row_of[self._slots[k][1]][1] for k in members], members, grads)
+            tables.append(table)
+            order += [self.indices[k] for k in members]
+        self._grads = ()
+        return order, tables
+
+    def _together(
+        self, table: torch.Tensor, x_rows: list[int], y_rows: list[int], members: list[int],
+        grads: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """Rows of numbers for junctions whose fork and add gradients are rows of `table`."""
+        xs, ys = table[x_rows], table[y_rows]
+        blocks = xs - ys
+        grad_in = torch.linalg.vector_norm(xs, dim=1)
+        grad_block = torch.linalg.vector_norm(blocks, dim=1)
+        dots = torch.linalg.vecdot(ys, blocks)
+        for row in (grad_block < self.EXACT_BELOW * grad_in).nonzero().view(-1).tolist():
+            k = members[row]
+            block = _wide(self._exact_block(k, grads[self._slots[k][1]]).reshape(-1))
+            grad_block[row] = torch.linalg.vector_norm(block)
+            dots[row] = torch.dot(ys[row], block.to(ys.dtype))
+        grad_out = torch.linalg.vector_norm(ys, dim=1)
+        return torch.stack([grad_out, grad_out, grad_block, grad_in, dots], dim=1).float()
+
+    def _alone(self, k: int, grad_x: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
+        """One row of numbers for a junction whose add broadcast x, or whose gradients differ in
+        dtype: the skip's part is y's gradient summed to x's shape, the block's taken exactly."""
+        skip = _wide(grad_y.sum_to_size(grad_x.shape).to(grad_x.dtype))
+        block = _wide(self._exact_block(k, grad_y))
+        numbers = [
+            torch.linalg.vector_norm(_wide(grad_y)),
+            torch.linalg.vector_norm(skip),
+            torch.linalg.vector_norm(block),
+            torch.linalg.vector_norm(_wide(grad_x)),
+            torch.dot(skip.reshape(-1), block.reshape(-1).to(skip.dtype)),
+        ]
+        return torch.stack([n.float() for n in numbers]).reshape(1, 5)
+
+    def _exact_block(self, k: int, grad_y: torch.Tensor) -> torch.Tensor:
+        """The block's contribution to the fork's gradient, from its own backward pass."""
+        junction = self.junctions[k]
+        start = GradientEdge(*junction.add.next_functions[junction.block_operand])
+        fork = GradientEdge(junction.fork, junction.fork_output)
+        meta = start.node._input_metadata[start.output_nr]
+        arriving = grad_y.sum_to_size(tuple(meta.shape)).to(meta.dtype)  # as the add hands it on
+        (block,) = torch.autograd.grad([start], [fork], [arriving], retain_graph=True, allow_unused=True)
+        return torch.zeros_like(grad_y) if block is None else block
+
+    def _grad(self, slot: int) -> torch.Tensor:
+        """The gradient at `slot`; zeros where none reached it (a junction the loss does not use)."""
+        grad = self._grads[slot]
+        if grad is not None:
+            return grad
+        meta = self.edges[slot].node._input_metadata[self.edges[slot].output_nr]
+        return torch.zeros(tuple(meta.shape), dtype=meta.dtype, device=meta.device)
+
+
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """Float32 for half-precision gradients, as every norm accumulates; float64 stays."""
+    return tensor.float() if tensor.dtype in norms.TO_FLOAT32 else tensor
+
+
+def capturable(
+    junctions: Sequence[FoundJunction], measured: Sequence[int], budget: int, device: torch.device
+) -> list[int]:
+    """The measured plain junctions whose fork and add gradients fit `budget` bytes together,
+    in order; none off the CPU (see `Captured`)."""
+    chosen: list[int] = []
+    if device.type != "cpu" or not _edges_as_outputs():
+        return chosen
+    held: set[tuple[Any, int]] = set()
+    total = 0
+    for index in measured:
+        junction = junctions[index]
+        if not junction.plain:
+            continue
+        edges = ((junction.fork, junction.fork_output), (junction.add, 0))
+        (meta,) = junction.add._input_metadata
+        if meta.dtype not in (torch.float32, torch.float64):
+            continue  # a half-precision sum keeps too little of a small block part (`EXACT_BELOW`)
+        # The fork's gradient is y's size, or smaller where the add broadcast it (`numbers`).
+        size = meta.dtype.itemsize * _numel(meta.shape) * sum(edge not in held for edge in edges)
+        if total + size > budget:
+            break
+        total += size
+        held.update(edges)
+        chosen.append(index)
+    return chosen
+
+
+def _numel(shape: Sequence[int]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
 
 
 @functools.cache

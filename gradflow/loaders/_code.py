@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from gradflow.errors import SourceError
 from gradflow.loaders._text import failure, shorten
+from gradflow.loaders.call import call_text
 
 DEFAULT_NAME = "build"
 EXAMPLE_INPUT = "example_input"
@@ -27,14 +28,16 @@ def build_module(
     user_code: Path | None,
     defaulted: bool,
     seed: int | None = None,
+    arguments: Mapping[str, Any] | None = None,
 ) -> Any:
     """Build the module that `name` in `namespace` stands for.
 
-    `name` may be an nn.Module subclass (instantiated with no arguments), a function returning
-    a module (called with no arguments), or a module instance. `label` names the source in
-    messages ("model.py:Net"); `user_code` is the folder whose frames locate errors; `defaulted`
-    says `name` was not typed but is the default `build`; `seed`, if given, seeds torch's global
-    RNG right before the class or function is called (see `seed_rng`).
+    `name` may be an nn.Module subclass (instantiated with `arguments`, by default none), a
+    function returning a module (called so), or a module instance (which takes no arguments).
+    `label` names the source in messages ("model.py:Net"); `user_code` is the folder whose
+    frames locate errors; `defaulted` says `name` was not typed but is the default `build`;
+    `seed`, if given, seeds torch's global RNG right before the class or function is called
+    (see `seed_rng`).
 
     Raises:
         SourceError: `name` is missing, is not module-like, fails to build, or builds something
@@ -49,6 +52,10 @@ def build_module(
         obj = getattr(obj, part)
 
     if isinstance(obj, torch.nn.Module):
+        if arguments is not None:
+            raise SourceError(
+                f"{label} is a module instance, already built: it takes no constructor arguments"
+            )
         return obj
     if isinstance(obj, type) and not issubclass(obj, torch.nn.Module):
         raise SourceError(f"{label} is a class but not a torch.nn.Module subclass")
@@ -57,16 +64,20 @@ def build_module(
             f"{label} is of type {type(obj).__name__}, not an nn.Module class or a function "
             "returning one"
         )
+    called = label + (call_text(dict(arguments)) if arguments is not None else "()")
     seed_rng(seed)
     try:
-        module = obj()
+        module = obj(**(arguments or {}))
     except (Exception, SystemExit) as e:
         hint = ""
-        if isinstance(e, TypeError) and "argument" in str(e):
-            hint = "; it is called with no arguments: wrap it in a function that passes them"
-        raise SourceError(f"building {label}() failed: {failure(e, user_code)}{hint}") from e
+        if isinstance(e, TypeError) and "argument" in str(e) and not arguments:
+            hint = (
+                "; it is called with no arguments: give them as NAME(key=value, ...), or wrap "
+                "it in a function that passes them"
+            )
+        raise SourceError(f"building {called} failed: {failure(e, user_code)}{hint}") from e
     if not isinstance(module, torch.nn.Module):
-        raise SourceError(f"{label}() returned {type(module).__name__}, not a torch.nn.Module")
+        raise SourceError(f"{called} returned {type(module).__name__}, not a torch.nn.Module")
     return module
 
 

@@ -1,5 +1,7 @@
-"""`.pt` / `.pth` checkpoints from torch.save: a state dict (needs --arch) or a pickled module
-(needs --trust, because unpickling runs code from the file)."""
+"""`.pt` / `.pth` / `.ckpt` / `.bin` checkpoints from torch.save: a state dict (needs --arch) or
+a pickled module (needs --trust, because unpickling runs code from the file). A Lightning
+checkpoint is a state dict under `state_dict`, its keys prefixed with the attribute that holds
+the model (see gradflow.loaders.state_dict)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from gradflow.errors import OptionError, SourceError
-from gradflow.loaders._text import describe, one_line, shorten
+from gradflow.loaders._text import describe, shorten
 from gradflow.loaders.base import LoadedModel, LoadOptions
+from gradflow.loaders.lightning import lightning_section
 from gradflow.loaders.registry import register
+from gradflow.loaders.state_dict import load_into_arch
 
 # Where training scripts commonly nest the state dict inside the saved dict.
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
@@ -25,7 +29,7 @@ _TORCH_SAVE_HEAD = re.compile(rb"PK\x03\x04|\x80[\x02-\x05]")
 
 @register(
     "checkpoint",
-    form=".pt/.pth checkpoint (state dict with --arch, or pickled module with --trust)",
+    form=".pt/.pth/.ckpt checkpoint (state dict with --arch, or pickled module with --trust)",
     extensions=(".pt", ".pth", ".ckpt", ".bin"),
     takes_arch=True,
 )
@@ -49,7 +53,7 @@ def load_checkpoint(spec: str, options: LoadOptions) -> LoadedModel:
             f"{spec} is a state dict ({len(state_dict)} tensors) and holds no code: pass --arch "
             "with the code that builds the model (file.py[:NAME] or package.module:NAME)"
         )
-    return _load_into_arch(state_dict, spec, options.arch, options.seed)
+    return load_into_arch(state_dict, spec, options.arch, options.seed, format="state_dict")
 
 
 def _load(path: Path, spec: str, trust: bool) -> Any:
@@ -72,6 +76,13 @@ def _load(path: Path, spec: str, trust: bool) -> Any:
     found = _GLOBAL.search(str(refused))
     what = f"pickled Python objects ({found[1]})" if found else "pickled Python objects"
     if not trust:
+        section = lightning_section(path, found[1] if found else None)
+        if section is not None:
+            raise SourceError(
+                f"{spec} is a Lightning checkpoint whose {section} hold {what}, not just "
+                "tensors: unpickling them runs code from the file; pass --trust to load it if "
+                "you trust where it came from"
+            ) from refused
         raise SourceError(
             f"{spec} holds {what}, not just tensors: unpickling it runs code from the file; "
             "pass --trust to load it if you trust where it came from"
@@ -140,51 +151,3 @@ def _what(obj: Any) -> str:
         keys = [repr(k) for k in list(obj)[:50]]
         return f"a dict with keys {shorten(keys)}" if keys else "an empty dict"
     return f"a {type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _load_into_arch(
-    state_dict: Mapping[str, Any], spec: str, arch: str, seed: int | None
-) -> LoadedModel:
-    from gradflow.loaders import load_module
-
-    try:
-        built = load_module(arch, seed=seed)
-    except SourceError as e:
-        raise SourceError(f"--arch {arch}: {e}") from e
-    module = built.module
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    if missing or unexpected:
-        raise SourceError(_mismatch(spec, arch, missing, unexpected))
-    wrong = [
-        f"{k} {list(state_dict[k].shape)} vs {list(expected[k].shape)}"
-        for k in expected
-        if state_dict[k].shape != expected[k].shape
-    ]
-    if wrong:
-        raise SourceError(
-            f"state dict in {spec} does not fit --arch {arch}: shape mismatch "
-            f"(checkpoint vs model) for {shorten(wrong, 4)}"
-        )
-    try:
-        module.load_state_dict(state_dict, strict=True)
-    except Exception as e:
-        raise SourceError(
-            f"loading the state dict in {spec} into --arch {arch} failed: {one_line(str(e))}"
-        ) from e
-    return LoadedModel(
-        module=module, source=spec, format="state_dict", example_input=built.example_input
-    )
-
-
-def _mismatch(spec: str, arch: str, missing: list[str], unexpected: list[str]) -> str:
-    parts = []
-    if missing:
-        parts.append(f"missing {len(missing)} ({shorten(missing)})")
-    if unexpected:
-        parts.append(f"unexpected {len(unexpected)} ({shorten(unexpected)})")
-    message = f"state dict in {spec} does not match --arch {arch}: keys " + "; ".join(parts)
-    if unexpected and all(k.startswith("module.") for k in unexpected):
-        message += "; its keys start with 'module.' (saved from DataParallel?)"
-    return message

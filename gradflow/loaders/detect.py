@@ -15,6 +15,14 @@ IMPORT_PATH = re.compile(rf"(?P<module>{_DOTTED}):(?P<name>{_DOTTED})")
 
 PYTHON = SourceKind("python")
 IMPORT = SourceKind("import")
+TIMM = SourceKind("timm")
+HUGGINGFACE = SourceKind("huggingface")
+SAFETENSORS = SourceKind("safetensors")
+
+# Sources named by a prefix rather than a path.
+_PREFIXES = {"timm:": TIMM, "hf:": HUGGINGFACE}
+SAFETENSORS_INDEX = ".safetensors.index.json"
+HF_CONFIG = "config.json"
 
 
 def split_python_spec(spec: str) -> tuple[str, str | None] | None:
@@ -31,17 +39,25 @@ def split_python_spec(spec: str) -> tuple[str, str | None] | None:
 def detect(spec: str) -> SourceKind:
     """The kind of source `spec` names.
 
-    File sources are checked here (missing, directory, unreadable, empty), and archives are
-    recognised by content first, so a TorchScript archive saved as `.pt` is TorchScript.
+    File sources are checked here (missing, unreadable, empty, a directory without config.json),
+    and archives are recognised by content first, so a TorchScript archive saved as `.pt` is
+    TorchScript. `timm:NAME` and `hf:ORG/NAME` are recognised by their prefix.
 
     Raises:
         SourceError: the file is missing or unreadable, or `spec` is no source form we know.
     """
+    for prefix, prefixed in _PREFIXES.items():
+        if spec.startswith(prefix):
+            return prefixed
     if split_python_spec(spec) is not None:
         return PYTHON
     path = Path(spec).expanduser()
+    if path.is_dir():
+        return _directory(path, spec)
     if path.exists():
         check_file(path, spec)
+        if path.name.lower().endswith(SAFETENSORS_INDEX):
+            return SAFETENSORS
         sniffed = archive_kind(path)
         if sniffed is not None:
             return SourceKind(sniffed)
@@ -62,3 +78,20 @@ def detect(spec: str) -> SourceKind:
             f"({spec}:NAME), and no file {spec} exists; accepted sources: {accepted_forms()}"
         )
     raise SourceError(f"unknown source {spec!r}; accepted sources: {accepted_forms()}")
+
+
+def _directory(path: Path, spec: str) -> SourceKind:
+    """A Hugging Face model directory has a config.json; any other directory is refused."""
+    if (path / HF_CONFIG).is_file():
+        return HUGGINGFACE
+    try:
+        weights = sorted(
+            p.name for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth")
+        )
+    except OSError:  # unreadable: the message stands without the hint
+        weights = []
+    hint = f"; it holds {weights[0]}: give that file with --arch" if weights else ""
+    raise SourceError(
+        f"{spec} is a directory without {HF_CONFIG}, so not a Hugging Face model directory "
+        f"(save_pretrained writes one); give a model file inside it{hint}"
+    )

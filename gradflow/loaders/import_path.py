@@ -12,7 +12,7 @@ from gradflow.loaders.detect import IMPORT_PATH
 from gradflow.loaders.registry import register
 
 
-@register("import", form="package.module:NAME")
+@register("import", form="package.module:NAME", is_code=True)
 def load_import_path(spec: str, options: LoadOptions) -> LoadedModel:
     """Import `package.module` and build NAME from it, like a Python file source."""
     match = IMPORT_PATH.fullmatch(spec)
@@ -34,7 +34,13 @@ def load_import_path(spec: str, options: LoadOptions) -> LoadedModel:
     file = getattr(namespace, "__file__", None)
     user_code = Path(file).parent if file else None
     module = build_module(
-        namespace, name, spec, user_code=user_code, defaulted=False, seed=options.seed
+        namespace,
+        name,
+        spec,
+        user_code=user_code,
+        defaulted=False,
+        seed=options.seed,
+        arguments=options.arguments,
     )
     return LoadedModel(
         module=module,

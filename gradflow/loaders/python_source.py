@@ -25,7 +25,7 @@ from gradflow.loaders.registry import register
 _serial = itertools.count()
 
 
-@register("python", form="file.py[:NAME]", extensions=(".py",))
+@register("python", form="file.py[:NAME]", extensions=(".py",), is_code=True)
 def load_python_file(spec: str, options: LoadOptions) -> LoadedModel:
     """Import the file and build NAME: an nn.Module subclass, a function returning a module, or
     a module instance. The file's `example_input()`, if any, becomes the probe input."""
@@ -47,6 +47,7 @@ def load_python_file(spec: str, options: LoadOptions) -> LoadedModel:
         user_code=path.parent,
         defaulted=name is None,
         seed=options.seed,
+        arguments=options.arguments,
     )
     return LoadedModel(
         module=module,

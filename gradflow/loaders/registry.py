@@ -32,6 +32,12 @@ class Loader:
     form: str  # how the user writes this kind of source, for messages
     extensions: tuple[str, ...] = ()  # file suffixes (lowercase, with dot) that select this kind
     takes_arch: bool = False  # whether --arch means anything for this kind
+    # The source is code that builds the model: it takes constructor arguments, may serve as
+    # --arch, and builds on the meta device.
+    is_code: bool = False
+    # Builds the structure without weights when run under torch.device("meta") with
+    # LoadOptions.meta (code builds so by itself).
+    builds_on_meta: bool = False
 
 
 _LOADERS: dict[SourceKind, Loader] = {}
@@ -39,7 +45,13 @@ _BY_EXTENSION: dict[str, SourceKind] = {}
 
 
 def register(
-    name: str, *, form: str, extensions: tuple[str, ...] = (), takes_arch: bool = False
+    name: str,
+    *,
+    form: str,
+    extensions: tuple[str, ...] = (),
+    takes_arch: bool = False,
+    is_code: bool = False,
+    builds_on_meta: bool = False,
 ) -> Callable[[LoadFn], LoadFn]:
     """Register the decorated function as the loader for `SourceKind(name)`.
 
@@ -54,7 +66,9 @@ def register(
         for ext in extensions:
             if ext in _BY_EXTENSION:
                 raise ValueError(f"extension {ext!r} already selects {_BY_EXTENSION[ext]!r}")
-        _LOADERS[kind] = Loader(kind, load, form, tuple(extensions), takes_arch)
+        _LOADERS[kind] = Loader(
+            kind, load, form, tuple(extensions), takes_arch, is_code, builds_on_meta or is_code
+        )
         for ext in extensions:
             _BY_EXTENSION[ext] = kind
         return load

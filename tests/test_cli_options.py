@@ -1,0 +1,42 @@
+"""The probe options are declared once and mean one thing in every command."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+
+from gradflow.cli.app import app
+from tests.conftest import SAMPLES
+
+PROBE_FLAGS = ("--input", "--input-shape", "--input-dtype", "--input-high", "--dim", "--batch-size",
+               "--seed", "--loss", "--mode", "--device", "--dtype", "--memory-limit")
+# Commands whose own declaration of a flag says more about what it does there.
+OWN = {("blocks", "--device"), ("track", "--loss"), ("track", "--batch-size")}
+LEFT_OUT = {"blocks": {"--loss", "--mode", "--dtype"}, "track": {"--mode", "--dtype"}}
+COMMANDS = ("inspect", "compare", "check", "blocks", "track")
+
+
+def _options(command: str) -> dict[str, str]:
+    group = typer.main.get_command(app)
+    found = group.commands[command]  # type: ignore[attr-defined]
+    return {name: param.help or "" for param in found.params for name in param.opts}
+
+
+def test_every_command_takes_the_same_probe_options() -> None:
+    reference = _options("inspect")
+    for command in COMMANDS:
+        options = _options(command)
+        for flag in PROBE_FLAGS:
+            if flag in LEFT_OUT.get(command, ()):
+                assert flag not in options, (command, flag)
+                continue
+            assert flag in options, (command, flag)
+            if (command, flag) not in OWN:
+                assert options[flag] == reference[flag], (command, flag)
+
+
+@pytest.mark.parametrize("command", ["blocks", "track"])
+def test_memory_limit_reaches_every_command(gradflow_cli, command: str) -> None:  # type: ignore[no-untyped-def]
+    result = gradflow_cli(command, SAMPLES / "tiny_resnet.py", "--memory-limit", "1KiB")
+    assert result.exit_code == 2
+    assert "memory" in result.stderr.lower()
