@@ -65,7 +65,9 @@ class FoundJunction:
     shared: tuple[bool, bool] = (False, False)  # per side: its nodes carry gradient from elsewhere
     cut: int | None = None  # SKIP or BLOCK when that side's operand is a detached copy: no gradient
     exclusive: bool = False  # every consumer of the fork is on one of the two sides
-    operands: tuple[tuple[Any, int], ...] = ()  # the operands' (node, output number), as searched
+    # The operands' (node, output number) as searched; for an add into a view, where the add's
+    # node does not say (see `view`). A replayed junction keeps the first graph's.
+    operands: tuple[tuple[Any, int], ...] = ()
     view: Any = None  # the ViewAdd when the add wrote into a view (`add` is its CopySlices node)
     # Per side: its contribution to the fork is taken by a backward pass of its own from its
     # operand: a shared side, and the view an in-place add wrote into, whose gradient leaves the

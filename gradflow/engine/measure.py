@@ -31,6 +31,7 @@ from gradflow.engine.naming import Naming, name_junctions
 from gradflow.engine.norms import budget
 from gradflow.engine.notes import graph_notes, path_notes, subset_note
 from gradflow.engine.recorder import ForwardRecorder, run_forward
+from gradflow.engine.replay import Found, Replays, replays_of, shape_key
 from gradflow.engine.report import (
     InputInfo,
     Located,
@@ -270,7 +271,7 @@ def _forward_and_find(
     loss_tensor = probe_loss(chosen, loss, seed)
     timings["forward"] = time.perf_counter() - tick
     found, naming, found_notes = junctions_of(
-        model, loss_tensor, params, leaves, recorder, parts.parameter_names, timings
+        model, loss_tensor, params, leaves, recorder, parts.parameter_names, timings, replays_of(model)
     )
     kind = resolve_loss(loss, chosen)
     return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes)
@@ -284,16 +285,27 @@ def junctions_of(
     recorder: ForwardRecorder,
     param_names: dict[int, str],
     timings: dict[str, float],
+    replays: Replays | None = None,
 ) -> tuple[list[FoundJunction], list[Naming], tuple[str, ...]]:
     """The junctions in the graph behind `loss`, their names, and the notes on what the graph
-    hides; `timings["detect"]` gets the time of the walk and the search. Shared by inspect and
-    track."""
+    hides; `timings["detect"]` gets the time of the walk and the search. With `replays`, a graph
+    of a shape seen before is not searched again (`gradflow.engine.replay`). Shared by inspect
+    and track."""
     if loss.grad_fn is None:
         raise ProbeError(
             "the loss does not depend on any trainable parameter: nothing to differentiate "
             "(are all parameters frozen, or is the output detached?)"
         )
     tick = time.perf_counter()
+    adds = list(recorder.sites)
+    key = None
+    if replays is not None:
+        extra = (tuple(id(p) for p in params), len(leaves))
+        key = shape_key(adds, list(recorder.sites.values()), loss.grad_fn, extra)
+        known = replays.find(key, adds)
+        if known is not None:
+            timings["detect"] = time.perf_counter() - tick
+            return known.junctions, known.naming, known.notes
     uses: dict[Any, int] = {}
     nodes = all_nodes([loss.grad_fn], uses)
     found = find_junctions(
@@ -304,7 +316,10 @@ def junctions_of(
     notes = graph_notes(nodes, params, leaves, uses)
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
-    return found, name_junctions(found, recorder, param_names), notes
+    naming = name_junctions(found, recorder, param_names)
+    if replays is not None:
+        replays.keep(key, adds, Found(found, naming, notes))
+    return found, naming, notes
 
 
 def _set_mode(model: torch.nn.Module, mode: Mode, parts: Inventory) -> tuple[Mode, tuple[str, ...]]:

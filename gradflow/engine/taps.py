@@ -340,7 +340,10 @@ class Taps:
         to the fork, over the retained graph. Its nodes have not run yet in the main pass (they
         all lie below the add), and the hooks only apply stop-gradients while it runs."""
         junction = self.junctions[index]
-        node, output_nr = junction.operands[operand]
+        # The view an in-place add wrote into starts where it was before the add; any other
+        # operand where the add's node says (a replayed junction's recorded operands are stale).
+        operands = junction.operands if junction.view is not None else junction.add.next_functions
+        node, output_nr = operands[operand]
         if node is junction.fork and output_nr == junction.fork_output:
             return grad  # the operand is the fork itself
         start = GradientEdge(node, output_nr)
