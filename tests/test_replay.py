@@ -119,3 +119,28 @@ def test_a_replayed_junction_keeps_its_gate(searches, builder: str) -> None:  # 
     assert [(j.status, j.dormant_reason) for j in again.junctions] == [
         (j.status, j.dormant_reason) for j in first.junctions
     ]
+
+
+def test_an_add_into_a_view_is_searched_every_time(searches) -> None:  # type: ignore[no-untyped-def]
+    """Its operands' edges before the add belong to the graph they were recorded in."""
+    from tests.fixtures.models import ViewAdds
+
+    torch.manual_seed(0)
+    model = ViewAdds()
+    gradflow.inspect(model, torch.randn(2, 3, 6, 6), loss="mse")
+    x = torch.randn(3, 3, 6, 6)
+    report = gradflow.inspect(model, x, loss="mse")
+    assert len(searches) == 2
+    _matches(report, model, x)
+
+
+def test_a_replayed_shared_side_takes_its_pass_in_the_new_graph(searches) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures.models import ParallelBlock
+
+    torch.manual_seed(0)
+    model = ParallelBlock()
+    gradflow.inspect(model, torch.randn(4, 5), loss="mse")
+    x = torch.randn(6, 5)
+    report = gradflow.inspect(model, x, loss="mse")
+    assert len(searches) == 1
+    _matches(report, model, x)

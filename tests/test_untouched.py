@@ -29,10 +29,11 @@ def _snapshot(model: torch.nn.Module) -> dict:
         "rng": torch.get_rng_state(),
         # The recorder wraps torch.add and the Tensor add methods during the forward pass only.
         "adds": (torch.add, {k: v for k, v in vars(torch.Tensor).items() if "add" in k}),
-        # ... and nn.Module._call_impl, to keep the module stack.
+        # ... and nn.Module._call_impl, to keep the module stack, and Tensor.requires_grad.
         "call_impl": torch.nn.Module._call_impl,
         # ... and nn.Module.__getattr__, to note the parameters it reads.
         "getattr": torch.nn.Module.__getattr__,
+        "requires_grad_property": vars(torch.Tensor).get("requires_grad"),
         # The cyclic garbage collector is paused during a measurement.
         "gc": gc.isenabled(),
     }
@@ -46,7 +47,7 @@ def _assert_same(before: dict, after: dict) -> None:
         other = after["grads"][name]
         assert (grad is None and other is None) or torch.equal(grad, other), name
     for key in ("requires_grad", "modes", "hooks", "global_hooks", "adds", "call_impl", "getattr",
-                "gc"):
+                "requires_grad_property", "gc"):
         assert before[key] == after[key], key
     assert torch.equal(before["rng"], after["rng"])
 

@@ -1,6 +1,8 @@
 """The measurement: one job per module, and nothing here knows who calls it.
 
-    recorder.py   what the forward pass did: add sites, module outputs, detached copies
+    recorder.py   what the forward pass did: add sites, module calls, detached copies, in-place
+                  adds into views
+    values.py     which tensors carry the probe's data (a fork must)
     junctions.py  the search on the autograd graph: fork, skip, block
     naming.py     junction names, and the modules each path runs
     notes.py      what the graph hides from the search, said plainly

@@ -2,7 +2,15 @@
 
 A junction is an addition `y = a + b` whose two operands both depend on a common activation
 tensor x (the fork), where the longer operand (the block) uses at least one trainable parameter.
-The other operand is the skip: `identity` when it is x itself, else `projection`.
+The other operand is the skip: `identity` when it is x itself, else `projection`. Where the data
+stream reaches the add, the fork must be part of it (`gradflow.engine.values`): a tensor made from
+parameters alone and added to the data in several places (a relative position bias that feeds
+every layer's attention scores) is no fork. A computation on parameters alone, which no data
+reaches, keeps its junctions.
+
+An in-place add into a view (`a += b` where `a` slices another tensor) reaches autograd as a
+`CopySlices` node on the view's base, which hides the add's operands. The forward recorder saw
+them (`ViewAdd`), so such an add is searched from the operands' edges as they were before it.
 
 Invariant the search relies on: autograd numbers nodes in creation order (`_sequence_nr`), and a
 node is always created after the nodes it takes gradients to, so every edge runs from a higher
@@ -23,7 +31,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradflow.engine.values import DataCheck
 
 ADD_NODES = frozenset({"AddBackward0"})
 _LEAF = "AccumulateGrad"
@@ -58,24 +69,40 @@ class FoundJunction:
     # was first searched, its context edges and the parameters scaling its block, come with it.
     context: tuple[Any, ...] | None = None
     scales: tuple[Any, ...] | None = None
+    # The operands' (node, output number) as searched; for an add into a view, where the add's
+    # node does not say (see `view`). A replayed junction keeps the first graph's.
+    operands: tuple[tuple[Any, int], ...] = ()
+    view: Any = None  # the ViewAdd when the add wrote into a view (`add` is its CopySlices node)
+    # Per side: its contribution to the fork is taken by a backward pass of its own from its
+    # operand: a shared side, and the view an in-place add wrote into, whose gradient leaves the
+    # add inside the base's gradient.
+    separate: tuple[bool, bool] = (False, False)
 
     @property
     def plain(self) -> bool:
         """An identity skip from a fork that only this junction consumes, with nothing shared,
-        cut or at a model input: the fork's whole gradient is the skip's plus the block's, and
-        the skip's is the add's, so both sides follow from the gradients at the fork and at the
-        add alone (see `gradflow.engine.taps`, captured junctions)."""
+        cut or at a model input, and an add that wrote into no view: the fork's whole gradient
+        is the skip's plus the block's, and the skip's is the add's, so both sides follow from
+        the gradients at the fork and at the add alone (see `gradflow.engine.taps`, captured
+        junctions)."""
         return (
             self.skip == "identity"
             and self.exclusive
             and self.cut is None
             and not any(self.shared)
+            and self.view is None
             and not _is_leaf(self.fork)
         )
 
     @property
     def block_operand(self) -> int:
         return 1 - self.skip_operand
+
+    @property
+    def view_is_fork(self) -> bool:
+        """The view an in-place add wrote into is the fork itself (`x += f(x)`, x a view)."""
+        node, output_nr = self.operands[0] if self.view is not None else (None, 0)
+        return node is self.fork and output_nr == self.fork_output
 
 
 def _is_leaf(node: Any) -> bool:
@@ -156,6 +183,8 @@ def find_junctions(
     nodes: Iterable[Any] | None = None,
     uses: dict[Any, int] | None = None,
     cuts: dict[Any, tuple[int, Any]] | None = None,
+    view_adds: dict[Any, Any] | None = None,
+    is_data: DataCheck | None = None,
 ) -> list[FoundJunction]:
     """Find every junction in the graph behind `roots`, in forward order.
 
@@ -168,6 +197,11 @@ def find_junctions(
         cuts: add node -> (operand index, (node, output number)) for adds whose operand is a detached
             copy of a graph tensor (`ForwardRecorder.cuts`): the add is searched as if that
             operand were still attached, and the junction says which side is cut.
+        view_adds: CopySlices node -> ViewAdd for in-place adds into a view
+            (`ForwardRecorder.view_adds`): searched from the operands' edges before the add.
+        is_data: whether a node's tensor is data (`gradflow.engine.values.DataCheck`); an add
+            that data reaches through a fork that is not data is no junction. None: every fork
+            counts.
     Returns:
         FoundJunctions sorted by the add's position in the forward pass.
     """
@@ -193,8 +227,22 @@ def find_junctions(
         junction = _search(node, operands, param_ids, input_ids, uses, cut)
         if junction is not None:
             found.append(junction)
+    for node, view in (view_adds or {}).items():
+        if node in uses:  # the add's result reaches the loss
+            junction = _search(node, view.operands, param_ids, input_ids, uses, None, view)
+            if junction is not None:
+                found.append(junction)
     found.sort(key=lambda j: j.order)
-    return found
+    if is_data is None:
+        return found
+    kept = []
+    for junction in found:  # in forward order, so a fork's walk stops at an earlier junction's add
+        if _is_leaf(junction.fork) or is_data(junction.fork):  # a leaf fork is a probe input
+            is_data.known(junction.add)
+            kept.append(junction)
+        elif not any(is_data(node) for node, _ in junction.operands):
+            kept.append(junction)  # no data reaches the add at all: a computation on parameters
+    return kept
 
 
 def subtractions_shaped_like_junctions(
@@ -274,6 +322,7 @@ def _search(
     input_ids: set[int],
     uses: dict[Any, int],
     cut: int | None,
+    view: Any = None,
 ) -> FoundJunction | None:
     walk = _Walk(input_ids)
     (a, a_nr), (b, b_nr) = operands
@@ -314,7 +363,7 @@ def _search(
             for child, nr in node.next_functions:
                 if child is not None:
                     walk.reach(child, walk.mask[node], nr)
-    return _classify(add, operands, fork, fork_output, walk, param_ids, uses, cut)
+    return _classify(add, operands, fork, fork_output, walk, param_ids, uses, cut, view)
 
 
 def _classify(
@@ -326,6 +375,7 @@ def _classify(
     param_ids: set[int],
     uses: dict[Any, int],
     cut: int | None,
+    view: Any = None,
 ) -> FoundJunction | None:
     nodes: tuple[list[Any], list[Any]] = ([], [])
     params: tuple[list[Any], list[Any]] = ([], [])
@@ -334,7 +384,8 @@ def _classify(
     meet = False  # both sides pass through one node before the fork (a split)
     (a, a_nr), (b, b_nr) = operands
     for operand, (child, nr) in enumerate(((a, a_nr), (b, b_nr))):
-        if child is fork and nr == fork_output:
+        # The view an in-place add wrote into leaves the add inside the base's gradient: no edge.
+        if child is fork and nr == fork_output and not (view is not None and operand == 0):
             edges[operand].append(Edge(add, operand))
         if _is_leaf(child):
             _add_param(child, operand, params, seen_params, param_ids)
@@ -378,6 +429,12 @@ def _classify(
         shared=(shared[skip], shared[block]),
         cut=None if cut is None else (SKIP if cut == skip else BLOCK),
         exclusive=exclusive,
+        operands=(operands[0], operands[1]),
+        view=view,
+        separate=(
+            shared[skip] or (view is not None and skip == 0),
+            shared[block] or (view is not None and block == 0),
+        ),
     )
 
 

@@ -302,7 +302,7 @@ def _forward_and_find(
     seed_generators(seed, parts.devices)
     tick = time.perf_counter()
     with ForwardRecorder(model, parts.modules) as recorder:
-        output = _forward(model, probe)
+        output = _forward(model, recorder.probe_inputs(probe))
     chosen = select_output(output)
     loss_tensor = probe_loss(chosen, loss, seed)
     timings["forward"] = time.perf_counter() - tick
@@ -346,9 +346,12 @@ def junctions_of(
             return known.junctions, known.naming, known.notes, known.used
     uses: dict[Any, int] = {}
     nodes = all_nodes([loss.grad_fn], uses)
-    found = find_junctions([loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts)
+    found = find_junctions(
+        [loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts,
+        view_adds=recorder.view_adds, is_data=recorder.data_check,
+    )
     timings["detect"] = time.perf_counter() - tick
-    notes = graph_notes(nodes, recorder.sites, params, leaves, uses)
+    notes = graph_notes(nodes, params, leaves, uses)
     if isinstance(model, torch.jit.ScriptModule):
         _name_scripted_adds(model, nodes, recorder)
     naming = name_junctions(found, recorder, param_names)

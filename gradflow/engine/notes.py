@@ -10,19 +10,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradflow.engine.junctions import BLOCK, SKIP, FoundJunction, subtractions_shaped_like_junctions
-from gradflow.engine.sites import AddSite
 from gradflow.errors import ModelError
 
 
 def graph_notes(
     nodes: Sequence[Any],
-    add_sites: dict[Any, AddSite],
     params: Sequence[Any],
     leaves: Sequence[Any],
     uses: dict[Any, int],
 ) -> tuple[str, ...]:
-    """What the autograd graph hides from junction detection, said plainly (or refused): in-place
-    adds into views, subtractions shaped like junctions. One pass over the graph's node types."""
+    """What the autograd graph hides from junction detection, said plainly (or refused):
+    subtractions shaped like junctions. One pass over the graph's node types."""
     hidden = 0
     subtractions = []
     for node in nodes:
@@ -37,26 +35,7 @@ def graph_notes(
             "they build no autograd graph inside and cannot be differentiated with "
             "torch.autograd.grad; use checkpoint(..., use_reentrant=False) to inspect it"
         )
-    return _view_adds_note(add_sites) + _subtraction_note(subtractions, params, leaves, uses)
-
-
-def _view_adds_note(add_sites: dict[Any, AddSite]) -> tuple[str, ...]:
-    """In-place adds into a view (`x += f(x)` where x views another tensor, as a Linear's output
-    on a 3-d input does) reach autograd as CopySlices, which hides the add and its operands."""
-    places = [
-        site.location or site.module or "the root module"
-        for node, site in add_sites.items()
-        if type(node).__name__ == "CopySlices"
-        or any(type(child).__name__ == "CopySlices" for child, _ in node.next_functions)
-    ]
-    if not places:
-        return ()
-    shown = ", ".join(dict.fromkeys(places[:3])) + (", ..." if len(places) > 3 else "")
-    return (
-        f"{len(places)} in-place add(s) into a view ({shown}) could not be examined: autograd "
-        "records them as CopySlices, which hides the operands; if one is a residual, write "
-        "x = x + f(x) to measure it",
-    )
+    return _subtraction_note(subtractions, params, leaves, uses)
 
 
 def _subtraction_note(

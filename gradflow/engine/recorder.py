@@ -3,13 +3,18 @@
 `ForwardRecorder` is active only while the probe runs forward. It keeps a stack of the model's
 modules (a wrapper around `nn.Module._call_impl`), sees every addition through wrappers around
 the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`, `Tensor.add`,
-`Tensor.add_`), all installed on entry and removed on exit, so each add is named after the
-innermost module and the user's source line, and notes each module's output node so branches can
-list the modules they pass through, and notes which parameters the forward pass reads (a
-wrapper around `nn.Module.__getattr__`). Only module calls, additions and lookups of a module's
-parameters, buffers and submodules pay for the recording: a TorchFunctionMode would send every
-operation of the forward pass through Python. Exported programs run through an fx Interpreter
-instead, which reads the module path and source line the exporter stored on each graph node.
+`Tensor.add_`), so each add is named after the innermost module and the user's source line, and
+lets the model set `requires_grad` on a tensor derived from its input as it could alone; it also
+notes which parameters the forward pass reads (a wrapper around `nn.Module.__getattr__`). All
+are installed on entry and removed on exit. Each module call notes the range of autograd
+sequence numbers it created, so a path can list the modules that ran its operations
+(`gradflow.engine.naming`). An in-place add into a view, which autograd records as `CopySlices`
+without its operands, is noted with the operands' gradient edges as they were before the add
+(`ViewAdd`). Only module calls, additions and lookups of a module's parameters, buffers and
+submodules pay for the recording: a TorchFunctionMode would send every operation of the forward
+pass through Python. Which tensors carry the probe's data is tracked on the probe's own tensors
+(`gradflow.engine.values`). Exported programs run through an fx Interpreter instead, which reads
+the module path and source line the exporter stored on each graph node.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ import sys
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import torch
 from torch.autograd.graph import get_gradient_edge
-from torch.utils._pytree import tree_leaves
 
-from gradflow.engine import sites
+from gradflow.engine import sites, values
+from gradflow.probe import Probe
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _GRADFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,6 +42,34 @@ _GRADFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # frames, whose directory also starts with "torch").
 _SKIPPED = (_TORCH_DIR + os.sep, _GRADFLOW_DIR + os.sep, "<")
 _ADD_METHODS = ("__add__", "__radd__", "__iadd__", "add", "add_")
+_IN_PLACE = frozenset({"__iadd__", "add_"})
+_next_sequence_nr = torch._C._autograd._get_sequence_nr  # the number the next autograd node gets
+
+
+@dataclass
+class ModuleCall:
+    """One call of one of the model's modules: it created the autograd nodes numbered
+    `start` <= n < `end`; `parent` is the index of the call it ran in (-1: none)."""
+
+    name: str
+    start: int
+    parent: int
+    end: int = -1
+
+
+@dataclass(frozen=True)
+class ViewAdd:
+    """An in-place add `a += b` into a view `a`, which autograd records as a `CopySlices` node on
+    the view's base: `operands` are the gradient edges (node, output number) of `a` and `b` as
+    they were before the add; the view is `base.as_strided(size, stride, offset)` on a tensor laid
+    out as the base (`base_size`, `base_stride`)."""
+
+    operands: tuple[tuple[Any, int], tuple[Any, int]]
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+    offset: int
+    base_size: tuple[int, ...]
+    base_stride: tuple[int, ...]
 
 
 def user_location(skip: int = 2) -> str | None:
@@ -62,27 +96,34 @@ def _shown(filename: str) -> str:
 @contextmanager
 def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
     """Wrap `nn.Module._call_impl` so each call of one of the model's modules pushes its name on
-    `recorder.stack` and notes its output; the original is back on exit, whatever happens.
+    `recorder.stack` and notes the autograd sequence numbers it used (`ModuleCall`); the original
+    is back on exit, whatever happens.
 
     Global forward hooks would do the same, but while any is registered every module call takes
     the slow path of `_call_impl` (hook lists, closures, sets): on a model of 1,000 blocks that
     slow path cost more than the hooks themselves. The wrapper leaves each module's own hooks to
     the original, and passes through calls of other modules and of other threads (see
-    `sites.recording_active`)."""
+    `sites.recording_active`). Sequence numbers count per thread, and the forward pass runs on
+    this one."""
     original = torch.nn.Module._call_impl
-    names, stack, active = recorder.names, recorder.stack, sites.recording_active
+    names, stack, calls, active = recorder.names, recorder.stack, recorder.calls, sites.recording_active
+    running = [-1]  # indices into `calls`, innermost last
 
     def call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         name = names.get(id(module))
         if name is None or not active():
             return original(module, *args, **kwargs)
+        index = len(calls)
+        record = ModuleCall(name, _next_sequence_nr(), running[-1])
+        calls.append(record)
         stack.append(name)
+        running.append(index)
         try:
-            output = original(module, *args, **kwargs)
+            return original(module, *args, **kwargs)
         finally:
+            running.pop()
             stack.pop()
-        recorder.note_output(name, output)
-        return output
+            record.end = _next_sequence_nr()
 
     torch.nn.Module._call_impl = call  # type: ignore[method-assign, assignment]
     try:
@@ -134,15 +175,22 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
     in the context that opened the recording: another thread's adds pass through unrecorded."""
     stack = recorder.stack
 
-    def recorded(original: Any) -> Any:
+    def recorded(original: Any, in_place: bool) -> Any:
         @functools.wraps(original)
         def add(*args: Any, **kwargs: Any) -> Any:
             pair = _operands(args, kwargs)
             live = (pair[0].requires_grad, pair[1].requires_grad) if pair else None  # before an in-place add
+            into_view = None
+            if in_place and live == (True, True) and pair[0]._is_view():  # type: ignore[index]
+                # Autograd is about to replace the view's history: keep both operands' edges.
+                into_view = (_edge(pair[0]), _edge(pair[1]))  # type: ignore[index]
             result = original(*args, **kwargs)
             # Adds outside the autograd graph (a batch norm's step counter) cannot be junctions.
             if isinstance(result, torch.Tensor) and result.grad_fn is not None and sites.recording_active():
-                sites.record_add(result, stack[-1], user_location())
+                location = user_location()
+                if into_view is not None and recorder.note_view_add(result, into_view, stack[-1], location):
+                    return result
+                sites.record_add(result, stack[-1], location)
                 if live is not None and live[0] is not live[1]:
                     cut = 0 if live[1] else 1
                     recorder.note_cut(result, cut, pair[cut])  # type: ignore[index]
@@ -155,18 +203,21 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
         def detach(tensor: Any, *args: Any, **kwargs: Any) -> Any:
             copy = original(tensor, *args, **kwargs)
             if isinstance(tensor, torch.Tensor) and tensor.requires_grad and sites.recording_active():
-                recorder.note_detach(tensor, copy)
+                copy = recorder.note_detach(tensor, copy)
             return copy
 
         return detach
 
-    wrapped = {**dict.fromkeys(_ADD_METHODS, recorded), "detach": traced}
+    wrapped: dict[str, Any] = {
+        **{name: functools.partial(recorded, in_place=name in _IN_PLACE) for name in _ADD_METHODS},
+        "detach": traced,
+    }
     own = {name: torch.Tensor.__dict__[name] for name in wrapped if name in torch.Tensor.__dict__}
     torch_add, torch_detach = torch.add, torch.detach
     try:
         for name, wrap in wrapped.items():
             setattr(torch.Tensor, name, wrap(getattr(torch.Tensor, name)))
-        torch.add = recorded(torch_add)
+        torch.add = recorded(torch_add, in_place=False)
         torch.detach = traced(torch_detach)
         yield
     finally:
@@ -176,6 +227,38 @@ def _adds_recorded(recorder: ForwardRecorder) -> Iterator[None]:
                 setattr(torch.Tensor, name, own[name])
             elif name in torch.Tensor.__dict__:
                 delattr(torch.Tensor, name)
+
+
+@contextmanager
+def _requires_grad_kept() -> Iterator[None]:
+    """Let the model set `requires_grad = True` on a tensor that already requires grad, as it
+    may on a tensor derived from its input (`h = x[:, None]; h.requires_grad = True`): alone it
+    gets a leaf that does not, but the probe's inputs require grad, so `h` is no leaf and torch
+    would refuse the set. The flag already holds, so the set changes nothing. Other sets, and
+    sets outside the recording's context, go to torch as they are; the property is back on exit.
+    """
+    base = torch._C.TensorBase.__dict__["requires_grad"]
+    own = torch.Tensor.__dict__.get("requires_grad")
+    active = sites.recording_active
+
+    def set_flag(tensor: torch.Tensor, flag: bool) -> None:
+        if flag and active() and base.__get__(tensor) and not tensor.is_leaf:
+            return
+        base.__set__(tensor, flag)
+
+    torch.Tensor.requires_grad = property(base.__get__, set_flag)  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        if own is None:
+            del torch.Tensor.requires_grad
+        else:
+            torch.Tensor.requires_grad = own  # type: ignore[method-assign]
+
+
+def _edge(tensor: torch.Tensor) -> tuple[Any, int]:
+    edge = get_gradient_edge(tensor)
+    return edge.node, edge.output_nr
 
 
 def _operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -190,13 +273,15 @@ def _operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tens
 
 
 class ForwardRecorder:
-    """Records add sites and module outputs of one forward pass of `model`.
+    """Records add sites and module calls of one forward pass of `model`.
 
-    After the `with` block: `sites` maps an add's autograd node to its AddSite; `read` holds the
-    id() of every parameter the forward pass read as a module attribute; `module_outputs`
-    maps an autograd node to the names of the modules whose output it produced; `cuts` maps the
-    node of an add whose operand is a detached copy of a graph tensor (`x.detach() + f(x)`) to
-    that operand's index and the (node, output number) of the tensor it was copied from.
+    After the `with` block: `sites` maps an add's autograd node to its AddSite; `calls` lists the
+    module calls in the order they started (`ModuleCall`); `read` holds the id() of every
+    parameter the forward pass read as a module attribute; `cuts` maps the node of an add whose
+    operand is a detached copy of a graph tensor (`x.detach() + f(x)`) to that operand's index and
+    the (node, output number) of the tensor it was copied from; `view_adds` maps the `CopySlices`
+    node of an in-place add into a view to its `ViewAdd`; `data_check` tells whether a node's
+    tensor is data (see `gradflow.engine.values`), None where value tracking does not apply.
     """
 
     def __init__(
@@ -206,19 +291,26 @@ class ForwardRecorder:
         for name, module in modules if modules is not None else model.named_modules(remove_duplicate=False):
             self.names.setdefault(id(module), name)
         self.stack: list[str] = [""]
-        self.module_outputs: dict[Any, list[str]] = {}
+        self.calls: list[ModuleCall] = []
         self.sites: dict[Any, sites.AddSite] = {}
         self.cuts: dict[Any, tuple[int, Any]] = {}
         self.read: set[int] = set()  # id() of every parameter read as a module attribute
+        self.view_adds: dict[Any, ViewAdd] = {}
+        # TorchScript and torch.export programs run their operations outside torch's Python API.
+        tracks = not isinstance(model, torch.jit.ScriptModule) and not has_export_metadata(model)
+        self.data_check: values.DataCheck | None = values.DataCheck(set()) if tracks else None
         self._detached: dict[int, tuple[Any, tuple[Any, int]]] = {}  # id(copy) -> (copy ref, edge)
         self._exit = ExitStack()
 
     def __enter__(self) -> ForwardRecorder:
         try:
             self.sites = self._exit.enter_context(sites.recording())
+            if self.data_check is not None:
+                self._exit.enter_context(values.roots_recorded(self.data_check.roots))
             self._exit.enter_context(_module_calls_tracked(self))
             self._exit.enter_context(_adds_recorded(self))
             self._exit.enter_context(_parameter_reads_noted(self))
+            self._exit.enter_context(_requires_grad_kept())
         except BaseException:
             self._exit.close()
             raise
@@ -227,30 +319,54 @@ class ForwardRecorder:
     def __exit__(self, *exc: object) -> None:
         self._exit.close()
 
-    def note_output(self, name: str, output: Any) -> None:
-        """Module `name` returned `output`: note the autograd node of each tensor in it."""
-        if isinstance(output, torch.Tensor):
-            if output.grad_fn is not None:
-                self._produced(output.grad_fn, name)
-            return
-        for leaf in tree_leaves(output):
-            node = getattr(leaf, "grad_fn", None)
-            if node is not None:
-                self._produced(node, name)
+    def probe_inputs(self, probe: Probe) -> Probe:
+        """The probe's tensors (copies made for this forward pass, `detached_inputs`) as the model
+        gets them: `ProbeData`, so their values are tracked, where tracking applies (a float
+        input's autograd node is a data root); else as they are."""
+        if self.data_check is None:
+            return probe
+        roots = self.data_check.roots
 
-    def _produced(self, node: Any, name: str) -> None:
-        """Module `name` returned `node`'s tensor. It made it unless a module outside it returned it
-        first: a tensor one block hands to the next (T5's position bias) stays the first one's."""
-        names = self.module_outputs.setdefault(node, [])
-        prefix = name + "."
-        if name and any(not earlier.startswith(prefix) and earlier != name for earlier in names):
-            return
-        names.append(name)
+        def given(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):  # a copy the probe made for this forward pass
+                values.mark(value)
+                if value.grad_fn is not None:
+                    roots.add(value.grad_fn)
+            return value
 
-    def note_detach(self, tensor: torch.Tensor, copy: torch.Tensor) -> None:
-        """`copy` is `tensor.detach()`: remember the gradient edge it was cut from."""
+        return Probe(tuple(given(a) for a in probe.args), {k: given(v) for k, v in probe.kwargs.items()})
+
+    def note_view_add(
+        self, result: torch.Tensor, operands: tuple[tuple[Any, int], tuple[Any, int]], module: str,
+        location: str | None,
+    ) -> bool:
+        """`result` is the view an in-place add wrote into, `operands` the edges its two operands
+        had before; note the add under the base's `CopySlices` node. False when autograd did not
+        record it so (then it is an ordinary add)."""
+        base = result._base
+        node = None if base is None else base.grad_fn
+        if node is None or type(node).__name__ != "CopySlices":
+            return False
+        assert base is not None
+        self.view_adds[node] = ViewAdd(
+            operands,
+            tuple(result.shape),
+            result.stride(),
+            int(result.storage_offset() - base.storage_offset()),
+            tuple(base.shape),
+            base.stride(),
+        )
+        self.sites[node] = sites.AddSite(module, location)
+        return True
+
+    def note_detach(self, tensor: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+        """`copy` is `tensor.detach()`: remember the gradient edge it was cut from. Returns the
+        copy as the model gets it: a `ProbeData` when `tensor` is data."""
         edge = get_gradient_edge(tensor)
+        if self.data_check is not None and edge.node is not None and self.data_check(edge.node):
+            values.mark(copy)
         self._detached[id(copy)] = (weakref.ref(copy), (edge.node, edge.output_nr))
+        return copy
 
     def note_cut(self, result: torch.Tensor, index: int, operand: torch.Tensor) -> None:
         """Operand `index` of the add that gave `result` is outside the graph. When it is a

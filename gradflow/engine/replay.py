@@ -120,7 +120,9 @@ def _way(junction: FoundJunction, position: dict[Any, int], param_ids: set[int])
     from gradflow.engine.gates import scaling_parameters
 
     add = position.get(junction.add)
-    if add is None:
+    if add is None or junction.view is not None:
+        # An add into a view is measured from its operands' edges before the add and the view's
+        # geometry, which belong to the graph they were recorded in: search every time.
         return None
     types: list[str] = []
     fork = _route(junction.add, junction.fork, types)

@@ -46,8 +46,10 @@ class _JunctionTap:
     summed the same way over the edges into that tensor, and normed once they have all reported.
     """
 
-    __slots__ = ("batch", "remaining", "partial", "known", "norm", "dot", "grad_out", "grad_in",
-                 "reads_left", "read_sums", "read_norms")
+    __slots__ = (
+        "batch", "remaining", "partial", "known", "norm", "dot", "grad_out", "grad_in",
+        "reads_left", "read_sums", "read_norms", "fork_extra",
+    )
 
     def __init__(
         self, batch: NormBatch, expected: tuple[int, int], reads: dict[Any, int] | None = None
@@ -63,6 +65,10 @@ class _JunctionTap:
         self.reads_left: dict[Any, int] = dict(reads or {})  # context tensor -> edges to come
         self.read_sums: dict[Any, torch.Tensor] = {}
         self.read_norms: list[int] = []  # slots of the norms of what reached each context tensor
+        # The skip's gradient when the skip is the view an in-place add wrote into and that view
+        # is the fork itself: it reaches the fork's tensor inside the base's gradient, not through
+        # the fork's node, so grad_in adds it (see `Taps._read`).
+        self.fork_extra: torch.Tensor | None = None
 
     def contribute(self, side: int, grad: torch.Tensor | None, norm: int | None = None) -> None:
         """One edge's gradient into the fork; `norm` is its slot when already taken."""
@@ -108,6 +114,9 @@ class _JunctionTap:
         for read, left in self.reads_left.items():
             if left > 0:
                 self.to_context(read, None, last=True)
+        if self.fork_extra is not None:  # the fork's node got no gradient of its own
+            self.grad_in = self.batch.norm(self.fork_extra)
+            self.fork_extra = None
 
 
 GRAD_OUT, GRAD_IN = 0, 1  # what a read is for
@@ -127,6 +136,8 @@ class _NodePlan:
     """
 
     junction: int | None = None  # index of the junction whose add this node is
+    view: Any = None  # the ViewAdd of the junction whose add this node is, when it wrote into a view
+    view_junction: int | None = None  # that junction's index
     taps: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, input index)
     through: list[tuple[int, int, int]] = field(default_factory=list)  # (junction, side, operand)
     context: list[tuple[int, int, Any]] = field(default_factory=list)  # (junction, input, read)
@@ -199,7 +210,7 @@ class Taps:
         self.handles.clear()
 
     def _install(self) -> None:
-        if any(any(self.junctions[i].shared) for i in self.measured) and not _edges_as_outputs():
+        if any(any(self.junctions[i].separate) for i in self.measured) and not _edges_as_outputs():
             raise ModelError(
                 f"a junction's path shares an operation with code outside it, which needs "
                 f"torch.autograd.grad to start from a GradientEdge (torch 2.5 or later; this is "
@@ -207,8 +218,16 @@ class Taps:
             )
         plans: dict[Any, _NodePlan] = {}
         leaf_forks: dict[int, list[int]] = {}
+
+        def add_plan(index: int) -> _NodePlan:
+            junction = self.junctions[index]
+            plan = plans.setdefault(junction.add, _NodePlan())
+            if junction.view is not None:
+                plan.view, plan.view_junction = junction.view, index
+            return plan
+
         for index in self.stoppable:
-            plans.setdefault(self.junctions[index].add, _NodePlan()).junction = index
+            add_plan(index).junction = index
         captured = set(self.captured.indices)
         for index in self.measured:
             if index in captured:
@@ -217,13 +236,13 @@ class Taps:
             for side in (SKIP, BLOCK):
                 if junction.cut == side:
                     continue  # a detached operand: no gradient passes that side
-                if junction.shared[side]:
+                if junction.separate[side]:
                     operand = junction.skip_operand if side == SKIP else junction.block_operand
-                    plans.setdefault(junction.add, _NodePlan()).through.append((index, side, operand))
+                    add_plan(index).through.append((index, side, operand))
                     continue
                 for edge in junction.edges[side]:
                     plans.setdefault(edge.consumer, _NodePlan()).taps.append((index, side, edge.index))
-            plans.setdefault(junction.add, _NodePlan()).reads.append((index, 0, GRAD_OUT))
+            add_plan(index).reads.append((index, 0, GRAD_OUT))
             if id(junction.fork) in self.fork_leaves:
                 leaf_forks.setdefault(id(junction.fork), []).append(index)
             else:
@@ -260,12 +279,27 @@ class Taps:
 
         return hook
 
-    def _read(self, plan: _NodePlan, grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
-        """The gradients arriving at the node's outputs: grad_out and grad_in of junctions."""
+    def _read(
+        self,
+        plan: _NodePlan,
+        grad_outputs: tuple[torch.Tensor | None, ...],
+        grad_y: torch.Tensor | None = None,
+    ) -> None:
+        """The gradients arriving at the node's outputs: grad_out and grad_in of junctions. On the
+        CopySlices node of an in-place add into a view, grad_out is `grad_y`, the view's part."""
         normed: dict[int, int] = {}
         for index, output_nr, kind in plan.reads:
             grad = grad_outputs[output_nr]
+            if kind == GRAD_OUT and plan.view is not None:
+                if grad_y is not None:
+                    self.taps[index].grad_out = self.batch.norm(grad_y)
+                continue
             if grad is None:
+                continue
+            extra = self.taps[index].fork_extra if kind == GRAD_IN else None
+            if extra is not None:
+                self.taps[index].fork_extra = None
+                self.taps[index].grad_in = self.batch.norm(grad + extra)
                 continue
             norm = normed.get(output_nr)
             if norm is None:
@@ -282,14 +316,21 @@ class Taps:
             grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
         ) -> tuple[Any, ...] | None:
             replaced = None
+            stopped: tuple[int, ...] = ()
             if plan.junction is not None and self.stopping:
-                replaced = self._stop(plan.junction, grad_inputs)
-                if replaced is not None:
-                    grad_inputs = replaced
+                stopped = self._stopped(plan.junction)
+                if stopped:
+                    replaced = grad_inputs = self._stop(plan, stopped, grad_inputs)
             if self.nested:
                 return replaced
+            grad_y = None
+            if plan.view is not None and grad_outputs[0] is not None:
+                grad_y = _view_of(grad_outputs[0], plan.view)
+                tap = self.taps.get(plan.view_junction)  # type: ignore[arg-type]
+                if tap is not None and 0 not in stopped and self.junctions[plan.view_junction].view_is_fork:  # type: ignore[index]
+                    tap.fork_extra = grad_y
             if plan.read_late:
-                self._read(plan, grad_outputs)
+                self._read(plan, grad_outputs, grad_y)
             for index, side, slot in plan.taps:
                 grad = grad_inputs[slot]
                 known = plan.stash.get(id(grad)) if grad is not None else None
@@ -298,7 +339,10 @@ class Taps:
             for index, slot, read in plan.context:
                 self.taps[index].to_context(read, grad_inputs[slot])
             for index, side, operand in plan.through:
-                grad = grad_inputs[operand]
+                if plan.view is not None and operand == 0:  # the view: its gradient is the add's
+                    grad = None if 0 in stopped else grad_y
+                else:
+                    grad = grad_inputs[operand]
                 reads = list(self.reads.get(index, ())) if side == BLOCK else []
                 through: list[torch.Tensor | None] = [None] * (1 + len(reads))
                 if grad is not None:
@@ -310,17 +354,31 @@ class Taps:
 
         return hook
 
-    def _stop(self, index: int, grad_inputs: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """Stop-gradient: the chosen operand of the add gets no gradient (a constant)."""
+    def _stopped(self, index: int) -> tuple[int, ...]:
+        """The operands of junction `index`'s add that the variant stops."""
         junction = self.junctions[index]
-        stopped = []
+        stopped: tuple[int, ...] = ()
         if index in self.variant.stop_skip:
-            stopped.append(junction.skip_operand)
+            stopped += (junction.skip_operand,)
         if index in self.variant.stop_block:
-            stopped.append(junction.block_operand)
-        if not stopped:
-            return None
-        return tuple(None if i in stopped else g for i, g in enumerate(grad_inputs))
+            stopped += (junction.block_operand,)
+        return stopped
+
+    def _stop(
+        self, plan: _NodePlan, stopped: tuple[int, ...], grad_inputs: tuple[Any, ...]
+    ) -> tuple[Any, ...]:
+        """Stop-gradient: the stopped operands of the add get no gradient (constants). The view an
+        in-place add wrote into gets its gradient inside the base's: that part becomes zero, the
+        rest of the base keeps its gradient."""
+        out = []
+        for i, grad in enumerate(grad_inputs):
+            if i not in stopped:
+                out.append(grad)
+            elif plan.view is not None and i == 0 and grad is not None:
+                out.append(_without_view(grad, plan.view))
+            else:
+                out.append(None)
+        return tuple(out)
 
     def _through(
         self, index: int, operand: int, grad: torch.Tensor, reads: Sequence[Any] = ()
@@ -331,7 +389,13 @@ class Taps:
         graph. Its nodes have not run yet in the main pass (they all lie below the add), and the
         hooks only apply stop-gradients while it runs."""
         junction = self.junctions[index]
-        start = GradientEdge(*junction.add.next_functions[operand])
+        # The view an in-place add wrote into starts where it was before the add; any other
+        # operand where the add's node says (a replayed junction's recorded operands are stale).
+        operands = junction.operands if junction.view is not None else junction.add.next_functions
+        node, output_nr = operands[operand]
+        if node is junction.fork and output_nr == junction.fork_output:
+            return [grad] + [None] * len(reads)  # the operand is the fork itself: no path between
+        start = GradientEdge(node, output_nr)
         targets = [GradientEdge(junction.fork, junction.fork_output)]
         targets += [GradientEdge(*read) for read in reads]
         self.nested += 1
@@ -662,7 +726,29 @@ def _expected(junction: FoundJunction) -> tuple[int, int]:
     """How many contributions each side of `junction` sends to its fork: one per edge, one from
     the add's hook for a shared side, none for a cut side."""
     return tuple(  # type: ignore[return-value]
-        0 if junction.cut == side else 1 if junction.shared[side] else len(junction.edges[side])
+        0 if junction.cut == side else 1 if junction.separate[side] else len(junction.edges[side])
         for side in (SKIP, BLOCK)
     )
+
+
+def _as_base(grad: torch.Tensor, view: Any) -> torch.Tensor:
+    """`grad` (the gradient of a view's base) laid out as the base was, so the view's geometry
+    addresses the same elements in it; CopySlices hands its gradients on laid out so."""
+    if grad.stride() == view.base_stride and grad.storage_offset() == 0:
+        return grad
+    out = torch.empty_strided(view.base_size, view.base_stride, dtype=grad.dtype, device=grad.device)
+    return out.copy_(grad)
+
+
+def _view_of(grad: torch.Tensor, view: Any) -> torch.Tensor:
+    """The part of a base's gradient that falls on the view an in-place add wrote into."""
+    return _as_base(grad, view).as_strided(view.size, view.stride, view.offset)
+
+
+def _without_view(grad: torch.Tensor, view: Any) -> torch.Tensor:
+    """A base's gradient with the view's part zero (a copy; the original is left as it is)."""
+    out = torch.empty_strided(view.base_size, view.base_stride, dtype=grad.dtype, device=grad.device)
+    out.copy_(grad)
+    out.as_strided(view.size, view.stride, view.offset).zero_()
+    return out
 

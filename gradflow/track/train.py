@@ -306,7 +306,8 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     """
     probe, leaves = detached_inputs(Probe(args, kwargs))
     with ForwardRecorder(model) as recorder:
-        output = _forward(model, probe.args, probe.kwargs)
+        given = recorder.probe_inputs(probe)
+        output = _forward(model, given.args, given.kwargs)
     out = select_output(output)
     loss = objective(out, target)
     found, naming, notes, used = junctions_of(model, loss, params, leaves, recorder, param_names, {})
