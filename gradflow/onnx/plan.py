@@ -20,6 +20,7 @@ from gradflow.onnx.context import NodeContext, ValueInfo
 from gradflow.onnx.dtypes import torch_dtype
 from gradflow.onnx.graph import STANDARD_DOMAINS, Graph, Node
 from gradflow.onnx.registry import PASSTHROUGH, REGISTRY, Kernel, NotSupported, OpDef
+from gradflow.onnx.widen import widen_unsigned
 
 # Slot 0 always holds None (absent optional inputs read it); slot 1 receives unused outputs.
 ABSENT = 0
@@ -143,7 +144,7 @@ class _Planner:
         inputs = tuple(self._resolve(name) for name in node.inputs)
         try:
             ctx = self._context(node, proto, opdef, inputs)
-            kernel = opdef.factory(ctx)
+            kernel = widen_unsigned(opdef.factory(ctx), ctx)
         except NotSupported as e:
             self.unsupported.append(f"{node.name} ({node.op_type}): {e}")
             return

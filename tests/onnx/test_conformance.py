@@ -1,0 +1,576 @@
+"""The ONNX backend conformance cases through gradflow's executor: every case in scope (see
+`tests.onnx.conformance` for the one list of what is not) matches its expected outputs, and the
+gradients of differentiable operators match finite differences on a sample of cases."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import onnx
+import pytest
+import torch
+from onnx.defs import OpSchema
+
+from gradflow.onnx import OnnxModel
+from tests.onnx.conformance import (
+    OUT_OF_SCOPE,
+    Case,
+    all_cases,
+    assert_outputs_match,
+    assert_random_outputs_plausible,
+    out_of_scope,
+    run,
+    to_torch,
+)
+
+# In-scope cases the executor does not pass, each with the reason.
+EXPECTED_FAILURES: dict[str, str] = {
+    'test_affine_grid_2d': 'AffineGrid: not implemented yet',
+    'test_affine_grid_2d_align_corners': 'AffineGrid: not implemented yet',
+    'test_affine_grid_2d_align_corners_expanded': 'AffineGrid: not implemented yet',
+    'test_affine_grid_2d_expanded': 'AffineGrid: not implemented yet',
+    'test_affine_grid_3d': 'AffineGrid: not implemented yet',
+    'test_affine_grid_3d_align_corners': 'AffineGrid: not implemented yet',
+    'test_affine_grid_3d_align_corners_expanded': 'AffineGrid: not implemented yet',
+    'test_affine_grid_3d_expanded': 'AffineGrid: not implemented yet',
+    'test_attention_23_fullymasked_qk_matmul_output_mode3_zero': 'Attention: not implemented yet',
+    'test_attention_24_fullymasked_qk_matmul_output_mode3_zero': 'Attention: not implemented yet',
+    'test_attention_24_qk_matmul_output_mode3_softmax_precision': 'Attention: not implemented yet',
+    'test_attention_3d_with_past_and_present_qk_matmul': 'Attention: not implemented yet',
+    'test_attention_3d_with_past_and_present_qk_matmul_bias': 'Attention: not implemented yet',
+    'test_attention_3d_with_past_and_present_qk_matmul_softcap': 'Attention: not implemented yet',
+    'test_attention_3d_with_past_and_present_qk_matmul_softmax': 'Attention: not implemented yet',
+    'test_attention_4d_causal_fp16': 'Attention: wrong result (AssertionError)',
+    'test_attention_4d_causal_fp16_expanded': 'Attention: wrong result (AssertionError)',
+    'test_attention_4d_causal_nonpad_attn_mask_composition': 'Attention: not implemented yet',
+    'test_attention_4d_causal_nonpad_batch_prefill': 'Attention: not implemented yet',
+    'test_attention_4d_causal_nonpad_continued_prefill': 'Attention: not implemented yet',
+    'test_attention_4d_causal_nonpad_negative_offset_structural_empty': 'Attention: not implemented yet',
+    'test_attention_4d_causal_padded_kv_bf16': 'Attention: not implemented yet',
+    'test_attention_4d_diff_heads_mask4d_padded_kv': 'Attention: not implemented yet',
+    'test_attention_4d_fp16': 'Attention: wrong result (AssertionError)',
+    'test_attention_4d_gqa_causal_nonpad_decode': 'Attention: not implemented yet',
+    'test_attention_4d_gqa_causal_nonpad_decode_fp16': 'Attention: not implemented yet',
+    'test_attention_4d_padded_kv_bf16': 'Attention: not implemented yet',
+    'test_attention_4d_with_past_and_present_qk_matmul': 'Attention: not implemented yet',
+    'test_attention_4d_with_past_and_present_qk_matmul_bias': 'Attention: not implemented yet',
+    'test_attention_4d_with_past_and_present_qk_matmul_bias_3d_mask': 'Attention: not implemented yet',
+    'test_attention_4d_with_past_and_present_qk_matmul_bias_3d_mask_causal': 'Attention: not implemented yet',
+    'test_attention_4d_with_past_and_present_qk_matmul_bias_4d_mask': 'Attention: not implemented yet',
+    'test_attention_4d_with_past_and_present_qk_matmul_bias_4d_mask_causal': 'Attention: not implemented yet',
+    'test_attention_4d_with_qk_matmul': 'Attention: not implemented yet',
+    'test_attention_4d_with_qk_matmul_bias': 'Attention: not implemented yet',
+    'test_attention_4d_with_qk_matmul_softcap': 'Attention: not implemented yet',
+    'test_attention_4d_with_qk_matmul_softmax': 'Attention: not implemented yet',
+    'test_attention_local_window_ext_cache_float16_mask': 'Attention: not implemented yet',
+    'test_attention_local_window_ext_cache_rank2_mask': 'Attention: not implemented yet',
+    'test_attention_local_window_ext_cache_rank3_head_mask': 'Attention: not implemented yet',
+    'test_attention_local_window_ext_cache_rank4_batch_mask': 'Attention: not implemented yet',
+    'test_attention_local_window_gqa_rank4_mask': 'Attention: not implemented yet',
+    'test_attention_local_window_with_past': 'Attention: wrong result (AssertionError)',
+    'test_averagepool_2d_dilations': 'AveragePool: not implemented yet',
+    'test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False': 'AveragePool: not implemented yet',
+    'test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True': 'AveragePool: not implemented yet',
+    'test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False': 'AveragePool: not implemented yet',
+    'test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True': 'AveragePool: not implemented yet',
+    'test_averagepool_3d_dilations_small': 'AveragePool: not implemented yet',
+    'test_bernoulli': 'Bernoulli: not implemented yet',
+    'test_bernoulli_double': 'Bernoulli: not implemented yet',
+    'test_bernoulli_double_expanded': 'Bernoulli: not implemented yet',
+    'test_bernoulli_expanded': 'Bernoulli: not implemented yet',
+    'test_bernoulli_seed': 'Bernoulli: not implemented yet',
+    'test_bernoulli_seed_expanded': 'Bernoulli: not implemented yet',
+    'test_blackmanwindow': 'BlackmanWindow: not implemented yet',
+    'test_blackmanwindow_symmetric': 'BlackmanWindow: not implemented yet',
+    'test_causal_conv_with_state_b1_c1_degenerate': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_basic': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_decode_step': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_fp16': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_kernel_size_one': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_short_input_no_past_state': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_silu': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_silu_fp16': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_silu_with_past_state': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_swish_alias': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_with_bias': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_with_bias_and_past_state': 'CausalConvWithState: not implemented yet',
+    'test_causal_conv_with_state_with_past_state': 'CausalConvWithState: not implemented yet',
+    'test_center_crop_pad_crop': 'CenterCropPad: not implemented yet',
+    'test_center_crop_pad_crop_and_pad': 'CenterCropPad: not implemented yet',
+    'test_center_crop_pad_crop_axes_chw': 'CenterCropPad: not implemented yet',
+    'test_center_crop_pad_crop_axes_hwc': 'CenterCropPad: not implemented yet',
+    'test_center_crop_pad_crop_negative_axes_hwc': 'CenterCropPad: not implemented yet',
+    'test_center_crop_pad_pad': 'CenterCropPad: not implemented yet',
+    'test_col2im': 'Col2Im: not implemented yet',
+    'test_col2im_5d': 'Col2Im: not implemented yet',
+    'test_col2im_dilations': 'Col2Im: not implemented yet',
+    'test_col2im_pads': 'Col2Im: not implemented yet',
+    'test_col2im_strides': 'Col2Im: not implemented yet',
+    'test_compress_0': 'Compress: not implemented yet',
+    'test_compress_1': 'Compress: not implemented yet',
+    'test_compress_bfloat16': 'Compress: not implemented yet',
+    'test_compress_default_axis': 'Compress: not implemented yet',
+    'test_compress_negative_axis': 'Compress: not implemented yet',
+    'test_convtranspose_output_shape': 'ConvTranspose: wrong result (AssertionError)',
+    'test_cumprod_1d': 'CumProd: not implemented yet',
+    'test_cumprod_1d_exclusive': 'CumProd: not implemented yet',
+    'test_cumprod_1d_int32_exclusive': 'CumProd: not implemented yet',
+    'test_cumprod_1d_reverse': 'CumProd: not implemented yet',
+    'test_cumprod_1d_reverse_exclusive': 'CumProd: not implemented yet',
+    'test_cumprod_2d_axis_0': 'CumProd: not implemented yet',
+    'test_cumprod_2d_axis_1': 'CumProd: not implemented yet',
+    'test_cumprod_2d_int32': 'CumProd: not implemented yet',
+    'test_cumprod_2d_negative_axis': 'CumProd: not implemented yet',
+    'test_cumsum_1d_int32_exclusive': 'CumSum: wrong result (AssertionError)',
+    'test_cumsum_2d_int32': 'CumSum: wrong result (AssertionError)',
+    'test_dft': 'DFT: not implemented yet',
+    'test_dft_axis': 'DFT: not implemented yet',
+    'test_dft_axis_opset19': 'DFT: not implemented yet',
+    'test_dft_inverse': 'DFT: not implemented yet',
+    'test_dft_inverse_opset19': 'DFT: not implemented yet',
+    'test_dft_irfft': 'DFT: not implemented yet',
+    'test_dft_irfft_opset19': 'DFT: not implemented yet',
+    'test_dft_opset19': 'DFT: not implemented yet',
+    'test_dft_rfft': 'DFT: not implemented yet',
+    'test_dft_rfft_opset19': 'DFT: not implemented yet',
+    'test_basic_deform_conv_with_padding': 'DeformConv: not implemented yet',
+    'test_basic_deform_conv_without_padding': 'DeformConv: not implemented yet',
+    'test_deform_conv_with_mask_bias': 'DeformConv: not implemented yet',
+    'test_deform_conv_with_multiple_offset_groups': 'DeformConv: not implemented yet',
+    'test_depthtospace_crd_mode_example': 'DepthToSpace: not implemented yet',
+    'test_depthtospace_example': 'DepthToSpace: not implemented yet',
+    'test_det_2d': 'Det: not implemented yet',
+    'test_det_nd': 'Det: not implemented yet',
+    'test_eyelike_populate_off_main_diagonal': 'EyeLike: not implemented yet',
+    'test_eyelike_with_dtype': 'EyeLike: not implemented yet',
+    'test_eyelike_without_dtype': 'EyeLike: not implemented yet',
+    'test_flexattention': 'FlexAttention: not implemented yet',
+    'test_flexattention_causal_mask': 'FlexAttention: not implemented yet',
+    'test_flexattention_diff_head_sizes': 'FlexAttention: not implemented yet',
+    'test_flexattention_double': 'FlexAttention: not implemented yet',
+    'test_flexattention_fp16': 'FlexAttention: not implemented yet',
+    'test_flexattention_gqa': 'FlexAttention: not implemented yet',
+    'test_flexattention_prob_mod': 'FlexAttention: not implemented yet',
+    'test_flexattention_relative_positional': 'FlexAttention: not implemented yet',
+    'test_flexattention_scaled': 'FlexAttention: not implemented yet',
+    'test_flexattention_score_mod': 'FlexAttention: not implemented yet',
+    'test_flexattention_soft_cap': 'FlexAttention: not implemented yet',
+    'test_gru_batchwise': 'GRU: not implemented yet',
+    'test_gru_bidirectional': 'GRU: not implemented yet',
+    'test_gru_defaults': 'GRU: not implemented yet',
+    'test_gru_reverse': 'GRU: not implemented yet',
+    'test_gru_seq_length': 'GRU: not implemented yet',
+    'test_gru_with_initial_bias': 'GRU: not implemented yet',
+    'test_gridsample': 'GridSample: not implemented yet',
+    'test_gridsample_aligncorners_true': 'GridSample: not implemented yet',
+    'test_gridsample_bicubic': 'GridSample: not implemented yet',
+    'test_gridsample_bicubic_align_corners_0_additional_1': 'GridSample: not implemented yet',
+    'test_gridsample_bicubic_align_corners_1_additional_1': 'GridSample: not implemented yet',
+    'test_gridsample_bilinear': 'GridSample: not implemented yet',
+    'test_gridsample_bilinear_align_corners_0_additional_1': 'GridSample: not implemented yet',
+    'test_gridsample_bilinear_align_corners_1_additional_1': 'GridSample: not implemented yet',
+    'test_gridsample_border_padding': 'GridSample: not implemented yet',
+    'test_gridsample_nearest': 'GridSample: not implemented yet',
+    'test_gridsample_nearest_align_corners_0_additional_1': 'GridSample: not implemented yet',
+    'test_gridsample_nearest_align_corners_1_additional_1': 'GridSample: not implemented yet',
+    'test_gridsample_reflection_padding': 'GridSample: not implemented yet',
+    'test_gridsample_volumetric_bilinear_align_corners_0': 'GridSample: not implemented yet',
+    'test_gridsample_volumetric_bilinear_align_corners_1': 'GridSample: not implemented yet',
+    'test_gridsample_volumetric_nearest_align_corners_0': 'GridSample: not implemented yet',
+    'test_gridsample_volumetric_nearest_align_corners_1': 'GridSample: not implemented yet',
+    'test_gridsample_zeros_padding': 'GridSample: not implemented yet',
+    'test_hammingwindow': 'HammingWindow: not implemented yet',
+    'test_hammingwindow_symmetric': 'HammingWindow: not implemented yet',
+    'test_hannwindow': 'HannWindow: not implemented yet',
+    'test_hannwindow_symmetric': 'HannWindow: not implemented yet',
+    'test_hardmax_axis_0': 'Hardmax: not implemented yet',
+    'test_hardmax_axis_1': 'Hardmax: not implemented yet',
+    'test_hardmax_axis_2': 'Hardmax: not implemented yet',
+    'test_hardmax_default_axis': 'Hardmax: not implemented yet',
+    'test_hardmax_example': 'Hardmax: not implemented yet',
+    'test_hardmax_negative_axis': 'Hardmax: not implemented yet',
+    'test_hardmax_one_hot': 'Hardmax: not implemented yet',
+    'test_if': 'If: not implemented yet',
+    'test_lrn': 'LRN: not implemented yet',
+    'test_lrn_default': 'LRN: not implemented yet',
+    'test_lstm_batchwise': 'LSTM: not implemented yet',
+    'test_lstm_bidirectional': 'LSTM: not implemented yet',
+    'test_lstm_defaults': 'LSTM: not implemented yet',
+    'test_lstm_reverse': 'LSTM: not implemented yet',
+    'test_lstm_with_initial_bias': 'LSTM: not implemented yet',
+    'test_lstm_with_peepholes': 'LSTM: not implemented yet',
+    'test_linear_attention_decode_step': 'LinearAttention: not implemented yet',
+    'test_linear_attention_decode_step_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_delta': 'LinearAttention: not implemented yet',
+    'test_linear_attention_delta_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_explicit_scale': 'LinearAttention: not implemented yet',
+    'test_linear_attention_explicit_scale_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_fp16': 'LinearAttention: not implemented yet',
+    'test_linear_attention_fp16_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_delta': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_delta_beta_scalar': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_delta_beta_scalar_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_delta_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_delta_gqa': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_delta_gqa_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_delta_mqa': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_delta_mqa_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_per_head_decay': 'LinearAttention: not implemented yet',
+    'test_linear_attention_gated_per_head_decay_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_linear': 'LinearAttention: not implemented yet',
+    'test_linear_attention_linear_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_linear_t1_no_past': 'LinearAttention: not implemented yet',
+    'test_linear_attention_linear_t1_no_past_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_no_past_explicit_zeros': 'LinearAttention: not implemented yet',
+    'test_linear_attention_no_past_explicit_zeros_expanded': 'LinearAttention: not implemented yet',
+    'test_linear_attention_prefill_with_past': 'LinearAttention: not implemented yet',
+    'test_linear_attention_prefill_with_past_expanded': 'LinearAttention: not implemented yet',
+    'test_loop11': 'Loop: not implemented yet',
+    'test_l1normalization_axis_0': 'LpNormalization: not implemented yet',
+    'test_l1normalization_axis_1': 'LpNormalization: not implemented yet',
+    'test_l1normalization_axis_last': 'LpNormalization: not implemented yet',
+    'test_l2normalization_axis_0': 'LpNormalization: not implemented yet',
+    'test_l2normalization_axis_1': 'LpNormalization: not implemented yet',
+    'test_lpnormalization_default': 'LpNormalization: not implemented yet',
+    'test_lppool_1d_default': 'LpPool: not implemented yet',
+    'test_lppool_2d_default': 'LpPool: not implemented yet',
+    'test_lppool_2d_dilations': 'LpPool: not implemented yet',
+    'test_lppool_2d_pads': 'LpPool: not implemented yet',
+    'test_lppool_2d_same_lower': 'LpPool: not implemented yet',
+    'test_lppool_2d_same_upper': 'LpPool: not implemented yet',
+    'test_lppool_2d_strides': 'LpPool: not implemented yet',
+    'test_lppool_3d_default': 'LpPool: not implemented yet',
+    'test_maxpool_with_argmax_2d_precomputed_strides': 'MaxPool: not implemented yet',
+    'test_maxunpool_export_with_output_shape': 'MaxUnpool: not implemented yet',
+    'test_maxunpool_export_without_output_shape': 'MaxUnpool: not implemented yet',
+    'test_mvn': 'MeanVarianceNormalization: not implemented yet',
+    'test_melweightmatrix': 'MelWeightMatrix: not implemented yet',
+    'test_nllloss_NC': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1_ii': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1_mean_weight_negative_ii': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1_weight': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1_weight_ii': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2_no_weight_reduction_mean_ii': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2_reduction_mean': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2_reduction_sum': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2_with_weight': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2_with_weight_reduction_mean': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2_with_weight_reduction_sum': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2_with_weight_reduction_sum_ii': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2d3_none_no_weight_negative_ii': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2d3_sum_weight_high_ii': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2d3d4d5_mean_weight': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nllloss_NCd1d2d3d4d5_none_no_weight': 'NegativeLogLikelihoodLoss: not implemented yet',
+    'test_nonmaxsuppression_center_point_box_format': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_flipped_coordinates': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_identical_boxes': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_iou_threshold_boundary': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_limit_output_size': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_single_box': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_suppress_by_IOU': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_suppress_by_IOU_and_scores': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_two_batches': 'NonMaxSuppression: not implemented yet',
+    'test_nonmaxsuppression_two_classes': 'NonMaxSuppression: not implemented yet',
+    'test_onehot_negative_indices': 'OneHot: not implemented yet',
+    'test_onehot_out_of_range_indices': 'OneHot: not implemented yet',
+    'test_onehot_with_axis': 'OneHot: not implemented yet',
+    'test_onehot_with_bfloat16_values': 'OneHot: not implemented yet',
+    'test_onehot_with_negative_axis': 'OneHot: not implemented yet',
+    'test_onehot_without_axis': 'OneHot: not implemented yet',
+    'test_rnn_seq_length': 'RNN: not implemented yet',
+    'test_simple_rnn_batchwise': 'RNN: not implemented yet',
+    'test_simple_rnn_bidirectional': 'RNN: not implemented yet',
+    'test_simple_rnn_defaults': 'RNN: not implemented yet',
+    'test_simple_rnn_reverse': 'RNN: not implemented yet',
+    'test_simple_rnn_with_initial_bias': 'RNN: not implemented yet',
+    'test_range_bfloat16_type_positive_delta_expanded': 'Range: not implemented yet',
+    'test_range_float16_type_positive_delta_expanded': 'Range: not implemented yet',
+    'test_range_float_type_positive_delta_expanded': 'Range: not implemented yet',
+    'test_range_int32_type_negative_delta_expanded': 'Range: not implemented yet',
+    'test_reduce_max_empty_set': 'ReduceMax: wrong result (ModelError)',
+    'test_reduce_max_empty_set_bool': 'ReduceMax: wrong result (ModelError)',
+    'test_reduce_min_empty_set': 'ReduceMin: wrong result (ModelError)',
+    'test_resize_downsample_scales_cubic': 'Resize: not implemented yet',
+    'test_resize_downsample_scales_cubic_A_n0p5_exclude_outside': 'Resize: not implemented yet',
+    'test_resize_downsample_scales_cubic_align_corners': 'Resize: not implemented yet',
+    'test_resize_downsample_scales_cubic_antialias': 'Resize: not implemented yet',
+    'test_resize_downsample_scales_linear': 'Resize: not implemented yet',
+    'test_resize_downsample_scales_linear_align_corners': 'Resize: not implemented yet',
+    'test_resize_downsample_scales_linear_antialias': 'Resize: not implemented yet',
+    'test_resize_downsample_scales_linear_half_pixel_symmetric': 'Resize: not implemented yet',
+    'test_resize_downsample_scales_nearest': 'Resize: not implemented yet',
+    'test_resize_downsample_sizes_cubic': 'Resize: not implemented yet',
+    'test_resize_downsample_sizes_cubic_antialias': 'Resize: not implemented yet',
+    'test_resize_downsample_sizes_linear_antialias': 'Resize: not implemented yet',
+    'test_resize_downsample_sizes_linear_pytorch_half_pixel': 'Resize: not implemented yet',
+    'test_resize_downsample_sizes_nearest': 'Resize: not implemented yet',
+    'test_resize_downsample_sizes_nearest_not_larger': 'Resize: not implemented yet',
+    'test_resize_downsample_sizes_nearest_not_smaller': 'Resize: not implemented yet',
+    'test_resize_tf_crop_and_resize': 'Resize: not implemented yet',
+    'test_resize_tf_crop_and_resize_axes_2_3': 'Resize: not implemented yet',
+    'test_resize_tf_crop_and_resize_axes_3_2': 'Resize: not implemented yet',
+    'test_resize_tf_crop_and_resize_extrapolation_value': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_cubic': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_cubic_A_n0p5_exclude_outside': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_cubic_align_corners': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_cubic_asymmetric': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_linear': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_linear_align_corners': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_linear_half_pixel_symmetric': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_nearest': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_nearest_axes_2_3': 'Resize: not implemented yet',
+    'test_resize_upsample_scales_nearest_axes_3_2': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_cubic': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_nearest': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_nearest_axes_2_3': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_nearest_axes_3_2': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_nearest_ceil_half_pixel': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_nearest_floor_align_corners': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_nearest_not_larger': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_nearest_not_smaller': 'Resize: not implemented yet',
+    'test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric': 'Resize: not implemented yet',
+    'test_reversesequence_batch': 'ReverseSequence: not implemented yet',
+    'test_reversesequence_bfloat16': 'ReverseSequence: not implemented yet',
+    'test_reversesequence_time': 'ReverseSequence: not implemented yet',
+    'test_roialign_aligned_false': 'RoiAlign: not implemented yet',
+    'test_roialign_aligned_true': 'RoiAlign: not implemented yet',
+    'test_roialign_mode_max': 'RoiAlign: not implemented yet',
+    'test_rotary_embedding': 'RotaryEmbedding: not implemented yet',
+    'test_rotary_embedding_3d_input': 'RotaryEmbedding: not implemented yet',
+    'test_rotary_embedding_interleaved': 'RotaryEmbedding: not implemented yet',
+    'test_rotary_embedding_no_position_ids': 'RotaryEmbedding: not implemented yet',
+    'test_rotary_embedding_no_position_ids_interleaved': 'RotaryEmbedding: not implemented yet',
+    'test_rotary_embedding_no_position_ids_rotary_dim': 'RotaryEmbedding: not implemented yet',
+    'test_rotary_embedding_with_interleaved_rotary_dim': 'RotaryEmbedding: not implemented yet',
+    'test_rotary_embedding_with_rotary_dim': 'RotaryEmbedding: not implemented yet',
+    'test_stft': 'STFT: not implemented yet',
+    'test_stft_with_window': 'STFT: not implemented yet',
+    'test_scan9_multi_state': 'Scan: not implemented yet',
+    'test_scan9_scalar': 'Scan: not implemented yet',
+    'test_scan9_sum': 'Scan: not implemented yet',
+    'test_scan_sum': 'Scan: not implemented yet',
+    'test_scatternd_max': 'ScatterND: not implemented yet',
+    'test_scatternd_max_with_element_indices': 'ScatterND: not implemented yet',
+    'test_scatternd_min': 'ScatterND: not implemented yet',
+    'test_scatternd_min_with_element_indices': 'ScatterND: not implemented yet',
+    'test_scatternd_multiply': 'ScatterND: not implemented yet',
+    'test_shrink_hard': 'Shrink: not implemented yet',
+    'test_shrink_soft': 'Shrink: not implemented yet',
+    'test_sce_NCd1_mean_weight_negative_ii': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1_mean_weight_negative_ii_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1_mean_weight_negative_ii_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1_mean_weight_negative_ii_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3_none_no_weight_negative_ii': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3_none_no_weight_negative_ii_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3_none_no_weight_negative_ii_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3_none_no_weight_negative_ii_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3_sum_weight_high_ii': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3_sum_weight_high_ii_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3_sum_weight_high_ii_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3_sum_weight_high_ii_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3d4d5_mean_weight': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3d4d5_mean_weight_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3d4d5_mean_weight_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3d4d5_mean_weight_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3d4d5_none_no_weight': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3d4d5_none_no_weight_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3d4d5_none_no_weight_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_NCd1d2d3d4d5_none_no_weight_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_3d': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_3d_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_3d_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_3d_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_3d': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_3d_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_3d_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_3d_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_4d': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_4d_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_4d_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_4d_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_no_weight_ii_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_3d': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_3d_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_3d_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_3d_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_4d': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_4d_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_4d_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_4d_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_ii_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_mean_weight_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_none': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_none_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_none_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_none_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_none_weights': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_none_weights_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_none_weights_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_none_weights_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_sum': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_sum_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_sum_log_prob': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_sce_sum_log_prob_expanded': 'SoftmaxCrossEntropyLoss: not implemented yet',
+    'test_spacetodepth': 'SpaceToDepth: not implemented yet',
+    'test_spacetodepth_crd_mode_example': 'SpaceToDepth: not implemented yet',
+    'test_spacetodepth_dcr_mode_example': 'SpaceToDepth: not implemented yet',
+    'test_spacetodepth_example': 'SpaceToDepth: not implemented yet',
+    'test_swiglu': 'SwiGLU: not implemented yet',
+    'test_swiglu_alpha': 'SwiGLU: not implemented yet',
+    'test_swiglu_alpha_expanded': 'SwiGLU: not implemented yet',
+    'test_swiglu_expanded': 'SwiGLU: not implemented yet',
+    'test_swiglu_float16': 'SwiGLU: not implemented yet',
+    'test_swiglu_float16_expanded': 'SwiGLU: not implemented yet',
+    'test_swish': 'Swish: not implemented yet',
+    'test_tensorscatter': 'TensorScatter: not implemented yet',
+    'test_tensorscatter_3d': 'TensorScatter: not implemented yet',
+    'test_tensorscatter_circular': 'TensorScatter: not implemented yet',
+    'test_tfidfvectorizer_tf_batch_onlybigrams_skip0': 'TfIdfVectorizer: not implemented yet',
+    'test_tfidfvectorizer_tf_batch_onlybigrams_skip5': 'TfIdfVectorizer: not implemented yet',
+    'test_tfidfvectorizer_tf_batch_uniandbigrams_skip5': 'TfIdfVectorizer: not implemented yet',
+    'test_tfidfvectorizer_tf_only_bigrams_skip0': 'TfIdfVectorizer: not implemented yet',
+    'test_tfidfvectorizer_tf_onlybigrams_levelempty': 'TfIdfVectorizer: not implemented yet',
+    'test_tfidfvectorizer_tf_onlybigrams_skip5': 'TfIdfVectorizer: not implemented yet',
+    'test_tfidfvectorizer_tf_uniandbigrams_skip5': 'TfIdfVectorizer: not implemented yet',
+    'test_top_k': 'TopK: not implemented yet',
+    'test_top_k_negative_axis': 'TopK: not implemented yet',
+    'test_top_k_same_values': 'TopK: not implemented yet',
+    'test_top_k_same_values_2d': 'TopK: not implemented yet',
+    'test_top_k_same_values_largest': 'TopK: not implemented yet',
+    'test_top_k_smallest': 'TopK: not implemented yet',
+    'test_top_k_uint64': 'TopK: not implemented yet',
+    'test_unique_bfloat16_sorted_without_axis': 'Unique: not implemented yet',
+    'test_unique_length_1': 'Unique: not implemented yet',
+    'test_unique_not_sorted_without_axis': 'Unique: not implemented yet',
+    'test_unique_sorted_with_axis': 'Unique: not implemented yet',
+    'test_unique_sorted_with_axis_3d': 'Unique: not implemented yet',
+    'test_unique_sorted_with_negative_axis': 'Unique: not implemented yet',
+    'test_unique_sorted_without_axis': 'Unique: not implemented yet',
+    'test_upsample_nearest': 'Upsample: not implemented yet',
+}
+
+CASES = all_cases()
+IN_SCOPE = [c for c in CASES if out_of_scope(c.model) is None]
+
+
+def _param(case: Case) -> object:
+    marks = []
+    if case.name in EXPECTED_FAILURES:
+        marks.append(pytest.mark.xfail(reason=EXPECTED_FAILURES[case.name], strict=True))
+    return pytest.param(case, id=case.name, marks=marks)
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in IN_SCOPE])
+def test_conformance_case(case: Case) -> None:
+    if case.random:
+        assert_random_outputs_plausible(case)
+    else:
+        assert_outputs_match(case, run(case))
+
+
+def test_scope_is_the_documented_list() -> None:
+    groups = Counter(out_of_scope(c.model) for c in CASES)
+    assert set(groups) - {None} <= set(OUT_OF_SCOPE)
+    assert not set(EXPECTED_FAILURES) - {c.name for c in IN_SCOPE}, "stale expected failures"
+    # The operators the executor is meant to cover are in scope.
+    ops = {c.op for c in IN_SCOPE}
+    assert {"Resize", "Upsample", "LRN", "TopK", "LSTM", "GRU", "RNN", "If", "Loop", "Scan",
+            "GridSample", "RotaryEmbedding", "Bernoulli"} <= ops
+
+
+# Gradients: for each differentiable operator, the few smallest cases of its own (not expanded
+# into a function body) whose differentiable inputs are floating point.
+GRADCHECK_PER_OP = 2
+
+
+def _differentiable(case: Case) -> tuple[list[int], list[int]]:
+    """Positions of the case's differentiable floating inputs and outputs, per its schema."""
+    node = case.model.graph.node[0]
+    version = next(o.version for o in case.model.opset_import if o.domain == node.domain)
+    try:
+        schema = onnx.defs.get_schema(node.op_type, version, node.domain)
+    except onnx.defs.SchemaError:
+        return [], []
+    category = OpSchema.DifferentiationCategory.Differentiable
+
+    def marked(params: list[OpSchema.FormalParameter], n: int) -> list[bool]:
+        flags = [p.differentiation_category == category for p in params]
+        if params and params[-1].option == OpSchema.FormalParameterOption.Variadic:
+            flags += [flags[-1]] * (n - len(flags))
+        return flags[:n]
+
+    present = [name for name in node.input if name]
+    in_flags = marked(list(schema.inputs), len(node.input))
+    inputs = [
+        present.index(name) for name, flag in zip(node.input, in_flags)
+        if name and flag and to_torch(case.inputs[present.index(name)]).is_floating_point()
+    ]
+    out_flags = marked(list(schema.outputs), len(node.output))
+    produced = [name for name in node.output if name]
+    outputs = [
+        produced.index(name) for name, flag in zip(node.output, out_flags) if name and flag
+        if to_torch(case.outputs[produced.index(name)]).is_floating_point()
+    ]
+    return inputs, outputs
+
+
+def _gradcheck_sample() -> list[Case]:
+    by_op: dict[str, list[tuple[int, Case]]] = defaultdict(list)
+    for case in IN_SCOPE:
+        if case.random or "_expanded" in case.name or case.name in EXPECTED_FAILURES:
+            continue
+        if len(case.model.graph.node) != 1:
+            continue
+        inputs, outputs = _differentiable(case)
+        dtypes = {to_torch(case.inputs[i]).dtype for i in inputs}
+        dtypes |= {to_torch(case.outputs[i]).dtype for i in outputs}
+        sizes = [to_torch(case.inputs[i]).numel() for i in inputs]
+        # One floating type in and out (a Cast's float32 output cannot carry float64 finite
+        # differences), and no empty input.
+        if inputs and outputs and len(dtypes) == 1 and min(sizes) > 0:
+            by_op[case.op].append((sum(sizes), case))
+    # "example" cases hold hand-picked values, often on a kink (0 for Relu, 1 for Acosh), where
+    # finite differences and the one-sided derivative autograd takes disagree: they are taken
+    # only for an operator that has no other case.
+    sample = []
+    for op in sorted(by_op):
+        ranked = sorted(by_op[op], key=lambda x: (x[0], x[1].name))
+        plain = [case for _, case in ranked if "example" not in case.name]
+        sample += (plain or [case for _, case in ranked])[:GRADCHECK_PER_OP]
+    return sample
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in _gradcheck_sample()])
+def test_gradient_matches_finite_differences(case: Case) -> None:
+    inputs, outputs = _differentiable(case)
+    model = OnnxModel(case.model)
+    names = [i.name for i in case.model.graph.input]
+    base = [to_torch(v) for v in case.inputs]
+    wrt = tuple(base[i].double().requires_grad_(True) for i in inputs)
+
+    def f(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        args = list(base)
+        for i, value in zip(inputs, values):
+            args[i] = value
+        out = model(**dict(zip(names, args)))
+        outs = out if isinstance(out, tuple) else (out,)
+        return tuple(outs[i] for i in outputs)
+
+    assert torch.autograd.gradcheck(f, wrt, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
