@@ -14,6 +14,8 @@ from gradflow.onnx.ops import (  # noqa: F401  (imported for their registrations
     logic,
     norm,
     pool,
+    rearrange,
     reduce,
     shape,
+    sorting,
 )
