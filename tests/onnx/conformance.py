@@ -163,8 +163,8 @@ def to_torch(value: Any) -> torch.Tensor:
         value = onnx.numpy_helper.to_array(value)
     array = np.asarray(value)
     if array.dtype == ml_dtypes.bfloat16:
-        bits = np.ascontiguousarray(array).view(np.uint16)
-        return torch.from_numpy(bits.copy()).view(torch.bfloat16)
+        bits = np.array(array, copy=True).view(np.uint16).reshape(array.shape)
+        return torch.from_numpy(bits).view(torch.bfloat16)
     return torch.from_numpy(np.array(array, copy=True))
 
 
