@@ -17,8 +17,10 @@ from gradflow.onnx.ops import (  # noqa: F401  (imported for their registrations
     norm,
     pool,
     rearrange,
+    recurrent,
     reduce,
     resize,
+    sampling,
     shape,
     sorting,
 )

@@ -96,10 +96,9 @@ def conv_transpose(ctx: NodeContext) -> Kernel:
         pads = pads_for(x, w)
         if symmetric(pads) and min(pads) >= 0:
             return fn(x, w, b, strides, pads[:n], output_padding, groups, dilations)
+        # Positive pads crop the full result, negative ones (an output_shape larger than it)
+        # extend it with zeros.
         y = fn(x, w, b, strides, 0, output_padding, groups, dilations)
-        index = [slice(None), slice(None)]
-        for i in range(n):
-            index.append(slice(pads[i], y.shape[2 + i] - pads[i + n]))
-        return y[tuple(index)]
+        return pad_spatial(y, [-p for p in pads])
 
     return run
