@@ -16,6 +16,7 @@ from gradflow.onnx.ops import (  # noqa: F401  (imported for their registrations
     loss,
     norm,
     pool,
+    randomness,
     rearrange,
     recurrent,
     reduce,
