@@ -1,4 +1,4 @@
-"""Convolutions: Conv and ConvTranspose (1-D, 2-D and 3-D)."""
+"""Convolutions: Conv and ConvTranspose (1-D, 2-D and 3-D), CausalConvWithState."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gradflow.onnx.context import NodeContext
+from gradflow.onnx.ops.helpers import output_tuple
 from gradflow.onnx.ops.spatial import pad_spatial, same_pads, symmetric
 from gradflow.onnx.registry import Kernel, register
 
@@ -100,5 +101,30 @@ def conv_transpose(ctx: NodeContext) -> Kernel:
         # extend it with zeros.
         y = fn(x, w, b, strides, 0, output_padding, groups, dilations)
         return pad_spatial(y, [-p for p in pads])
+
+    return run
+
+
+@register("CausalConvWithState", since=27)
+def causal_conv_with_state(ctx: NodeContext) -> Kernel:
+    # A depthwise 1-D convolution over the input appended to past_state (k - 1 earlier steps,
+    # zeros when absent), optionally followed by SiLU; present_state is the last k - 1 steps.
+    activation = ctx.attr("activation", "none")
+    if activation not in ("none", "silu", "swish"):
+        raise ctx.unsupported(f"CausalConvWithState activation '{activation}'")
+
+    def run(
+        x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
+        past: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor | None, ...]:
+        k = w.shape[2]
+        if past is None:
+            past = torch.zeros(x.shape[0], x.shape[1], k - 1, dtype=x.dtype, device=x.device)
+        padded = torch.cat([past, x], 2)
+        y = F.conv1d(padded, w, b, groups=x.shape[1])
+        if activation != "none":
+            y = F.silu(y.float()).to(y.dtype)
+        present = padded[:, :, padded.shape[2] - (k - 1):]
+        return output_tuple(ctx, y, present)
 
     return run
