@@ -7,6 +7,7 @@ from gradflow.onnx.ops import (  # noqa: F401  (imported for their registrations
     cast,
     control,
     conv,
+    detection,
     dropout,
     generators,
     indexing,

@@ -1,4 +1,4 @@
-"""The fused Attention operator (opset 23+), RotaryEmbedding and LinearAttention.
+"""The fused Attention operator (opset 23+), RotaryEmbedding, LinearAttention, FlexAttention.
 
 Attention runs as torch's scaled_dot_product_attention where that matches and as an explicit
 softmax(QK^T + bias)V otherwise.
@@ -264,5 +264,35 @@ def linear_attention(ctx: NodeContext) -> Kernel:
             outputs.append(scale * torch.einsum("bhd,bhdm->bhm", q4[:, :, t], read))
         y = torch.stack(outputs, 2).transpose(1, 2).reshape(b, steps, q_heads * d_v)
         return output_tuple(ctx, y.to(q.dtype), state.to(state_dtype))
+
+    return run
+
+
+@register("FlexAttention", since=1, domain="ai.onnx.preview")
+def flex_attention(ctx: NodeContext) -> Kernel:
+    # softmax(score_mod(QK^T * scale)) with prob_mod applied to the probabilities, then @ V;
+    # the optional mods are graph attributes of one input and one output. Half types compute
+    # in float32 (or softmax_precision).
+    scale_attr = ctx.attr("scale")
+    score_mod = ctx.subgraph("score_mod") if "score_mod" in ctx.subgraphs else None
+    prob_mod = ctx.subgraph("prob_mod") if "prob_mod" in ctx.subgraphs else None
+    precision = ctx.attr("softmax_precision")
+    chosen = None if precision is None else torch_dtype(int(precision))
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *outer: torch.Tensor) -> torch.Tensor:
+        scale = scale_attr if scale_attr is not None else 1.0 / math.sqrt(q.shape[-1])
+        if q.shape[1] != k.shape[1]:
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+        root = torch.tensor(math.sqrt(scale), dtype=torch.float32).to(q.dtype)
+        scores = torch.matmul(q * root, (k * root).transpose(-1, -2))
+        work = chosen or (torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype)
+        scores = scores.to(work)
+        if score_mod is not None:
+            scores = score_mod(scores, *outer)[0].to(work)
+        probabilities = torch.softmax(scores, dim=-1)
+        if prob_mod is not None:
+            probabilities = prob_mod(probabilities, *outer)[0].to(work)
+        return torch.matmul(probabilities, v.to(work)).to(v.dtype)
 
     return run
