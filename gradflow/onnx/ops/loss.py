@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from gradflow.onnx.context import NodeContext
 from gradflow.onnx.ops.helpers import output_tuple
 from gradflow.onnx.registry import Kernel, register
 
-# torch's own default: no class index equals it, so nothing is ignored.
-_NONE_IGNORED = -100
-
 
 def _nll(ctx: NodeContext, log_probs: torch.Tensor, target: torch.Tensor,
          weight: torch.Tensor | None) -> torch.Tensor:
-    # torch's nll_loss computes what ONNX specifies: -weight[t] * input[n, t, d...], 0 where the
-    # target is ignore_index, and "mean" divides by the total weight of the targets not ignored.
+    # -weight[t] * input[n, t, d...], 0 where the target is ignore_index; "mean" divides by the
+    # total weight of the targets not ignored. Written out rather than F.nll_loss, which cannot
+    # differentiate the weights.
     ignore = ctx.attr("ignore_index")
-    return F.nll_loss(
-        log_probs,
-        target.long(),
-        weight,
-        ignore_index=_NONE_IGNORED if ignore is None else int(ignore),
-        reduction=ctx.attr("reduction", "mean"),
-    )
+    reduction = ctx.attr("reduction", "mean")
+    target = target.long()
+    kept = torch.ones_like(target, dtype=torch.bool) if ignore is None else target != int(ignore)
+    safe = torch.where(kept, target, torch.zeros_like(target))
+    picked = -log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
+    scale = kept.to(log_probs.dtype)
+    if weight is not None:
+        scale = scale * weight[safe]
+    loss = picked * scale
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / scale.sum()
 
 
 @register("NegativeLogLikelihoodLoss", since=13)

@@ -34,7 +34,8 @@ def unique(ctx: NodeContext) -> Kernel:
     keep_sorted = bool(ctx.attr("sorted", 1))
 
     def run(x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor | None, ...]:
-        data = x.reshape(-1) if axis is None else x
+        # No output carries a gradient (torch has no derivative for unique along a dim).
+        data = x.detach().reshape(-1) if axis is None else x.detach()
         a = 0 if axis is None else normalize_axis(axis, x.dim())
         values, inverse, counts = torch.unique(
             data, sorted=True, return_inverse=True, return_counts=True, dim=a
