@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -25,35 +26,17 @@ from tests.onnx.conformance import (
 )
 
 # In-scope cases the executor does not pass, each with the reason.
-EXPECTED_FAILURES: dict[str, str] = {
-    'test_blackmanwindow': 'BlackmanWindow: not implemented yet',
-    'test_blackmanwindow_symmetric': 'BlackmanWindow: not implemented yet',
-    'test_dft': 'DFT: not implemented yet',
-    'test_dft_axis': 'DFT: not implemented yet',
-    'test_dft_axis_opset19': 'DFT: not implemented yet',
-    'test_dft_inverse': 'DFT: not implemented yet',
-    'test_dft_inverse_opset19': 'DFT: not implemented yet',
-    'test_dft_irfft': 'DFT: not implemented yet',
-    'test_dft_irfft_opset19': 'DFT: not implemented yet',
-    'test_dft_opset19': 'DFT: not implemented yet',
-    'test_dft_rfft': 'DFT: not implemented yet',
-    'test_dft_rfft_opset19': 'DFT: not implemented yet',
-    'test_hammingwindow': 'HammingWindow: not implemented yet',
-    'test_hammingwindow_symmetric': 'HammingWindow: not implemented yet',
-    'test_hannwindow': 'HannWindow: not implemented yet',
-    'test_hannwindow_symmetric': 'HannWindow: not implemented yet',
-    'test_melweightmatrix': 'MelWeightMatrix: not implemented yet',
-    'test_stft': 'STFT: not implemented yet',
-    'test_stft_with_window': 'STFT: not implemented yet',
-    'test_scan_sum': 'Scan: wrong result (AssertionError)',
-    'test_tfidfvectorizer_tf_batch_onlybigrams_skip0': 'TfIdfVectorizer: not implemented yet',
-    'test_tfidfvectorizer_tf_batch_onlybigrams_skip5': 'TfIdfVectorizer: not implemented yet',
-    'test_tfidfvectorizer_tf_batch_uniandbigrams_skip5': 'TfIdfVectorizer: not implemented yet',
-    'test_tfidfvectorizer_tf_only_bigrams_skip0': 'TfIdfVectorizer: not implemented yet',
-    'test_tfidfvectorizer_tf_onlybigrams_levelempty': 'TfIdfVectorizer: not implemented yet',
-    'test_tfidfvectorizer_tf_onlybigrams_skip5': 'TfIdfVectorizer: not implemented yet',
-    'test_tfidfvectorizer_tf_uniandbigrams_skip5': 'TfIdfVectorizer: not implemented yet',
-}
+EXPECTED_FAILURES: dict[str, str] = {}
+
+# numpy 2 transforms complex64 in single precision: the expected values of these cases then carry
+# its rounding, 1.9e-07 in imaginary parts that are exactly 0 (the executor gives 0), against an
+# absolute tolerance of 1e-07. Both results are within 1.5e-06 of the exact transform.
+if np.fft.ifft(np.ones(2, np.complex64)).dtype == np.complex64:
+    for _name in ("test_dft_inverse", "test_dft_inverse_opset19"):
+        EXPECTED_FAILURES[_name] = (
+            "expected values carry numpy's single-precision FFT rounding (1.9e-07 where the "
+            "exact value, which the executor gives, is 0) beyond the case's atol of 1e-07"
+        )
 
 CASES = all_cases()
 IN_SCOPE = [c for c in CASES if out_of_scope(c.model) is None]

@@ -24,5 +24,7 @@ from gradflow.onnx.ops import (  # noqa: F401  (imported for their registrations
     resize,
     sampling,
     shape,
+    signal,
     sorting,
+    text,
 )
