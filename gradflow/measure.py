@@ -34,9 +34,11 @@ from gradflow.inventory import Inventory, eager
 from gradflow.naming import junction_names
 from gradflow.notes import graph_notes, path_notes, subset_note
 from gradflow.probe import (
+    PROBABILITIES_NOTE,
     Probe,
     as_probe,
     detached_inputs,
+    holds_probabilities,
     parse_dtype,
     probe_loss,
     resolve_loss,
@@ -332,12 +334,15 @@ def _forward_and_find(
     with ForwardRecorder(model, parts.modules) as recorder:
         output = _forward(model, probe)
     chosen = select_output(output)
-    loss_tensor = probe_loss(chosen, loss, seed)
+    probabilities = holds_probabilities(model, output, chosen)
+    loss_tensor = probe_loss(chosen, loss, seed, probabilities=probabilities)
     timings["forward"] = time.perf_counter() - tick
     found, naming, found_notes = junctions_of(
         model, loss_tensor, params, leaves, recorder, parts.parameter_names, timings
     )
     kind = resolve_loss(loss, chosen)
+    if probabilities and kind is Loss.CE:
+        notes += (PROBABILITIES_NOTE,)
     return _Graph(probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes)
 
 

@@ -31,7 +31,8 @@ class ValueInfo:
 class NodeContext:
     """A node as seen by its kernel factory.
 
-    `module` is the module scope recorded by the exporter, or the node name when there is none.
+    `module` is the module scope recorded by the exporter, or the node name when there is none;
+    for an add, the name its junction takes (see `gradflow.onnx.add_names`).
     `subgraphs` holds the node's graph attributes compiled into callables (see
     `gradflow.onnx.subgraph.Subgraph`); their kernels receive, after the node's inputs, the
     values of `implicit`, the enclosing graph's tensors the subgraphs read.

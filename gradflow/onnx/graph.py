@@ -27,7 +27,8 @@ class Node:
     """One ONNX node.
 
     `index` is its position in topological order, `position` its position in the file;
-    `name` is unique and never empty; an empty string in `inputs`/`outputs` is an absent
+    `name` is unique and never empty (`named` is False where the file gave the node no name of
+    its own, or a duplicate one, and `name` was made up); an empty string in `inputs`/`outputs` is an absent
     optional input/output; `implicit` are the tensors of this graph its subgraphs (If, Loop,
     Scan bodies) read by name; `module` is the exporter's module scope (None when it recorded
     none).
@@ -42,6 +43,7 @@ class Node:
     outputs: tuple[str, ...]
     module: str | None
     implicit: tuple[str, ...] = ()
+    named: bool = True
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -122,6 +124,7 @@ def build_graph(model: ModelProto) -> Graph:
             outputs=tuple(graph.node[i].output),
             module=module_scope(graph.node[i]),
             implicit=outer_values(graph.node[i]),
+            named=names[i] == graph.node[i].name,
         )
         for k, i in enumerate(order)
     )

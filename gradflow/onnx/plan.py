@@ -15,6 +15,7 @@ import torch
 from onnx import GraphProto, ModelProto, NodeProto, TypeProto
 
 from gradflow.errors import SourceError, UnsupportedOpError, first_line
+from gradflow.onnx.add_names import add_names
 from gradflow.onnx.attributes import node_attributes, tensor_from_proto
 from gradflow.onnx.context import NodeContext, ValueInfo
 from gradflow.onnx.dtypes import torch_dtype
@@ -84,6 +85,7 @@ class _Planner:
             ("" if o.domain in STANDARD_DOMAINS else o.domain): o.version for o in model.opset_import
         }
         self.live = graph.live_nodes()
+        self.add_names = add_names(graph)
         self.used: dict[str, int] = {}  # tensor -> number of live readers
         for node in self.live:
             for name in node.reads:
@@ -233,7 +235,9 @@ class _Planner:
             op_type=node.op_type,
             domain=domain,
             opset=opset,
-            module=node.module if node.module is not None else node.name,
+            module=self.add_names.get(
+                node.name, node.module if node.module is not None else node.name
+            ),
             attrs=node_attributes(proto, schema),
             inputs=tuple(self._value_info(name) for name in inputs),
             outputs=tuple(self._value_info(name, output=True) for name in node.outputs),
