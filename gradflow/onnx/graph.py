@@ -288,7 +288,7 @@ def _trainable(nodes: Sequence[Node], initializers: Mapping[str, TensorMeta]) ->
     }
     trainable: set[str] = set()
     for node in nodes:
-        for pos, name in enumerate(node.inputs):
+        for pos, name in enumerate(node.reads):  # a weight a subgraph reads counts too
             if name in candidates and (node.op_type, pos) not in _STATISTICS_INPUTS:
                 trainable.add(name)
     return frozenset(trainable)
