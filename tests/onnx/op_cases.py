@@ -526,6 +526,10 @@ def _imported_graph_cases() -> list[OpCase]:
              opset=13, const=(2, 3)),
         case("Col2Im", f32(1, 4, 6), i64([3, 4]), i64([2, 2]), opset=18, const=(1, 2)),
         case("CenterCropPad", f32(4, 5), i64([3, 7]), opset=18, const=(1,)),
+        case("GlobalLpPool", f32(2, 3, 4, 5), opset=13, attrs={"p": 3}),
+        case("MaxRoiPool", f32(2, 3, 8, 10),
+             np.array([[0, 1, 1, 6, 5], [1, 0.4, 2.6, 9.5, 7], [0, 8, 6, 12, 9]], np.float32),
+             opset=13, attrs={"pooled_shape": [2, 3], "spatial_scale": 1.0}, const=(1,)),
     ]
 
 

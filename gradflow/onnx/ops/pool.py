@@ -1,4 +1,4 @@
-"""Pooling: MaxPool, AveragePool, LpPool, GlobalAveragePool, GlobalMaxPool, MaxUnpool."""
+"""Pooling: MaxPool, AveragePool, LpPool, the Global* pools, MaxUnpool, MaxRoiPool."""
 
 from __future__ import annotations
 
@@ -241,5 +241,51 @@ def max_unpool(ctx: NodeContext) -> Kernel:
             return y
         target = ints(shape)[2:]
         return pad_spatial(y, [0] * n + [t - s for t, s in zip(target, sizes)])
+
+    return run
+
+
+@register("GlobalLpPool", since=13)
+def global_lp_pool(ctx: NodeContext) -> Kernel:
+    p = float(ctx.attr("p", 2))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(2, x.dim()))
+        return (x.abs() ** p).sum(dims, keepdim=True) ** (1 / p)
+
+    return run
+
+
+@register("MaxRoiPool", since=13)
+def max_roi_pool(ctx: NodeContext) -> Kernel:
+    # Caffe's ROI pooling: each region [batch, x1, y1, x2, y2] (scaled, rounded to pixels, ends
+    # included) is split into pooled_shape bins of at least one pixel; each bin takes the
+    # largest value under it (0 for a bin outside the image).
+    pooled_h, pooled_w = (int(v) for v in ctx.attr("pooled_shape"))
+    scale = float(ctx.attr("spatial_scale", 1.0))
+
+    def run(x: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[2:]
+        pooled = []
+        for batch, *box in rois.tolist():
+            x1, y1, x2, y2 = (int(round(v * scale)) for v in box)
+            bin_h = max(y2 - y1 + 1, 1) / pooled_h
+            bin_w = max(x2 - x1 + 1, 1) / pooled_w
+            rows = []
+            for ph in range(pooled_h):
+                top = min(max(math.floor(ph * bin_h) + y1, 0), height)
+                bottom = min(max(math.ceil((ph + 1) * bin_h) + y1, 0), height)
+                cells = []
+                for pw in range(pooled_w):
+                    left = min(max(math.floor(pw * bin_w) + x1, 0), width)
+                    right = min(max(math.ceil((pw + 1) * bin_w) + x1, 0), width)
+                    region = x[int(batch), :, top:bottom, left:right]
+                    if region.numel() == 0:
+                        cells.append(x.new_zeros(x.shape[1]))
+                    else:
+                        cells.append(region.amax((1, 2)))
+                rows.append(torch.stack(cells, -1))
+            pooled.append(torch.stack(rows, -2))
+        return torch.stack(pooled) if pooled else x.new_zeros((0, x.shape[1], pooled_h, pooled_w))
 
     return run
