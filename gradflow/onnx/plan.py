@@ -156,13 +156,15 @@ class _Planner:
         proto = self.model.graph.node[node.position]
         inputs = tuple(self._resolve(name) for name in node.inputs)
         implicit = tuple(self._resolve(name) for name in node.implicit)
-        compiled = {
-            attr: self._compile_subgraph(graph, node.implicit) for attr, graph in subgraphs(proto)
-        }
-        if None in compiled.values():
-            return  # what the subgraph lacks is listed with the rest
+        compiled: dict[str, Subgraph] = {}
+        for attr, graph in subgraphs(proto):
+            subgraph = self._compile_subgraph(graph, node.implicit)
+            if subgraph is not None:
+                compiled[attr] = subgraph
+        if len(compiled) < len(subgraphs(proto)):
+            return  # what a subgraph lacks is listed with the rest
         try:
-            ctx = self._context(node, proto, opdef, inputs, compiled)  # type: ignore[arg-type]
+            ctx = self._context(node, proto, opdef, inputs, compiled)
             kernel = widen_unsigned(opdef.factory(ctx), ctx)
         except NotSupported as e:
             self.unsupported.append(f"{node.name} ({node.op_type}): {e}")

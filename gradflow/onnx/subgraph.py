@@ -2,7 +2,8 @@
 
 A subgraph reads its formal inputs and, by name, tensors of the graphs around it. It is compiled
 like a whole graph whose inputs are its formal inputs followed by those outer values; its
-initializers are constants (a body's weights are not trainable parameters of the model).
+initializers are constants (a body's weights are not trainable parameters of the model), which
+follow the device of the values it is called with.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Subgraph:
             **{k: v[0] for k, v in plan.buffers.items()},
         }
         self._state = tuple((slot, tensors[attr]) for slot, attr, _ in plan.state_slots)
+        self._moved: dict[torch.device, tuple[tuple[int, torch.Tensor], ...]] = {}
         self._steps: tuple[tuple[Any, ...], ...] = tuple(
             (step.run, step.inputs, step.outputs if len(step.outputs) > 1 else step.outputs[0],
              len(step.outputs) > 1)
@@ -43,7 +45,7 @@ class Subgraph:
         env: list[Any] = [None] * self._n_slots
         for slot, value in zip(self._input_slots, values):
             env[slot] = value if isinstance(value, torch.Tensor) or value is None else torch.as_tensor(value)
-        for slot, tensor in self._state:
+        for slot, tensor in self._state_on(values):
             env[slot] = tensor
         out: Any
         for run, ins, out, multi in self._steps:
@@ -53,3 +55,12 @@ class Subgraph:
             else:
                 env[out] = run(*[env[i] for i in ins])
         return [env[slot] for slot in self._output_slots]
+
+    def _state_on(self, values: tuple[Any, ...]) -> tuple[tuple[int, torch.Tensor], ...]:
+        """The constants, on the device of the first tensor among `values` (moved once)."""
+        device = next((v.device for v in values if isinstance(v, torch.Tensor)), None)
+        if device is None or all(t.device == device for _, t in self._state):
+            return self._state
+        if device not in self._moved:
+            self._moved[device] = tuple((slot, t.to(device)) for slot, t in self._state)
+        return self._moved[device]

@@ -139,3 +139,27 @@ def test_scan_in_both_directions_matches_onnxruntime() -> None:
     got = OnnxModel(model)(**{k: torch.from_numpy(v) for k, v in feeds.items()})
     for ours, ref in zip(got, expected):
         np.testing.assert_allclose(ours.numpy(), ref)
+
+
+def test_body_constants_follow_the_device_of_the_values() -> None:
+    # A body's constants live on the CPU when compiled; called with tensors elsewhere (here on
+    # the meta device, which computes shapes only) they follow them.
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s", "a"], ["sum"]),
+         helper.make_node("Mul", ["sum", "two"], ["s_next"]),
+         helper.make_node("Identity", ["s_next"], ["out"])],
+        "body",
+        [helper.make_tensor_value_info("s", F32, [3]), helper.make_tensor_value_info("a", F32, [3])],
+        [helper.make_tensor_value_info("s_next", F32, [3]),
+         helper.make_tensor_value_info("out", F32, [3])],
+        [numpy_helper.from_array(np.full(3, 2.0, np.float32), "two")])
+    node = helper.make_node("Scan", ["s0", "x"], ["s_last", "outs"], body=body, num_scan_inputs=1)
+    model = _model([node], [helper.make_tensor_value_info("s0", F32, [3]),
+                            helper.make_tensor_value_info("x", F32, [4, 3])],
+                   [helper.make_tensor_value_info("s_last", F32, [3]),
+                    helper.make_tensor_value_info("outs", F32, [4, 3])], [])
+    executor = OnnxModel(model)
+    s_last, outs = executor(torch.zeros(3, device="meta"), torch.zeros(4, 3, device="meta"))
+    assert s_last.device.type == "meta" and outs.shape == (4, 3)
+    s_last, _ = executor(torch.zeros(3), torch.ones(4, 3))
+    assert torch.equal(s_last, torch.full((3,), 30.0))
