@@ -324,9 +324,13 @@ def probe_loss(
     else:
         labels = labels.to(output.device)
     if probabilities:
-        return torch.nn.functional.nll_loss(torch.log(logits.clamp_min(_TINY)), labels)
+        return probabilities_nll(logits, labels)
     return torch.nn.functional.cross_entropy(logits, labels)
 
 
-_TINY = torch.finfo(torch.float32).tiny  # a probability of 0 costs a large, finite loss
+def probabilities_nll(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean negative log-likelihood of `labels` under rows of `probabilities` ([rows,
+    classes]); a probability of 0 costs a large, finite loss."""
+    tiny = torch.finfo(torch.float32).tiny
+    return torch.nn.functional.nll_loss(torch.log(probabilities.clamp_min(tiny)), labels)
 

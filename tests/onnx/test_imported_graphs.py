@@ -166,3 +166,19 @@ def test_unsupported_operators_are_named_before_running() -> None:
     assert "\n" not in message
     assert "com.microsoft.FusedGemm-1 (nodes: fused)" in message
     assert "ai.onnx.ml.Scaler-1 (nodes: scaler)" in message
+
+
+def test_track_takes_the_same_loss_on_probabilities() -> None:
+    # Step 0 of training measures what inspect does: the likelihood loss, not a cross-entropy.
+    from gradflow.track import track
+
+    executor = OnnxModel(resnet_style(9)[0])
+    report = gradflow.inspect(executor, _image(), mode="eval", seed=3)
+    result = track(executor, _image(), steps=2, seed=3)
+    probabilities = OnnxModel(resnet_style(9)[0])(_image())
+    assert report.summary.loss == pytest.approx(
+        F.nll_loss(torch.log(probabilities), _labels(3)).item(), rel=1e-5)
+    assert result.losses[0][1] == pytest.approx(report.summary.loss, rel=1e-6)
+    for junction in report.junctions:
+        (record,) = [r for r in result.records if r.junction == junction.name and r.step == 0]
+        assert record.grad_in == pytest.approx(junction.grad_in, rel=1e-6)
