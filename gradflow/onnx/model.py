@@ -36,8 +36,10 @@ class OnnxModel(torch.nn.Module):
 
     Trainable initializers (floating, not scalar) are `nn.Parameter`s; other initializers,
     Constant nodes and everything computable from them alone are buffers. Parameter and buffer
-    names are the ONNX names with "." replaced (see `onnx_names`). Each `Add` node reports its
-    result through `gradflow.sites.record_add`, naming the exporter's module scope.
+    names are the ONNX names with "." replaced (see `onnx_names`). Each add (an `Add`, or a
+    two-input `Sum`) reports its result through `gradflow.sites.record_add`, naming the
+    exporter's module scope, or the node itself where the graph records none (see
+    `gradflow.onnx.add_names`).
 
     The exported graph fixes train/eval behaviour (dropout, batch-norm statistics), so
     `train()` and `eval()` change nothing here; `exported_mode` says which it is: "train" when

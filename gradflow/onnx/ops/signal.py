@@ -17,11 +17,12 @@ from gradflow.onnx.registry import Kernel, register
 
 
 def _complex(x: torch.Tensor) -> torch.Tensor:
-    """[..., 1] or [..., 2] -> the complex tensor [...]."""
-    if x.shape[-1] == 1:
-        return x[..., 0].to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
-    return torch.complex(x[..., 0].float() if x.dtype != torch.float64 else x[..., 0],
-                         x[..., 1].float() if x.dtype != torch.float64 else x[..., 1])
+    """[..., 1] or [..., 2] -> the complex tensor [...] (complex128 for float64, else
+    complex64)."""
+    wide = torch.float64 if x.dtype == torch.float64 else torch.float32
+    real = x[..., 0].to(wide)
+    imag = x[..., 1].to(wide) if x.shape[-1] == 2 else torch.zeros_like(real)
+    return torch.complex(real, imag)
 
 
 def _pairs(z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
