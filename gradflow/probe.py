@@ -307,8 +307,26 @@ def resolve_loss(loss: Loss | str, output: torch.Tensor) -> Loss:
     return Loss.CE if output.dim() >= 2 and output.shape[-1] >= 2 else Loss.MSE
 
 
-def probe_loss(output: torch.Tensor, loss: Loss | str, seed: int) -> torch.Tensor:
-    """The scalar to differentiate. `ce` uses seeded random class labels over the last dim."""
+PROBABILITIES_NOTE = (
+    "the model output holds a softmax's probabilities: the ce loss is the negative "
+    "log-likelihood of the seeded labels under them (no second softmax)"
+)
+
+
+def holds_probabilities(model: Any, output: Any, chosen: torch.Tensor) -> bool:
+    """Whether `chosen`, the tensor picked from the model's `output`, holds probabilities over
+    its last dim, as the model says (`OnnxModel.holds_probabilities`: a graph output a Softmax
+    produced)."""
+    check = getattr(model, "holds_probabilities", None)
+    return bool(check is not None and check(output, chosen))
+
+
+def probe_loss(
+    output: torch.Tensor, loss: Loss | str, seed: int, *, probabilities: bool = False
+) -> torch.Tensor:
+    """The scalar to differentiate. `ce` uses seeded random class labels over the last dim; on
+    `probabilities` (a softmax's output) it is their negative log-likelihood, since a
+    cross-entropy would take them for scores and apply a second softmax."""
     kind = resolve_loss(loss, output)
     if kind is Loss.SUM:
         return output.sum()
@@ -329,5 +347,14 @@ def probe_loss(output: torch.Tensor, loss: Loss | str, seed: int) -> torch.Tenso
         labels = labels.pin_memory().to(output.device, non_blocking=True)
     else:
         labels = labels.to(output.device)
+    if probabilities:
+        return probabilities_nll(logits, labels)
     return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def probabilities_nll(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean negative log-likelihood of `labels` under rows of `probabilities` ([rows,
+    classes]); a probability of 0 costs a large, finite loss."""
+    tiny = torch.finfo(torch.float32).tiny
+    return torch.nn.functional.nll_loss(torch.log(probabilities.clamp_min(tiny)), labels)
 

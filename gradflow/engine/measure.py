@@ -53,9 +53,11 @@ from gradflow.engine.state import collector_paused, preserved, seed_generators
 from gradflow.engine.taps import Taps, Variant, capturable
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
 from gradflow.probe import (
+    PROBABILITIES_NOTE,
     Probe,
     as_probe,
     detached_inputs,
+    holds_probabilities,
     parse_dtype,
     probe_loss,
     resolve_loss,
@@ -304,12 +306,15 @@ def _forward_and_find(
     with ForwardRecorder(model, parts.modules) as recorder:
         output = _forward(model, recorder.probe_inputs(probe))
     chosen = select_output(output)
-    loss_tensor = probe_loss(chosen, loss, seed)
+    probabilities = holds_probabilities(model, output, chosen)
+    loss_tensor = probe_loss(chosen, loss, seed, probabilities=probabilities)
     timings["forward"] = time.perf_counter() - tick
     found, naming, found_notes, used = junctions_of(
         model, loss_tensor, params, leaves, recorder, parts.parameter_names, timings, replays_of(model)
     )
     kind = resolve_loss(loss, chosen)
+    if probabilities and kind is Loss.CE:
+        notes += (PROBABILITIES_NOTE,)
     return _Graph(
         probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes, used
     )

@@ -22,10 +22,11 @@ def node_attributes(node: NodeProto, schema: onnx.defs.OpSchema | None) -> dict[
         schema: its operator schema at the model's opset (None for unknown domains).
 
     Returns:
-        name -> value: int, float, str, torch.Tensor, or a tuple of those.
+        name -> value: int, float, str, torch.Tensor, GraphProto (compiled separately, see
+        `NodeContext.subgraph`), or a tuple of those.
 
     Raises:
-        NotSupported: an attribute holds a subgraph, a sparse tensor or a type torch lacks.
+        NotSupported: an attribute holds a sparse tensor or a type torch lacks.
     """
     values: dict[str, Any] = {}
     if schema is not None:
@@ -56,6 +57,10 @@ def attribute_value(attr: AttributeProto) -> Any:
         return tuple(s.decode("utf-8", errors="replace") for s in attr.strings)
     if kind == AttributeProto.TENSORS:
         return tuple(tensor_from_proto(t) for t in attr.tensors)
+    if kind == AttributeProto.GRAPH:
+        return attr.g
+    if kind == AttributeProto.GRAPHS:
+        return tuple(attr.graphs)
     raise NotSupported(
         f"attribute '{attr.name}' of type {AttributeProto.AttributeType.Name(kind)}"
     )
@@ -83,8 +88,8 @@ def tensor_from_proto(tensor: TensorProto) -> torch.Tensor:
         # numpy has no bfloat16: onnx hands back an ml_dtypes array, its bit pattern, or floats.
         if array.dtype.itemsize != 2:
             return torch.from_numpy(np.array(array, dtype=np.float32)).to(torch.bfloat16)
-        bits = np.ascontiguousarray(array).view(np.uint16).astype(np.int32) << 16
-        return torch.from_numpy(bits.view(np.float32)).to(torch.bfloat16)
+        bits = np.array(array, copy=True).view(np.uint16).reshape(array.shape)
+        return torch.from_numpy(bits).view(torch.bfloat16)
     if array.dtype.kind not in "fiucb":
         raise NotSupported(f"tensor '{tensor.name}' of numpy type {array.dtype}")
     return torch.from_numpy(np.array(array, copy=True))

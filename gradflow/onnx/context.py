@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,7 +31,11 @@ class ValueInfo:
 class NodeContext:
     """A node as seen by its kernel factory.
 
-    `module` is the module scope recorded by the exporter, or the node name when there is none.
+    `module` is the module scope recorded by the exporter, or the node name when there is none;
+    for an add, the name its junction takes (see `gradflow.onnx.add_names`).
+    `subgraphs` holds the node's graph attributes compiled into callables (see
+    `gradflow.onnx.subgraph.Subgraph`); their kernels receive, after the node's inputs, the
+    values of `implicit`, the enclosing graph's tensors the subgraphs read.
     """
 
     name: str
@@ -42,6 +46,8 @@ class NodeContext:
     attrs: Mapping[str, Any]
     inputs: tuple[ValueInfo, ...]
     outputs: tuple[ValueInfo, ...]
+    subgraphs: Mapping[str, Any] = field(default_factory=dict)
+    implicit: tuple[str, ...] = ()
 
     def attr(self, name: str, default: Any = None) -> Any:
         """The attribute's value (schema default applied), or `default` when unset."""
@@ -81,6 +87,16 @@ class NodeContext:
     @property
     def n_outputs(self) -> int:
         return len(self.outputs)
+
+    def subgraph(self, name: str) -> Any:
+        """The compiled graph attribute `name`.
+
+        Raises:
+            NotSupported: the node has no such graph attribute.
+        """
+        if name not in self.subgraphs:
+            raise NotSupported(f"missing graph attribute '{name}'")
+        return self.subgraphs[name]
 
     def unsupported(self, feature: str) -> NotSupported:
         """An error for a feature of this node the executor lacks (raise it)."""

@@ -10,7 +10,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from onnx import GraphProto, ModelProto, NodeProto
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto
 
 from gradflow.errors import SourceError
 from gradflow.onnx.dtypes import FLOATING_TYPES
@@ -27,8 +27,11 @@ class Node:
     """One ONNX node.
 
     `index` is its position in topological order, `position` its position in the file;
-    `name` is unique and never empty; an empty string in `inputs`/`outputs` is an absent
-    optional input/output; `module` is the exporter's module scope (None when it recorded none).
+    `name` is unique and never empty (`named` is False where the file gave the node no name of
+    its own, or a duplicate one, and `name` was made up); an empty string in `inputs`/`outputs` is an absent
+    optional input/output; `implicit` are the tensors of this graph its subgraphs (If, Loop,
+    Scan bodies) read by name; `module` is the exporter's module scope (None when it recorded
+    none).
     """
 
     index: int
@@ -39,6 +42,13 @@ class Node:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     module: str | None
+    implicit: tuple[str, ...] = ()
+    named: bool = True
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Every tensor the node depends on: its inputs, then its subgraphs' outer values."""
+        return self.inputs + self.implicit
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,7 @@ class Graph:
         for node in reversed(self.nodes):
             if any(o in needed for o in node.outputs if o):
                 live[node.index] = True
-                needed.update(i for i in node.inputs if i)
+                needed.update(i for i in node.reads if i)
         return [n for n in self.nodes if live[n.index]]
 
 
@@ -113,6 +123,8 @@ def build_graph(model: ModelProto) -> Graph:
             inputs=tuple(graph.node[i].input),
             outputs=tuple(graph.node[i].output),
             module=module_scope(graph.node[i]),
+            implicit=outer_values(graph.node[i]),
+            named=names[i] == graph.node[i].name,
         )
         for k, i in enumerate(order)
     )
@@ -158,7 +170,7 @@ def topological_order(nodes: Sequence[NodeProto], available: set[str]) -> list[i
     readers: list[list[int]] = [[] for _ in nodes]
     in_order = True
     for i, node in enumerate(nodes):
-        for name in set(node.input):
+        for name in set(node.input) | set(outer_values(node)):
             if not name or name in available:
                 continue
             if name not in producer:
@@ -203,10 +215,49 @@ def _find_cycle(nodes: Sequence[NodeProto], producer: dict[str, int], stuck: set
         path.append(i)
         i = next(
             producer[name]
-            for name in nodes[i].input
+            for name in [*nodes[i].input, *outer_values(nodes[i])]
             if name in producer and producer[name] in stuck
         )
     return path[seen[i] :] + [i]
+
+
+def subgraphs(node: NodeProto) -> list[tuple[str, GraphProto]]:
+    """The node's graph-valued attributes (If branches, Loop and Scan bodies), by name."""
+    found = []
+    for attr in node.attribute:
+        if attr.type == AttributeProto.GRAPH:
+            found.append((attr.name, attr.g))
+        elif attr.type == AttributeProto.GRAPHS:
+            found += [(attr.name, g) for g in attr.graphs]
+    return found
+
+
+def outer_values(node: NodeProto) -> tuple[str, ...]:
+    """The tensors a node's subgraphs read from the enclosing scope, in order of first use."""
+    if not node.attribute:
+        return ()
+    found: dict[str, None] = {}
+    for _, graph in subgraphs(node):
+        for name in _free_names(graph):
+            found[name] = None
+    return tuple(found)
+
+
+def _free_names(graph: GraphProto) -> list[str]:
+    # Names a graph reads that it does not define itself (its inputs, initializers, outputs
+    # of its nodes), including those its own subgraphs read from it or from further out.
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    defined |= {t.name for t in graph.sparse_initializer}
+    free: dict[str, None] = {}
+    for node in graph.node:
+        for name in [*node.input, *outer_values(node)]:
+            if name and name not in defined:
+                free[name] = None
+        defined.update(node.output)
+    for out in graph.output:
+        if out.name not in defined:
+            free[out.name] = None
+    return list(free)
 
 
 def _label(node: NodeProto) -> str:
@@ -237,7 +288,7 @@ def _trainable(nodes: Sequence[Node], initializers: Mapping[str, TensorMeta]) ->
     }
     trainable: set[str] = set()
     for node in nodes:
-        for pos, name in enumerate(node.inputs):
+        for pos, name in enumerate(node.reads):  # a weight a subgraph reads counts too
             if name in candidates and (node.op_type, pos) not in _STATISTICS_INPUTS:
                 trainable.add(name)
     return frozenset(trainable)

@@ -36,8 +36,10 @@ class OnnxModel(torch.nn.Module):
 
     Trainable initializers (floating, not scalar) are `nn.Parameter`s; other initializers,
     Constant nodes and everything computable from them alone are buffers. Parameter and buffer
-    names are the ONNX names with "." replaced (see `onnx_names`). Each `Add` node reports its
-    result through `gradflow.engine.sites.record_add`, naming the exporter's module scope.
+    names are the ONNX names with "." replaced (see `onnx_names`). Each add (an `Add`, or a
+    two-input `Sum`) reports its result through `gradflow.engine.sites.record_add`, naming the
+    exporter's module scope, or the node itself where the graph records none (see
+    `gradflow.onnx.add_names`).
 
     The exported graph fixes train/eval behaviour (dropout, batch-norm statistics), so
     `train()` and `eval()` change nothing here; `exported_mode` says which it is: "train" when
@@ -84,6 +86,7 @@ class OnnxModel(torch.nn.Module):
         self._state_slots = plan.state_slots
         self._output_slots = plan.output_slots
         self._single_output = len(plan.output_slots) == 1
+        self._probability_outputs = _softmax_outputs(model, graph)
         # (kernel, input slots, output slot or slots, several outputs?, label for errors)
         self._loop: tuple[tuple[Any, ...], ...] = tuple(
             (
@@ -131,6 +134,13 @@ class OnnxModel(torch.nn.Module):
             return env[self._output_slots[0]]  # type: ignore[no-any-return]
         return tuple(env[slot] for slot in self._output_slots)
 
+    def holds_probabilities(self, output: Any, chosen: torch.Tensor) -> bool:
+        """Whether `chosen`, a tensor of what `forward` returned (`output`), is a graph output
+        that a Softmax over its last axis produced: probabilities, not scores. gradflow's probe
+        then takes their negative log-likelihood instead of a cross-entropy."""
+        outputs = output if isinstance(output, tuple) else (output,)
+        return any(o is chosen and p for o, p in zip(outputs, self._probability_outputs))
+
     def _bind(self, env: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         names = self._input_names
         if len(args) > len(names):
@@ -176,6 +186,23 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
         ...                           dtype=s.dtype) for s in model.input_specs])
     """
     return OnnxModel(read_model(path), prepared=True)
+
+
+def _softmax_outputs(model: ModelProto, graph: Graph) -> tuple[bool, ...]:
+    """Per graph output: whether a Softmax over its last axis produced it (through Identity)."""
+    found = []
+    for name in graph.outputs:
+        index = graph.producer.get(name)
+        while index is not None and graph.nodes[index].op_type == "Identity":
+            index = graph.producer.get(graph.nodes[index].inputs[0])
+        node = None if index is None else graph.nodes[index]
+        if node is None or node.op_type != "Softmax" or node.domain not in STANDARD_DOMAINS:
+            found.append(False)
+            continue
+        axis = next((a.i for a in model.graph.node[node.position].attribute if a.name == "axis"), -1)
+        rank = len(graph.shapes.get(name, ())) or None
+        found.append(axis == -1 or (rank is not None and axis == rank - 1))
+    return tuple(found)
 
 
 def _input_specs(model: ModelProto, graph: Graph) -> list[InputSpec]:

@@ -8,18 +8,21 @@ are all constants. What remains is a flat list of steps that `OnnxModel.forward`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import onnx
 import torch
-from onnx import ModelProto, NodeProto
+from onnx import GraphProto, ModelProto, NodeProto, TypeProto
 
 from gradflow.errors import SourceError, UnsupportedOpError, first_line
+from gradflow.onnx.add_names import add_names
 from gradflow.onnx.attributes import node_attributes, tensor_from_proto
 from gradflow.onnx.context import NodeContext, ValueInfo
 from gradflow.onnx.dtypes import torch_dtype
-from gradflow.onnx.graph import STANDARD_DOMAINS, Graph, Node
+from gradflow.onnx.graph import STANDARD_DOMAINS, Graph, Node, build_graph, subgraphs
 from gradflow.onnx.registry import PASSTHROUGH, REGISTRY, Kernel, NotSupported, OpDef
+from gradflow.onnx.subgraph import Subgraph
+from gradflow.onnx.widen import widen_unsigned
 
 # Slot 0 always holds None (absent optional inputs read it); slot 1 receives unused outputs.
 ABSENT = 0
@@ -82,9 +85,10 @@ class _Planner:
             ("" if o.domain in STANDARD_DOMAINS else o.domain): o.version for o in model.opset_import
         }
         self.live = graph.live_nodes()
+        self.add_names = add_names(graph)
         self.used: dict[str, int] = {}  # tensor -> number of live readers
         for node in self.live:
-            for name in node.inputs:
+            for name in node.reads:
                 if name:
                     self.used[name] = self.used.get(name, 0) + 1
         for name in graph.outputs:
@@ -93,11 +97,22 @@ class _Planner:
         self.initializer_names: set[str] = set()
         self.params: dict[str, torch.nn.Parameter] = {}
         self.alias: dict[str, str] = {}
+        # Types of this graph's tensors, for the outer values its subgraphs read.
+        self.types: dict[str, TypeProto] = {
+            info.name: info.type
+            for info in [*model.graph.input, *model.graph.value_info, *model.graph.output]
+        }
         self.missing: dict[str, list[str]] = {}  # operator -> node names
         self.unsupported: list[str] = []  # "node (op): feature"
         self.training_nodes: list[str] = []
 
     def build(self) -> Plan:
+        plan = self.compile()
+        self._raise_if_unsupported()
+        return plan
+
+    def compile(self) -> Plan:
+        """The plan, leaving what is unsupported in `missing` and `unsupported`."""
         opdefs = self._resolve_ops()
         self._load_initializers()
         pending: list[tuple[Kernel, Node]] = []
@@ -105,7 +120,6 @@ class _Planner:
             opdef = opdefs.get(node.index)
             if opdef is not None:
                 self._compile_node(node, opdef, pending)
-        self._raise_if_unsupported()
         return self._assign_slots(pending)
 
     def _resolve_ops(self) -> dict[int, OpDef]:
@@ -141,17 +155,25 @@ class _Planner:
     def _compile_node(self, node: Node, opdef: OpDef, pending: list[tuple[Kernel, Node]]) -> None:
         proto = self.model.graph.node[node.position]
         inputs = tuple(self._resolve(name) for name in node.inputs)
+        implicit = tuple(self._resolve(name) for name in node.implicit)
+        compiled: dict[str, Subgraph] = {}
+        for attr, graph in subgraphs(proto):
+            subgraph = self._compile_subgraph(graph, node.implicit)
+            if subgraph is not None:
+                compiled[attr] = subgraph
+        if len(compiled) < len(subgraphs(proto)):
+            return  # what a subgraph lacks is listed with the rest
         try:
-            ctx = self._context(node, proto, opdef, inputs)
-            kernel = opdef.factory(ctx)
+            ctx = self._context(node, proto, opdef, inputs, compiled)
+            kernel = widen_unsigned(opdef.factory(ctx), ctx)
         except NotSupported as e:
             self.unsupported.append(f"{node.name} ({node.op_type}): {e}")
             return
         if opdef.trains is not None and opdef.trains(ctx):
             self.training_nodes.append(node.name)
-        present = [name for name in inputs if name]
+        present = [name for name in inputs + implicit if name]
         if opdef.deterministic and all(name in self.constants for name in present):
-            self._fold(node, kernel, inputs)
+            self._fold(node, kernel, inputs + implicit)
         elif kernel is PASSTHROUGH:
             self.alias[node.outputs[0]] = inputs[0]
         else:
@@ -172,8 +194,36 @@ class _Planner:
             if name and isinstance(value, torch.Tensor):
                 self.constants[name] = value
 
+    def _compile_subgraph(self, graph: GraphProto, outer: tuple[str, ...]) -> Subgraph | None:
+        """`graph` as a callable taking its inputs, then the values of `outer` (see Subgraph);
+        None when it uses operators or features the executor lacks, which are then listed in
+        this planner's `missing` and `unsupported`."""
+        model = ModelProto()
+        model.ir_version = self.model.ir_version
+        model.opset_import.extend(self.model.opset_import)
+        model.graph.CopyFrom(graph)
+        for name in outer:
+            info = model.graph.input.add()
+            info.name = name
+            if name in self.types:
+                info.type.CopyFrom(self.types[name])
+        structure = replace(build_graph(model), trainable=frozenset())
+        planner = _Planner(model, structure)
+        plan = planner.compile()
+        if planner.missing or planner.unsupported:
+            for op, nodes in planner.missing.items():
+                self.missing.setdefault(op, []).extend(nodes)
+            self.unsupported.extend(planner.unsupported)
+            return None
+        return Subgraph(plan, len(graph.input))
+
     def _context(
-        self, node: Node, proto: NodeProto, opdef: OpDef, inputs: tuple[str, ...]
+        self,
+        node: Node,
+        proto: NodeProto,
+        opdef: OpDef,
+        inputs: tuple[str, ...],
+        compiled: dict[str, Subgraph],
     ) -> NodeContext:
         domain = opdef.key.domain
         opset = self.opsets[domain]
@@ -187,10 +237,14 @@ class _Planner:
             op_type=node.op_type,
             domain=domain,
             opset=opset,
-            module=node.module if node.module is not None else node.name,
+            module=self.add_names.get(
+                node.name, node.module if node.module is not None else node.name
+            ),
             attrs=node_attributes(proto, schema),
             inputs=tuple(self._value_info(name) for name in inputs),
             outputs=tuple(self._value_info(name, output=True) for name in node.outputs),
+            subgraphs=compiled,
+            implicit=node.implicit,
         )
 
     def _value_info(self, name: str, output: bool = False) -> ValueInfo:
@@ -261,7 +315,7 @@ class _Planner:
         input_slots = tuple(slot(name) for name in self.graph.inputs)
         steps = []
         for kernel, node in pending:
-            ins = tuple(slot(name) for name in node.inputs)
+            ins = tuple(slot(name) for name in node.reads)
             outs = tuple(
                 slot(name) if name and name in self.used else TRASH for name in node.outputs
             )

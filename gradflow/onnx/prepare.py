@@ -15,6 +15,11 @@ from gradflow.onnx.graph import STANDARD_DOMAINS, topological_order
 
 MIN_OPSET = 13
 
+# Scan before opset 9 scans a batch of sequences; the version converter cannot express that in
+# Scan-9 (it drops the batch dimension from the graph's interface), so such nodes move to this
+# domain before conversion and run with their own semantics (see gradflow.onnx.ops.control).
+BATCHED_SCAN_DOMAIN = "gradflow.opset8"
+
 
 def prepare_model(
     model: ModelProto, *, path: Path | None = None, check_path: bool = False
@@ -23,7 +28,8 @@ def prepare_model(
 
     Steps: sort the nodes topologically (the file's order is kept when already valid), run
     `onnx.checker.check_model` (through `path` when `check_path`, for big models and external
-    data), convert models older than opset 13 with the ONNX version converter, inline
+    data), convert models older than opset 13 with the ONNX version converter (batched Scan-8
+    nodes are kept as they are, see BATCHED_SCAN_DOMAIN), inline
     model-local functions, and run ONNX shape inference so tensors carry element types.
 
     Args:
@@ -87,6 +93,8 @@ def _upgrade_opset(model: ModelProto, where: str) -> ModelProto:
             f"{where}the model uses ONNX opset {version} but the installed onnx knows only up "
             f"to {newest}; upgrade the onnx package"
         )
+    if version < 9:
+        model = _set_batched_scans_aside(model)
     try:
         return onnx.version_converter.convert_version(model, MIN_OPSET)
     except Exception as e:
@@ -94,6 +102,26 @@ def _upgrade_opset(model: ModelProto, where: str) -> ModelProto:
             f"{where}the model uses ONNX opset {version} and cannot be converted to opset "
             f"{MIN_OPSET} ({first_line(e)}); re-export it with opset_version>={MIN_OPSET}"
         ) from e
+
+
+def _set_batched_scans_aside(model: ModelProto) -> ModelProto:
+    """A copy of `model` with its Scan nodes (in every graph) in BATCHED_SCAN_DOMAIN."""
+    model = _copy(model)
+    found = False
+    pending = [model.graph]
+    while pending:
+        graph = pending.pop()
+        for node in graph.node:
+            if node.op_type == "Scan" and node.domain in STANDARD_DOMAINS:
+                node.domain = BATCHED_SCAN_DOMAIN
+                found = True
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    pending.append(attr.g)
+                pending.extend(attr.graphs)
+    if found:
+        model.opset_import.append(onnx.helper.make_opsetid(BATCHED_SCAN_DOMAIN, 1))
+    return model
 
 
 def _copy(model: ModelProto) -> ModelProto:

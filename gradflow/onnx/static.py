@@ -1,8 +1,9 @@
 """Residual junctions found in an ONNX graph itself, without running it.
 
-A junction is an `Add` whose two inputs both depend on one floating-point tensor, the fork,
-where the longer branch from the fork (the block) consumes at least one trainable initializer.
-The other branch is the skip: "identity" when the Add reads the fork itself, else "projection".
+A junction is an add (an `Add`, or a `Sum` of two inputs) whose two inputs both depend on one
+floating-point tensor, the fork, where the longer branch from the fork (the block) consumes at
+least one trainable initializer. The other branch is the skip: "identity" when the add reads the
+fork itself, else "projection".
 
 Shape-only dependencies do not count: a value computed from `Shape(x)` does not depend on x's
 data. So positional embeddings sliced to the input's length, masks built from sequence lengths,
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from onnx import ModelProto
 
 from gradflow.choices import Choice
+from gradflow.onnx.add_names import add_names, is_add
 from gradflow.onnx.dtypes import FLOATING_TYPES
 from gradflow.onnx.graph import Graph, Node, build_graph
 
@@ -45,10 +47,10 @@ class SkipKind(Choice):
 class StaticJunction:
     """A residual junction found in the ONNX graph.
 
-    `name` is the Add node; `module` the exporter's module scope for it (the node name when it
-    recorded none); `fork` the tensor both branches start from; `block_nodes` and
-    `skip_nodes` the nodes on each branch, in topological order; `params` the number of
-    elements of the trainable initializers the block consumes.
+    `name` is the add node; `module` the exporter's module scope for it (the shortened node name
+    when it recorded none, see `gradflow.onnx.add_names`); `fork` the tensor both branches start
+    from; `block_nodes` and `skip_nodes` the nodes on each branch, in topological order;
+    `params` the number of elements of the trainable initializers the block consumes.
     """
 
     name: str
@@ -99,11 +101,12 @@ class _Finder:
         self.nodes = graph.nodes
         self.inputs = {name: k for k, name in enumerate(graph.inputs)}
         self.weights = _static_weights(graph)
+        self.names = add_names(graph)
 
     def junctions(self) -> list[StaticJunction]:
         found = []
         for node in self.nodes:
-            if node.op_type == "Add" and node.domain in ("", "ai.onnx") and len(node.inputs) == 2:
+            if is_add(node) and len(node.inputs) == 2:
                 junction = self._junction(node)
                 if junction is not None:
                     found.append(junction)
@@ -184,7 +187,7 @@ class _Finder:
         skip_input = b if block_side == _A else a
         return StaticJunction(
             name=add.name,
-            module=add.module if add.module is not None else add.name,
+            module=self.names[add.name],
             fork=fork,
             skip=SkipKind.IDENTITY if skip_input == fork else SkipKind.PROJECTION,
             block_nodes=tuple(self.nodes[i].name for i in sides[block_side]),

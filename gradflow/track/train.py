@@ -39,7 +39,16 @@ from gradflow.engine.select import select
 from gradflow.engine.state import collector_paused, seed_generators
 from gradflow.engine.taps import Taps, Variant
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
-from gradflow.probe import Probe, as_probe, detached_inputs, probe_loss, resolve_loss, select_output
+from gradflow.probe import (
+    Probe,
+    as_probe,
+    detached_inputs,
+    holds_probabilities,
+    probabilities_nll,
+    probe_loss,
+    resolve_loss,
+    select_output,
+)
 from gradflow.track.data import TrainingData, as_training_data, batches
 from gradflow.track.result import Optimizer, Track, TrackRecord, TrackSettings
 
@@ -234,15 +243,20 @@ class _Objective:
         probe, target = next(self._batches)
         return probe.args, probe.kwargs, target
 
-    def __call__(self, output: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, output: torch.Tensor, target: torch.Tensor | None,
+                 probabilities: bool = False) -> torch.Tensor:
+        """The loss on `output`; a `ce` loss on `probabilities` (a softmax's output, see
+        `gradflow.probe.holds_probabilities`) is their negative log-likelihood."""
         if target is None:
-            return self._probe_loss(output)
+            return self._probe_loss(output, probabilities)
         if self.loss is Loss.CE:
             classes = output.shape[-1] if output.dim() >= 1 else 0
             if not self._checked:
                 self._check_classes(output)
-            return torch.nn.functional.cross_entropy(output.reshape(-1, classes).float(),
-                                                     target.reshape(-1))
+            rows = output.reshape(-1, classes).float()
+            if probabilities:
+                return probabilities_nll(rows, target.reshape(-1))
+            return torch.nn.functional.cross_entropy(rows, target.reshape(-1))
         if output.shape != target.shape:
             if output.numel() != target.numel():
                 raise ProbeError(
@@ -252,7 +266,7 @@ class _Objective:
             target = target.reshape(output.shape)
         return torch.nn.functional.mse_loss(output.float(), target.float())
 
-    def _probe_loss(self, output: torch.Tensor) -> torch.Tensor:
+    def _probe_loss(self, output: torch.Tensor, probabilities: bool) -> torch.Tensor:
         """The probe loss of `inspect`. Its `ce` labels are drawn once (the same draw as
         `gradflow.probe.probe_loss`) and kept on the device, so later steps copy nothing."""
         kind = resolve_loss(self.loss, output)
@@ -260,14 +274,17 @@ class _Objective:
         if kind is not Loss.CE:
             return probe_loss(output, kind, self.seed)
         if self._labels is None:
-            value = probe_loss(output, kind, self.seed)  # checks the output, as inspect does
+            # Checks the output, as inspect does.
+            value = probe_loss(output, kind, self.seed, probabilities=probabilities)
             generator = torch.Generator().manual_seed(self.seed)
             rows = output.numel() // output.shape[-1]
             self._labels = torch.randint(0, output.shape[-1], (rows,),
                                          generator=generator).to(output.device)
             return value
-        classes = output.shape[-1]
-        return torch.nn.functional.cross_entropy(output.reshape(-1, classes).float(), self._labels)
+        scores = output.reshape(-1, output.shape[-1]).float()
+        if probabilities:
+            return probabilities_nll(scores, self._labels)
+        return torch.nn.functional.cross_entropy(scores, self._labels)
 
     def _check_classes(self, output: torch.Tensor) -> None:
         """Class targets must index the output's last dimension (checked once, on the host)."""
@@ -309,7 +326,7 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
         given = recorder.probe_inputs(probe)
         output = _forward(model, given.args, given.kwargs)
     out = select_output(output)
-    loss = objective(out, target)
+    loss = objective(out, target, holds_probabilities(model, output, out))
     found, naming, notes, used = junctions_of(model, loss, params, leaves, recorder, param_names, {})
     names = [n.name for n in naming]
     if chosen is None:
@@ -360,7 +377,9 @@ def _plain_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str,
     a model may write into its inputs, and the probe batch is reused every step."""
     args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
     kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-    loss = objective(select_output(_forward(model, args, kwargs)), target)
+    output = _forward(model, args, kwargs)
+    out = select_output(output)
+    loss = objective(out, target, holds_probabilities(model, output, out))
     try:
         loss.backward()
     except Exception as e:

@@ -442,10 +442,102 @@ def _newest_opset_cases() -> list[OpCase]:
                    c.label or "newest") for c in cases]
 
 
+def _imported_graph_cases() -> list[OpCase]:
+    # Operators of graphs that other exporters and older model zoos emit, at configurations the
+    # conformance cases leave out.
+    image = f32(1, 3, 6, 8)
+    seq = f32(5, 2, 3)  # [seq, batch, input]
+    lengths = np.array([5, 3], dtype=np.int32)
+    h0, c0 = f32(2, 2, 4), f32(2, 2, 4)
+    return [
+        case("Resize", image, None, np.array([1, 1, 2, 2], np.float32), opset=13,
+             attrs={"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                    "nearest_mode": "floor"}, const=(2,), label="nearest-x2"),
+        case("Resize", image, None, None, i64([1, 3, 9, 5]), opset=13,
+             attrs={"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+             const=(3,), label="linear-align-corners"),
+        case("Resize", image, None, np.array([1, 1, 0.5, 0.75], np.float32), opset=13,
+             attrs={"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"},
+             const=(2,), label="linear-down"),
+        case("Resize", image, None, np.array([1, 1, 1.5, 2], np.float32), opset=13,
+             attrs={"mode": "cubic"}, const=(2,), label="cubic"),
+        case("Resize", image, None, None, i64([3, 4]), opset=18,
+             attrs={"mode": "linear", "antialias": 1, "axes": [2, 3]}, const=(3,),
+             label="antialias-axes"),
+        case("LRN", f32(2, 6, 3, 3), opset=13, attrs={"size": 5, "alpha": 1e-3}),
+        case("TopK", f32(3, 7), i64([3]), opset=13, n_outputs=2, const=(1,)),
+        case("TopK", f32(3, 7), i64([2]), opset=13, n_outputs=2, const=(1,),
+             attrs={"axis": 0, "largest": 0}, label="smallest"),
+        case("RNN", seq, f32(2, 4, 3), f32(2, 4, 4), f32(2, 8), lengths, h0, opset=14,
+             n_outputs=2, const=(1, 2, 3), attrs={"hidden_size": 4, "direction": "bidirectional",
+                                                  "activations": ["Relu", "Tanh"]}),
+        case("GRU", seq, f32(2, 12, 3), f32(2, 12, 4), f32(2, 24), lengths, h0, opset=14,
+             n_outputs=2, const=(1, 2, 3), attrs={"hidden_size": 4, "direction": "bidirectional",
+                                                  "linear_before_reset": 1, "clip": 1.5}),
+        case("LSTM", seq, f32(2, 16, 3), f32(2, 16, 4), f32(2, 32), lengths, h0, c0, f32(2, 12),
+             opset=14, n_outputs=3, const=(1, 2, 3, 7),
+             attrs={"hidden_size": 4, "direction": "bidirectional"}, label="peepholes"),
+        case("LSTM", seq, f32(1, 16, 3), f32(1, 16, 4), opset=14, n_outputs=3, const=(1, 2),
+             attrs={"hidden_size": 4, "direction": "reverse", "input_forget": 1},
+             label="reverse-coupled"),
+        case("GridSample", image, f32(1, 4, 5, 2, low=-1.2, high=1.2), opset=16,
+             attrs={"mode": "bilinear", "padding_mode": "zeros"}),
+        case("GridSample", image, f32(1, 4, 5, 2, low=-1.2, high=1.2), opset=16,
+             attrs={"mode": "bicubic", "padding_mode": "reflection", "align_corners": 1},
+             label="bicubic"),
+        case("GridSample", f32(1, 2, 3, 4, 5), f32(1, 2, 3, 4, 3, low=-1, high=1), opset=20,
+             attrs={"mode": "linear", "padding_mode": "border"}, label="3d"),
+        case("DepthToSpace", f32(1, 8, 2, 3), opset=13, attrs={"blocksize": 2, "mode": "CRD"}),
+        case("SpaceToDepth", f32(1, 2, 4, 6), opset=13, attrs={"blocksize": 2}),
+        case("RoiAlign", f32(2, 3, 8, 8), np.array([[0, 0, 5, 5], [1.5, 2, 7, 6.5]], np.float32),
+             np.array([0, 1], np.int64), opset=13, const=(1, 2),
+             attrs={"output_height": 3, "output_width": 2, "sampling_ratio": 2}),
+        case("RoiAlign", f32(2, 3, 8, 8), np.array([[0, 0, 5, 5], [1.5, 2, 7, 6.5]], np.float32),
+             np.array([0, 1], np.int64), opset=16, const=(1, 2),
+             attrs={"output_height": 2, "output_width": 2, "mode": "max"}, label="max"),
+        case("LpPool", f32(1, 2, 6, 6), opset=18,
+             attrs={"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "p": 3}),
+        case("AveragePool", f32(1, 2, 7, 7), opset=19,
+             attrs={"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [1, 1, 2, 2]},
+             label="dilated"),
+        case("MaxUnpool", np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2),
+             i64([[[[5, 2], [9, 15]]]]), opset=13, attrs={"kernel_shape": [2, 2],
+                                                      "strides": [2, 2]}, const=(1,)),
+        case("Hardmax", f32(3, 5), opset=13),
+        case("LpNormalization", f32(3, 5), opset=13, attrs={"p": 1, "axis": 0}),
+        case("MeanVarianceNormalization", f32(2, 3, 4, 4), opset=18, attrs={"axes": [2, 3]}),
+        case("Shrink", f32(3, 4), opset=13, attrs={"lambd": 0.3, "bias": 0.1}),
+        case("NegativeLogLikelihoodLoss", f32(4, 5, 3), i64([[0, 1, 4], [2, 2, -1], [3, 0, 1],
+                                                            [4, -1, 2]]), f32(5), opset=13,
+             attrs={"ignore_index": -1}),
+        case("SoftmaxCrossEntropyLoss", f32(4, 5), i64([0, 2, 4, 1]), opset=13, n_outputs=2,
+             attrs={"reduction": "sum"}),
+        case("OneHot", i64([[0, 3], [-1, 2]]), i64(4), np.array([0, 5], np.float32), opset=13,
+             attrs={"axis": 1}, const=(1, 2)),
+        case("Compress", f32(3, 4), b([True, False, True]), opset=13, attrs={"axis": 0}),
+        case("ReverseSequence", f32(4, 3, 2), i64([4, 1, 3]), opset=13),
+        case("EyeLike", f32(3, 5), opset=13, attrs={"k": 1}),
+        case("Unique", np.array([3, 1, 3, 2, 1], np.float32), opset=13, n_outputs=4,
+             attrs={"sorted": 0}),
+        case("CumProd", f32(2, 4), i64(1), opset=26, const=(1,)),
+        case("NonMaxSuppression", np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, 2, 1, 3]]],
+                                           np.float32),
+             np.array([[[0.9, 0.8, 0.7]]], np.float32), i64([2]), np.array([0.5], np.float32),
+             opset=13, const=(2, 3)),
+        case("Col2Im", f32(1, 4, 6), i64([3, 4]), i64([2, 2]), opset=18, const=(1, 2)),
+        case("CenterCropPad", f32(4, 5), i64([3, 7]), opset=18, const=(1,)),
+        case("GlobalLpPool", f32(2, 3, 4, 5), opset=13, attrs={"p": 3}),
+        case("MaxRoiPool", f32(2, 3, 8, 10),
+             np.array([[0, 1, 1, 6, 5], [1, 0.4, 2.6, 9.5, 7], [0, 8, 6, 12, 9]], np.float32),
+             opset=13, attrs={"pooled_shape": [2, 3], "spatial_scale": 1.0}, const=(1,)),
+    ]
+
+
 def all_cases() -> list[OpCase]:
     return (
         _unary_cases() + _binary_cases() + _activation_cases() + _logic_cases()
         + _linalg_cases() + _cast_cases() + _conv_cases() + _pool_cases() + _norm_cases()
         + _attention_cases() + _dropout_cases() + _generator_cases() + _shape_cases()
         + _indexing_cases() + _joining_cases() + _reduce_cases() + _newest_opset_cases()
+        + _imported_graph_cases()
     )

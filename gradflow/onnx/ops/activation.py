@@ -1,5 +1,5 @@
-"""Activations and their kin: Relu, Sigmoid, Tanh, Gelu, the hard and leaky variants, Clip,
-Softmax and LogSoftmax."""
+"""Activations and their kin: Relu, Sigmoid, Tanh, Gelu, Swish, SwiGLU, the hard and leaky
+variants, Shrink, Clip, Softmax, LogSoftmax and Hardmax."""
 
 from __future__ import annotations
 
@@ -138,3 +138,46 @@ def softmax(ctx: NodeContext) -> Kernel:
 def log_softmax(ctx: NodeContext) -> Kernel:
     axis = ctx.attr("axis", -1)
     return lambda x: torch.log_softmax(x, axis)
+
+
+@register("Hardmax", since=13)
+def hardmax(ctx: NodeContext) -> Kernel:
+    # One-hot of the first maximum along the axis: piecewise constant, so no gradient flows.
+    axis = ctx.attr("axis", -1)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:
+            return x
+        first = x.argmax(axis, keepdim=True)
+        return torch.zeros_like(x).scatter_(axis, first, 1)
+
+    return run
+
+
+@register("Shrink", since=13)
+def shrink(ctx: NodeContext) -> Kernel:
+    bias = ctx.attr("bias", 0.0)
+    lambd = ctx.attr("lambd", 0.5)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        return torch.where(x < -lambd, x + bias, torch.where(x > lambd, x - bias, zero))
+
+    return run
+
+
+@register("Swish", since=24)
+def swish(ctx: NodeContext) -> Kernel:
+    alpha = ctx.attr("alpha", 1.0)
+    if alpha == 1.0:
+        return F.silu
+    return lambda x: x * torch.sigmoid(alpha * x)
+
+
+@register("SwiGLU", since=28)
+def swiglu(ctx: NodeContext) -> Kernel:
+    # Swish-gated linear unit: swish_alpha(a) * b, on inputs of one shape.
+    alpha = ctx.attr("alpha", 1.0)
+    if alpha == 1.0:
+        return lambda a, b: F.silu(a) * b
+    return lambda a, b: a * torch.sigmoid(alpha * a) * b

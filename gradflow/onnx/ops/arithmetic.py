@@ -16,7 +16,8 @@ from gradflow.onnx.registry import Kernel, register
 
 @register("Add", since=13)
 def add(ctx: NodeContext) -> Kernel:
-    # Every Add reports its result, so junctions found on the autograd graph get a name.
+    # Every Add reports its result, so junctions found on the autograd graph get a name (the
+    # module scope, or the node's shortened name: see gradflow.onnx.add_names).
     module, location = ctx.module, ctx.name
     a, b = scalar_operands(ctx)
 
@@ -98,7 +99,17 @@ def _variadic(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Kerne
 
 @register("Sum", since=13)
 def sum_(ctx: NodeContext) -> Kernel:
-    return _variadic(torch.add)
+    # Older exporters add residuals with Sum: each partial sum reports itself as Add does.
+    module, location = ctx.module, ctx.name
+
+    def run(*xs: torch.Tensor) -> torch.Tensor:
+        total = xs[0]
+        for x in xs[1:]:
+            total = total + x
+            record_add(total, module, location)
+        return total
+
+    return run
 
 
 @register("Max", since=13)

@@ -1,13 +1,15 @@
-"""Convolutions: Conv and ConvTranspose (1-D, 2-D and 3-D)."""
+"""Convolutions: Conv and ConvTranspose (1-D, 2-D and 3-D), CausalConvWithState, Col2Im."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from gradflow.onnx.context import NodeContext
+from gradflow.onnx.ops.helpers import ints, output_tuple
 from gradflow.onnx.ops.spatial import pad_spatial, same_pads, symmetric
 from gradflow.onnx.registry import Kernel, register
 
@@ -96,10 +98,84 @@ def conv_transpose(ctx: NodeContext) -> Kernel:
         pads = pads_for(x, w)
         if symmetric(pads) and min(pads) >= 0:
             return fn(x, w, b, strides, pads[:n], output_padding, groups, dilations)
+        # Positive pads crop the full result, negative ones (an output_shape larger than it)
+        # extend it with zeros.
         y = fn(x, w, b, strides, 0, output_padding, groups, dilations)
-        index = [slice(None), slice(None)]
-        for i in range(n):
-            index.append(slice(pads[i], y.shape[2 + i] - pads[i + n]))
-        return y[tuple(index)]
+        return pad_spatial(y, [-p for p in pads])
 
     return run
+
+
+@register("CausalConvWithState", since=27)
+def causal_conv_with_state(ctx: NodeContext) -> Kernel:
+    # A depthwise 1-D convolution over the input appended to past_state (k - 1 earlier steps,
+    # zeros when absent), optionally followed by SiLU; present_state is the last k - 1 steps.
+    activation = ctx.attr("activation", "none")
+    if activation not in ("none", "silu", "swish"):
+        raise ctx.unsupported(f"CausalConvWithState activation '{activation}'")
+
+    def run(
+        x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
+        past: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor | None, ...]:
+        k = w.shape[2]
+        if past is None:
+            past = torch.zeros(x.shape[0], x.shape[1], k - 1, dtype=x.dtype, device=x.device)
+        padded = torch.cat([past, x], 2)
+        y = F.conv1d(padded, w, b, groups=x.shape[1])
+        if activation != "none":
+            y = F.silu(y.float()).to(y.dtype)
+        present = padded[:, :, padded.shape[2] - (k - 1):]
+        return output_tuple(ctx, y, present)
+
+    return run
+
+
+@register("Col2Im", since=18)
+def col2im(ctx: NodeContext) -> Kernel:
+    # The inverse of extracting sliding blocks: input [N, C * prod(block), L] holds, for each of
+    # the L block positions, the block's C x block values; they are summed back into an image of
+    # image_shape (of any rank) at their positions, those in the padding dropped.
+    strides_attr = ctx.attr("strides")
+    pads_attr = ctx.attr("pads")
+    dilations_attr = ctx.attr("dilations")
+
+    def run(x: torch.Tensor, image: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+        sizes, kernel = ints(image), ints(block)
+        n = len(sizes)
+        strides = list(strides_attr or [1] * n)
+        dilations = list(dilations_attr or [1] * n)
+        pads = list(pads_attr or [0] * (2 * n))
+        target = _block_targets(sizes, kernel, strides, dilations, pads, x.device)
+        channels = x.shape[1] // math.prod(kernel)
+        values = x.reshape(x.shape[0], channels, -1)
+        out = torch.zeros(x.shape[0], channels, math.prod(sizes) + 1, dtype=x.dtype, device=x.device)
+        out = out.scatter_add(2, target.expand(values.shape), values)
+        return out[:, :, :-1].reshape(x.shape[0], channels, *sizes)
+
+    return run
+
+
+def _block_targets(
+    sizes: list[int], kernel: list[int], strides: list[int], dilations: list[int],
+    pads: list[int], device: torch.device,
+) -> torch.Tensor:
+    """For each (kernel offset, block position) pair, in Col2Im's input order, the flat index of
+    the image element it lands on; positions in the padding map to one extra slot at the end."""
+    n = len(sizes)
+    blocks = [
+        (s + pads[i] + pads[i + n] - dilations[i] * (kernel[i] - 1) - 1) // strides[i] + 1
+        for i, s in enumerate(sizes)
+    ]
+    flat = torch.zeros((1, 1), dtype=torch.long, device=device)
+    inside = torch.ones((1, 1), dtype=torch.bool, device=device)
+    for i in range(n):
+        offset = torch.arange(kernel[i], device=device).reshape(-1, 1) * dilations[i]
+        start = torch.arange(blocks[i], device=device).reshape(1, -1) * strides[i] - pads[i]
+        position = offset + start  # [kernel_i, blocks_i]
+        ok = (position >= 0) & (position < sizes[i])
+        # Kernel offsets vary slowest-first, as do block positions: combine as outer products.
+        flat = (flat[:, None, :, None] * sizes[i] + position[None, :, None, :]).reshape(
+            flat.shape[0] * kernel[i], flat.shape[1] * blocks[i])
+        inside = (inside[:, None, :, None] & ok[None, :, None, :]).reshape(flat.shape)
+    return torch.where(inside, flat, math.prod(sizes)).reshape(1, 1, -1)

@@ -1,10 +1,11 @@
-"""Tensors made from attributes and shapes: Constant, ConstantOfShape, Range."""
+"""Tensors made from attributes and shapes: Constant, ConstantOfShape, Range, EyeLike."""
 
 from __future__ import annotations
 
 import torch
 
 from gradflow.onnx.context import NodeContext
+from gradflow.onnx.dtypes import torch_dtype, type_name
 from gradflow.onnx.ops.helpers import ints, item
 from gradflow.onnx.registry import Kernel, register
 
@@ -50,5 +51,24 @@ def range_(ctx: NodeContext) -> Kernel:
         return torch.arange(
             item(start), item(limit), item(delta), dtype=dtype or start.dtype, device=start.device
         )
+
+    return run
+
+
+@register("EyeLike", since=13)
+def eye_like(ctx: NodeContext) -> Kernel:
+    # Ones on the k-th diagonal of a matrix shaped like the input, of type `dtype` (default
+    # the input's).
+    k = int(ctx.attr("k", 0))
+    to = ctx.attr("dtype")
+    dtype = None if to is None else torch_dtype(int(to))
+    if to is not None and dtype is None:
+        raise ctx.unsupported(f"EyeLike of type {type_name(int(to))}")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        rows, cols = x.shape
+        i = torch.arange(rows, device=x.device).reshape(-1, 1)
+        j = torch.arange(cols, device=x.device).reshape(1, -1)
+        return (j - i == k).to(dtype or x.dtype)
 
     return run

@@ -1,5 +1,5 @@
 """Indexing: Gather, GatherElements, GatherND, Slice, Trilu, ScatterND, ScatterElements,
-NonZero."""
+TensorScatter, NonZero, Compress, OneHot."""
 
 from __future__ import annotations
 
@@ -131,20 +131,38 @@ def trilu(ctx: NodeContext) -> Kernel:
     return lambda x, k: fn(x, int(item(k)))
 
 
+_SCATTER_REDUCE = {"mul": "prod", "max": "amax", "min": "amin"}
+
+
 @register("ScatterND", since=13)
 def scatter_nd(ctx: NodeContext) -> Kernel:
     reduction = ctx.attr("reduction", "none")
-    if reduction not in ("none", "add"):
+    if reduction not in ("none", "add", *_SCATTER_REDUCE):
         raise ctx.unsupported(f"ScatterND reduction='{reduction}'")
-    accumulate = reduction == "add"
+    if reduction in ("none", "add"):
+        accumulate = reduction == "add"
 
-    def run(data: torch.Tensor, indices: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
-        return data.index_put(tuple(indices.long().unbind(-1)), updates, accumulate=accumulate)
+        def put(data: torch.Tensor, indices: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+            return data.index_put(tuple(indices.long().unbind(-1)), updates, accumulate=accumulate)
 
-    return run
+        return put
 
+    # The other reductions scatter along the flattened indexed dims.
+    def reduce(data: torch.Tensor, indices: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        k = indices.shape[-1]
+        sizes = torch.tensor(data.shape[:k], device=data.device)
+        idx = _nonnegative(indices.long(), sizes).reshape(-1, k)
+        strides = torch.ones(k, dtype=torch.long, device=data.device)
+        for i in range(k - 2, -1, -1):
+            strides[i] = strides[i + 1] * data.shape[i + 1]
+        rows = (idx * strides).sum(-1)
+        flat = data.reshape(-1, *data.shape[k:])
+        values = updates.reshape(-1, *data.shape[k:])
+        index = rows.reshape(-1, *[1] * (flat.dim() - 1)).expand(values.shape)
+        out = torch.scatter_reduce(flat, 0, index, values, _SCATTER_REDUCE[reduction])
+        return out.reshape(data.shape)
 
-_SCATTER_REDUCE = {"mul": "prod", "max": "amax", "min": "amin"}
+    return reduce
 
 
 @register("ScatterElements", since=13)
@@ -168,3 +186,63 @@ def scatter_elements(ctx: NodeContext) -> Kernel:
 @register("NonZero", since=13)
 def nonzero(ctx: NodeContext) -> Kernel:
     return lambda x: torch.nonzero(x).t()
+
+
+@register("TensorScatter", since=24)
+def tensor_scatter(ctx: NodeContext) -> Kernel:
+    # A cache update: each batch entry b writes `update` along `axis` from write_indices[b]
+    # (0 when absent), wrapping around the cache length in circular mode.
+    axis = int(ctx.attr("axis", -2))
+    circular = ctx.attr("mode", "linear") == "circular"
+
+    def run(
+        cache: torch.Tensor, update: torch.Tensor, write: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        a = normalize_axis(axis, cache.dim())
+        steps = torch.arange(update.shape[a], device=cache.device)
+        start = torch.zeros(cache.shape[0], dtype=torch.long, device=cache.device)
+        if write is not None:
+            start = write.long().reshape(-1)
+        shape = [1] * cache.dim()
+        shape[0] = cache.shape[0]
+        position = start.reshape(shape) + steps.reshape([-1 if d == a else 1 for d in range(cache.dim())])
+        if circular:
+            position = position % cache.shape[a]
+        return torch.scatter(cache, a, position.expand(update.shape), update)
+
+    return run
+
+
+@register("Compress", since=13)
+def compress(ctx: NodeContext) -> Kernel:
+    # The slices whose condition is true, along `axis` (of the flattened input when absent); a
+    # short condition leaves the remaining slices out.
+    axis = ctx.attr("axis")
+
+    def run(x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        data = x.reshape(-1) if axis is None else x
+        a = 0 if axis is None else normalize_axis(axis, x.dim())
+        picked = torch.nonzero(condition.reshape(-1)).reshape(-1)
+        return data.index_select(a, picked[picked < data.shape[a]])
+
+    return run
+
+
+@register("OneHot", since=13)
+def one_hot(ctx: NodeContext) -> Kernel:
+    # A new axis of `depth` entries: on_value where it equals the index (negative indices count
+    # from the end; out-of-range ones match nothing), off_value elsewhere.
+    axis = int(ctx.attr("axis", -1))
+
+    def run(indices: torch.Tensor, depth: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        n = int(item(depth))
+        a = normalize_axis(axis, indices.dim() + 1)
+        index = indices.to(torch.int64) if indices.is_floating_point() else indices.long()
+        index = torch.where(index < 0, index + n, index).unsqueeze(a)
+        shape = [1] * (indices.dim() + 1)
+        shape[a] = n
+        hot = torch.arange(n, device=indices.device).reshape(shape) == index
+        off, on = values[0], values[1]
+        return torch.where(hot, on, off)
+
+    return run

@@ -1,4 +1,4 @@
-"""Matrix products: MatMul, Gemm, Einsum."""
+"""Matrix products: MatMul, Gemm, Einsum; the determinant, Det."""
 
 from __future__ import annotations
 
@@ -43,3 +43,8 @@ def gemm(ctx: NodeContext) -> Kernel:
 def einsum(ctx: NodeContext) -> Kernel:
     equation = str(ctx.attr("equation", "")).replace(" ", "")
     return lambda *xs: torch.einsum(equation, *xs)
+
+
+@register("Det", since=13)
+def det(ctx: NodeContext) -> Kernel:
+    return torch.linalg.det

@@ -1,5 +1,6 @@
 """Normalizations: BatchNormalization (inference and training mode), LayerNormalization,
-InstanceNormalization, GroupNormalization, RMSNormalization."""
+InstanceNormalization, GroupNormalization, RMSNormalization, LRN, LpNormalization and
+MeanVarianceNormalization."""
 
 from __future__ import annotations
 
@@ -125,5 +126,54 @@ def rms_norm(ctx: NodeContext) -> Kernel:
         if scale.shape == shape:
             return F.rms_norm(x, shape, scale, eps)
         return F.rms_norm(x, shape, None, eps) * scale
+
+    return run
+
+
+@register("LRN", since=13)
+def lrn(ctx: NodeContext) -> Kernel:
+    # Each channel is divided by (bias + alpha / size * sum of squares over a window of `size`
+    # channels)^beta; the window reaches floor((size-1)/2) channels back and ceil((size-1)/2)
+    # forward (torch's local_response_norm centres even windows the other way).
+    size = int(ctx.attr("size"))
+    alpha = ctx.attr("alpha", 1e-4)
+    beta = ctx.attr("beta", 0.75)
+    bias = ctx.attr("bias", 1.0)
+    back, forward = (size - 1) // 2, size // 2
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        # [N, 1, C, rest]: the channels become the first pooled dim.
+        squares = (x * x).reshape(x.shape[0], 1, x.shape[1], -1)
+        padded = F.pad(squares, (0, 0, back, forward))
+        total = (F.avg_pool2d(padded, (size, 1), stride=1) * size).reshape(x.shape)
+        return x / (bias + alpha / size * total) ** beta
+
+    return run
+
+
+@register("LpNormalization", since=13)
+def lp_normalization(ctx: NodeContext) -> Kernel:
+    axis = ctx.attr("axis", -1)
+    p = int(ctx.attr("p", 2))
+    if p not in (1, 2):
+        raise ctx.unsupported(f"LpNormalization p={p}")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(x, p, dim=axis, keepdim=True)
+        # A zero norm means a zero slice, which stays zero (not 0/0).
+        return x / torch.where(norm == 0, torch.ones_like(norm), norm)
+
+    return run
+
+
+@register("MeanVarianceNormalization", since=13)
+def mean_variance_normalization(ctx: NodeContext) -> Kernel:
+    # (x - mean) / (std + 1e-9) over `axes`, as the operator's function body computes it.
+    axes = tuple(ctx.attr("axes") or (0, 2, 3))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(axes, keepdim=True)
+        std = torch.sqrt((x * x).mean(axes, keepdim=True) - mean * mean)
+        return (x - mean) / (std + 1e-9)
 
     return run

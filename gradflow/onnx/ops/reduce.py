@@ -1,5 +1,5 @@
 """Reductions: ReduceMean/Sum/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare, ArgMax, ArgMin,
-CumSum.
+CumSum, CumProd.
 
 Before opset 18 only ReduceSum took its axes as an input; the others took an `axes` attribute.
 """
@@ -23,11 +23,33 @@ def _prod(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
     return x
 
 
+def _extreme(largest: bool) -> Reducer:
+    # Over an empty set the maximum is the lowest value of the type (-inf, False), the minimum
+    # the highest, as for an empty reduction in ONNX; torch refuses empty dims.
+    reduce = torch.amax if largest else torch.amin
+
+    def run(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
+        if all(x.shape[d] for d in dims):
+            return reduce(x, dims, keepdim=keep)
+        reduced = {normalize_axis(d, x.dim()) for d in dims}
+        shape = [1 if d in reduced else s for d, s in enumerate(x.shape) if keep or d not in reduced]
+        if x.dtype == torch.bool:
+            fill: float | bool = not largest
+        elif x.is_floating_point():
+            fill = float("-inf") if largest else float("inf")
+        else:
+            info = torch.iinfo(x.dtype)
+            fill = info.min if largest else info.max
+        return torch.full(shape, fill, dtype=x.dtype, device=x.device)
+
+    return run
+
+
 _REDUCERS: dict[str, Reducer] = {
     "ReduceMean": lambda x, d, k: torch.mean(x, d, keepdim=k),
     "ReduceSum": lambda x, d, k: torch.sum(x, d, keepdim=k),
-    "ReduceMax": lambda x, d, k: torch.amax(x, d, keepdim=k),
-    "ReduceMin": lambda x, d, k: torch.amin(x, d, keepdim=k),
+    "ReduceMax": _extreme(largest=True),
+    "ReduceMin": _extreme(largest=False),
     "ReduceProd": _prod,
     "ReduceL1": lambda x, d, k: torch.sum(torch.abs(x), d, keepdim=k),
     "ReduceL2": lambda x, d, k: torch.linalg.vector_norm(x, 2, d, keepdim=k),
@@ -106,18 +128,27 @@ register("ArgMax", since=13)(_arg(torch.argmax))
 register("ArgMin", since=13)(_arg(torch.argmin))
 
 
-@register("CumSum", since=13)
-def cumsum(ctx: NodeContext) -> Kernel:
-    exclusive = bool(ctx.attr("exclusive", 0))
-    reverse = bool(ctx.attr("reverse", 0))
+def _cumulative(product: bool) -> Callable[[NodeContext], Kernel]:
+    def factory(ctx: NodeContext) -> Kernel:
+        exclusive = bool(ctx.attr("exclusive", 0))
+        reverse = bool(ctx.attr("reverse", 0))
+        op = torch.cumprod if product else torch.cumsum
 
-    def run(x: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
-        a = normalize_axis(int(item(axis)), x.dim())
-        if reverse:
-            x = torch.flip(x, (a,))
-        y = torch.cumsum(x, a)
-        if exclusive:
-            y = y - x
-        return torch.flip(y, (a,)) if reverse else y
+        def run(x: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+            a = normalize_axis(int(item(axis)), x.dim())
+            if reverse:
+                x = torch.flip(x, (a,))
+            if exclusive and x.shape[a]:
+                # Shift by one: the first element is the operation's identity.
+                identity = torch.ones_like if product else torch.zeros_like
+                x = torch.cat([identity(x.narrow(a, 0, 1)), x.narrow(a, 0, x.shape[a] - 1)], a)
+            y = op(x, a, dtype=x.dtype)  # integer inputs keep their type
+            return torch.flip(y, (a,)) if reverse else y
 
-    return run
+        return run
+
+    return factory
+
+
+register("CumSum", since=13)(_cumulative(product=False))
+register("CumProd", since=26)(_cumulative(product=True))

@@ -52,7 +52,8 @@ def symmetric(pads: Sequence[int]) -> bool:
 
 
 def pad_spatial(x: torch.Tensor, pads: Sequence[int], value: float = 0.0) -> torch.Tensor:
-    """Pad the spatial dims of `x` (all dims after the first two) by ONNX pads."""
+    """Pad the spatial dims of `x` (all dims after the first two) by ONNX pads; negative pads
+    crop."""
     if not any(pads):
         return x
     return F.pad(x, torch_pad(pads), value=value)
