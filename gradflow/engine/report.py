@@ -11,9 +11,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradflow.choices import Choice
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 REPORT_SCHEMA = "gradflow/report@1"
 
@@ -165,7 +168,26 @@ class Summary:
 
 @dataclass(frozen=True)
 class Report:
-    """Everything one probe measured. `to_dict()` is the `gradflow/report@1` JSON."""
+    """Everything one probe measured. `to_dict()` is the `gradflow/report@1` JSON.
+
+    In a notebook a Report shows the table `gradflow inspect` prints (through Rich) or its
+    `--html` page; `repr` is one line.
+
+    Attributes:
+        model: where the model came from, its format and parameter count.
+        probe: the probe's inputs, loss, mode, seed, device and autocast dtype.
+        stop_gradient: the junctions whose skip or block path the probe stopped.
+        junctions: one Junction per measured residual add, in forward order.
+        parameters: the gradient of every trainable parameter.
+        summary: survival, flagged junctions, parameters without gradient, notes.
+        timings_s: seconds spent per phase (load, forward, backward, ...).
+
+    Example:
+        >>> report = gradflow.inspect(model, torch.randn(8, 3, 32, 32))
+        >>> report
+        Report(6 junctions, survival 7.49×, flagged: none)
+        >>> report.junction("layer1.0").grad_block
+    """
 
     model: ModelInfo
     probe: ProbeInfo
@@ -177,13 +199,27 @@ class Report:
     gradflow_version: str = ""
     torch_version: str = ""
 
+    def __repr__(self) -> str:
+        from gradflow.render.short import report_repr
+        return report_repr(self)
+
+    def __rich__(self) -> RenderableType:
+        from gradflow.render.table import report_rich
+        return report_rich(self)
+
+    def _repr_html_(self) -> str:
+        from gradflow.render.html import report_fragment
+        return report_fragment(self)
+
     def junction(self, name: str) -> Junction:
+        """The junction named `name`; KeyError when there is none."""
         for junction in self.junctions:
             if junction.name == name:
                 return junction
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The `gradflow/report@1` JSON document (`gradflow/schemas/report.schema.json`)."""
         return {
             "schema": REPORT_SCHEMA,
             "gradflow_version": self.gradflow_version,

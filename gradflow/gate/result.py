@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradflow.engine.report import Report
 from gradflow.gate.rules import Subject, Violation
 from gradflow.gate.settings import CheckSettings, Level
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 CHECK_SCHEMA = "gradflow/check@1"
 
@@ -50,16 +53,41 @@ class RuleOutcome:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What `gradflow check` and `gradflow.testing` decide on.
+    """What `gradflow check` and `gradflow.testing` decide on: what `gradflow.check` returns.
+    `to_dict()` is the `gradflow/check@1` JSON.
 
-    reports: one per seed, in seed order; the first is the one `--write-baseline` writes.
-    outcomes: one per registered rule, in registry order (rules that are off included).
+    In a notebook a CheckResult shows the tables `gradflow check` prints (through Rich) or the
+    same as HTML; `repr` is one line with the verdict.
+
+    Attributes:
+        reports: one per seed, in seed order; the first is the one `--write-baseline` writes.
+        outcomes: one per registered rule, in registry order (rules that are off included).
+        settings: the thresholds and rule levels the reports were judged by.
+        baseline: where the baseline report came from, None without one.
+
+    Example:
+        >>> result = gradflow.check(model, torch.randn(8, 3, 32, 32), seeds=3)
+        >>> result
+        CheckResult(passed: 6 rules · 6 junctions · 3 seeds)
+        >>> result.passed, [v.subject for v in result.violations]
     """
 
     reports: tuple[Report, ...]
     outcomes: tuple[RuleOutcome, ...]
     settings: CheckSettings
     baseline: str | None = None
+
+    def __repr__(self) -> str:
+        from gradflow.render.short import check_repr
+        return check_repr(self)
+
+    def __rich__(self) -> RenderableType:
+        from gradflow.render.check import check_rich
+        return check_rich(self)
+
+    def _repr_html_(self) -> str:
+        from gradflow.render.check_html import check_fragment
+        return check_fragment(self)
 
     @property
     def report(self) -> Report:
