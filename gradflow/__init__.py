@@ -21,6 +21,7 @@ from gradflow.drivers.compare import Comparison
 from gradflow.engine.report import Junction, Report, Status, Thresholds
 from gradflow.gate.result import CheckResult
 from gradflow.gate.settings import CheckSettings
+from gradflow.track.result import Track
 
 if TYPE_CHECKING:
     from gradflow.drivers.check import check as check
@@ -35,6 +36,7 @@ __all__ = [
     "Report",
     "Status",
     "Thresholds",
+    "Track",
     "__version__",
     "check",
     "compare",
