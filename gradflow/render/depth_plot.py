@@ -84,8 +84,11 @@ def _x_axis(ax: Any, picture: DepthPicture) -> None:
 def plot_depth(picture: DepthPicture, path: Path, dpi: int = 150) -> None:
     """Write the picture to `path` (.png, .svg or .pdf; the suffix picks the format)."""
     require_matplotlib(path)
+    import matplotlib
+
     figure = depth_figure(picture)
     try:
-        figure.savefig(path, dpi=dpi)
+        with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # the SVG's text stays text
+            figure.savefig(path, dpi=dpi)
     except OSError as e:
         raise OptionError(f"cannot write {path}: {e.strerror or e}") from e
