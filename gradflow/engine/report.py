@@ -33,7 +33,13 @@ METRICS = (
 
 
 class Status(Choice):
-    """Verdict on one junction, most severe first."""
+    """Verdict on one junction, most severe first. A Status equals its string value.
+
+    Example:
+        >>> [j.name for j in report.junctions if j.status is not Status.OK]
+        >>> report.junctions[0].status == "ok"
+        True
+    """
 
     NONFINITE = "nonfinite"
     CUT = "cut"
@@ -50,6 +56,9 @@ class Thresholds:
     vanishing: grad_in / grad_output below `vanishing_below`.
     exploding: grad_in or grad_out / grad_output above `exploding_above`.
     dead: block_ratio (grad_block / grad_skip) below `dead_below`.
+
+    Example:
+        >>> gradflow.inspect(model, x, thresholds=Thresholds(dead_below=1e-2))
     """
 
     vanishing_below: float = 1e-3
@@ -70,6 +79,11 @@ class Junction:
     param_grad: ||dL/dtheta|| over the trainable parameters the block uses, each counted once.
     cut: "skip" or "block" when that operand of the add is a detached copy of the path's tensor
         (`x.detach() + f(x)`, `x + f(x).detach()`): no gradient passes it; status is then "cut".
+
+    Example:
+        >>> junction = gradflow.inspect(model, x).junction("layer1.0")
+        >>> junction.grad_block / junction.grad_skip == junction.block_ratio
+        True
     """
 
     index: int
@@ -91,6 +105,8 @@ class Junction:
     cut: str | None = None
 
     def metric(self, name: str) -> float | None:
+        """The metric `name` (one of `METRICS`: grad_out, grad_skip, grad_block, grad_in,
+        block_ratio, cosine, param_grad); KeyError for any other name."""
         if name not in METRICS:
             raise KeyError(name)
         value: float | None = getattr(self, name)

@@ -39,6 +39,7 @@ class RuleOutcome:
 
     @property
     def failed(self) -> bool:
+        """True when the rule is at level error and has a violation."""
         return self.level is Level.ERROR and bool(self.violations)
 
     @property
@@ -91,10 +92,12 @@ class CheckResult:
 
     @property
     def report(self) -> Report:
+        """The first seed's report."""
         return self.reports[0]
 
     @property
     def seeds(self) -> tuple[int, ...]:
+        """The probe seeds, one per report."""
         return tuple(r.probe.seed for r in self.reports)
 
     @property
@@ -104,14 +107,17 @@ class CheckResult:
 
     @property
     def errors(self) -> tuple[Violation, ...]:
+        """The violations of rules at level error: those that fail the check."""
         return tuple(v for o in self.outcomes if o.level is Level.ERROR for v in o.violations)
 
     @property
     def warnings(self) -> tuple[Violation, ...]:
+        """The violations of rules at level warning: shown, but the check passes."""
         return tuple(v for o in self.outcomes if o.level is Level.WARNING for v in o.violations)
 
     @property
     def passed(self) -> bool:
+        """True when no rule at level error has a violation."""
         return not any(o.failed for o in self.outcomes)
 
     @property
@@ -120,12 +126,14 @@ class CheckResult:
         return 0 if self.passed else 1
 
     def outcome(self, rule: str) -> RuleOutcome:
+        """The outcome of the rule named `rule`; KeyError when there is no such rule."""
         for o in self.outcomes:
             if o.rule == rule:
                 return o
         raise KeyError(rule)
 
     def level(self, violation: Violation) -> Level:
+        """The level of the rule `violation` broke."""
         return self.outcome(violation.rule).level
 
     def verdict(self) -> str:
@@ -148,6 +156,7 @@ class CheckResult:
         return line
 
     def to_dict(self) -> dict[str, Any]:
+        """The `gradflow/check@1` JSON document (`gradflow/schemas/check.schema.json`)."""
         return {
             "schema": CHECK_SCHEMA,
             "passed": self.passed,

@@ -34,7 +34,22 @@ class Level(Choice):
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """Thresholds and levels for one check. Levels not listed are `error`."""
+    """Thresholds and levels for one check. Levels not listed are `error`.
+
+    Attributes:
+        vanishing_below: the `vanishing` rule's least survival (first grad_in / last grad_out).
+        dead_below: the `dead` rule's least block_ratio.
+        exploding_above: the `exploding` rule's largest grad_in or grad_out over the gradient
+            at the output.
+        tolerance: the factor a metric may move by from the baseline (`regression`).
+        allow_unused: globs of parameter names the `no-grad` rule lets go without gradient.
+        levels: (rule, level) pairs, the last one for a rule winning.
+
+    Example:
+        >>> from gradflow.gate import settings_from
+        >>> settings = settings_from({}, dead_below=1e-2, warn=["regression"])
+        >>> gradflow.check(model, x, settings=settings).passed
+    """
 
     vanishing_below: float = VANISHING_BELOW
     dead_below: float = DEAD_BELOW
@@ -51,18 +66,21 @@ class CheckSettings:
                 raise OptionError(f"{_flag(name)} {problem}, got {value!r}")
 
     def level(self, rule: str) -> Level:
+        """The level of the rule named `rule`: the last one `levels` gives it, else error."""
         for name, level in reversed(self.levels):
             if name == rule:
                 return level
         return Level.ERROR
 
     def with_levels(self, rules: Iterable[str], level: Level) -> CheckSettings:
+        """A copy with `rules` at `level`; an unknown rule name is an OptionError."""
         from gradflow.gate.rules import get_rule
 
         added = tuple((get_rule(r).name, level) for r in rules)
         return replace(self, levels=self.levels + added)
 
     def threshold(self, name: str | None) -> float | None:
+        """The value of the threshold setting `name` (None for a rule without one)."""
         return None if name is None else float(getattr(self, name))
 
 
