@@ -106,12 +106,12 @@ def _x_axis(picture: DepthPicture, x: XScale, y1: int) -> list[str]:
             at = x(depth)
             parts.append(f'<text x="{at:.1f}" y="{y1 + 14}" text-anchor="end" '
                          f'transform="rotate(-25 {at:.1f} {y1 + 14})">{escape(_short(name))}</text>')
-        label = "junction (forward order)"
+        label, at = "junction (forward order)", HEIGHT - 6
     else:
         for depth in _nice_ticks(min(depths), max(depths)):
             parts.append(f'<text x="{x(depth):.1f}" y="{y1 + 16}" text-anchor="middle">{depth}</text>')
-        label = "junction depth (index in forward order)"
-    parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{HEIGHT - 6}" '
+        label, at = "junction depth (index in forward order)", y1 + 34
+    parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{at}" '
                  f'text-anchor="middle">{label}</text>')
     return parts
 

@@ -1,4 +1,5 @@
-"""JSON documents: the report (`gradflow/report@1`) and the comparison (`gradflow/compare@1`)."""
+"""JSON documents: the report (`gradflow/report@1`) and the comparison (`gradflow/compare@1`).
+Each format's JSON Schema is in gradflow/schemas/."""
 
 from __future__ import annotations
 
