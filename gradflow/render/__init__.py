@@ -34,7 +34,18 @@ in this package:
   scoped `<style>` (see `html.fragment`), which a notebook shows as it is and an `--html`
   page wraps (`html.page`).
 
-`tests/test_display.py` shows what each method is tested for.
+Then add the type to `RESULT_TYPES` in `tests/test_display.py` and test its three outputs as
+the others are tested there (structure and numbers against the result's own fields);
+`test_each_display_method_is_a_lazy_one_line_delegation_to_render` already holds every type
+exported from `gradflow` to this pattern.
+
+A new JSON format gets its JSON Schema in `gradflow/schemas/<format>.schema.json` (`$id` and
+the `schema` const both `gradflow/<format>@<version>`, the constant its writer uses), its
+writer's constant in `WRITTEN` in `tests/test_schemas.py` with a test that validates real
+output, and the schema's digest in `gradflow/schemas/digests.json` (the failing test prints
+it). A new version of a format is a new `$id`, const and constant, and one more digest line.
+`docs/api.md` lists whatever `gradflow.__all__` exports: regenerate it with
+`python -m scripts.api_docs`.
 
 Where each result renders:
 
