@@ -9,6 +9,10 @@ and backward, and measure the gradient on the skip and block path of each.
     >>> gradflow.compare(model, x, sg_skip=True)
     >>> gradflow.check(model, x, seeds=3).passed
 
+Results show themselves: `report` in a notebook cell is the table `gradflow inspect` prints (or
+its HTML page), and `repr(report)` is one line. The package is typed (`py.typed`); docs/api.md
+documents every name in `__all__`.
+
 Importing gradflow does not import torch; the verbs do, when called.
 """
 
@@ -21,6 +25,7 @@ from gradflow.drivers.compare import Comparison
 from gradflow.engine.report import Junction, Report, Status, Thresholds
 from gradflow.gate.result import CheckResult
 from gradflow.gate.settings import CheckSettings
+from gradflow.track.result import Track
 
 if TYPE_CHECKING:
     from gradflow.drivers.check import check as check
@@ -35,6 +40,7 @@ __all__ = [
     "Report",
     "Status",
     "Thresholds",
+    "Track",
     "__version__",
     "check",
     "compare",
@@ -48,11 +54,12 @@ _VERBS = {
     "check": "gradflow.drivers.check",
 }
 
+if not TYPE_CHECKING:  # a type checker sees the imports above, and no Any for a misspelt name
 
-def __getattr__(name: str) -> Any:
-    module = _VERBS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gradflow' has no attribute {name!r}")
-    import importlib
+    def __getattr__(name: str) -> Any:
+        module = _VERBS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'gradflow' has no attribute {name!r}")
+        import importlib
 
-    return getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)

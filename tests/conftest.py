@@ -31,6 +31,3 @@ def report_schema() -> dict:
     return json.loads((ROOT / "gradflow" / "schemas" / "report.schema.json").read_text())
 
 
-@pytest.fixture(scope="session")
-def check_schema() -> dict:
-    return json.loads((ROOT / "gradflow" / "schemas" / "check.schema.json").read_text())

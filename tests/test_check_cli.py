@@ -15,6 +15,7 @@ import torch
 from gradflow.gate import settings as defaults
 from tests import test_check_models as models
 from tests.conftest import ROOT, SAMPLES
+from tests.schemas import validate
 
 MODELS = ROOT / "tests" / "test_check_models.py"
 RULES = ["nonfinite", "unused", "no-grad", "zero-grad", "cut", "vanishing", "dead", "exploding",
@@ -177,11 +178,11 @@ def test_markdown_for_a_pull_request(gradflow_cli) -> None:
     assert "`spare.weight`" in result.stdout
 
 
-def test_json_is_the_report_plus_violations(gradflow_cli, report_schema, check_schema) -> None:
+def test_json_is_the_report_plus_violations(gradflow_cli, report_schema) -> None:
     result = gradflow_cli("check", spec("build_unused"), "--device", "cpu", "--format", "json", "--seeds", "2")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
-    jsonschema.validate(document, check_schema)
+    validate(document)
     assert document["schema"] == "gradflow/check@2" and document["passed"] is False
     assert document["exit_code"] == 1 and document["seeds"] == [0, 1]
     jsonschema.validate(document["report"], report_schema)

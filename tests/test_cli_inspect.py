@@ -198,7 +198,7 @@ def test_compare_sg_skip_collapses_the_deep_mlp(gradflow_cli) -> None:
     result = gradflow_cli("compare", SAMPLES / "deep_mlp.py", "--sg-skip", "--format", "json")
     assert result.exit_code == 0
     document = json.loads(result.stdout)
-    assert document["schema"] == "gradflow/compare@1"
+    assert document["schema"] == "gradflow/compare@2"
     assert list(document["variants"]) == ["baseline", "sg-skip"]
     base = document["variants"]["baseline"]["junctions"][0]["grad_in"]
     stopped = document["variants"]["sg-skip"]["junctions"][0]["grad_in"]

@@ -40,6 +40,11 @@ def _svgs(page: str) -> list[ET.Element]:
     return [ET.fromstring(fragment) for fragment in re.findall(r"<svg.*?</svg>", page, re.S)]
 
 
+def _charts(page: str) -> list[ET.Element]:
+    """The bar charts, one per junction: every SVG but the depth picture at the top."""
+    return [svg for svg in _svgs(page) if svg.get("class") != "depth"]
+
+
 def test_inspect_html_has_the_table_a_chart_per_junction_and_no_external_url(gradflow_cli, tmp_path) -> None:
     target = tmp_path / "report.html"
     result = gradflow_cli("inspect", SAMPLES / "tiny_resnet.py", "--html", target, "--device", "cpu")
@@ -52,9 +57,11 @@ def test_inspect_html_has_the_table_a_chart_per_junction_and_no_external_url(gra
     assert parsed.tags.count("table") == 1 and parsed.tags.count("tr") == 1 + 6
     for name in ("layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1"):
         assert name in parsed.cells
-    svgs = _svgs(page)  # well-formed, one per junction, a bar per metric
-    assert len(svgs) == 6
-    assert all(len(svg.findall("rect")) == 4 for svg in svgs)
+    svgs = _svgs(page)  # well-formed: the depth picture first, then one per junction, a bar per metric
+    assert svgs[0].get("class") == "depth"
+    charts = _charts(page)
+    assert len(charts) == 6 == len(svgs) - 1
+    assert all(len(svg.findall("rect")) == 4 for svg in charts)
     assert "<script" not in page and "<link" not in page and "<img" not in page
 
 
@@ -67,7 +74,8 @@ def test_compare_html_has_each_variant_and_ratio(gradflow_cli, tmp_path) -> None
     parsed = _parse(page)
     assert {"baseline", "sg-skip", "ratio"} <= set(parsed.cells)
     rows = parsed.tags.count("tr") - 1
-    svgs = _svgs(page)
+    assert _svgs(page)[0].get("class") == "depth"
+    svgs = _charts(page)
     assert len(svgs) == rows > 0
     assert all(len(svg.findall("rect")) == 2 for svg in svgs)  # baseline and sg-skip
 
@@ -78,13 +86,13 @@ def test_model_strings_are_escaped() -> None:
     junctions = (dataclasses.replace(report.junctions[0], name=hostile), *report.junctions[1:])
     page = report_html(dataclasses.replace(report, junctions=junctions))
     assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert len(_svgs(page)) == 2
+    assert len(_charts(page)) == 2 and len(_svgs(page)) == 3
 
 
 def test_bar_lengths_follow_a_shared_log_scale() -> None:
     report = gradflow.inspect(models.InputFork(), _inputs("InputFork"))
     page = report_html(report)
-    widths = [float(rect.get("width", "0")) for svg in _svgs(page) for rect in svg.findall("rect")]
+    widths = [float(rect.get("width", "0")) for svg in _charts(page) for rect in svg.findall("rect")]
     values = [j.metric(m) for j in report.junctions for m in ("grad_out", "grad_skip", "grad_block", "grad_in")]
     # A larger value never gets a shorter bar, across every chart of the page.
     pairs = sorted(zip(values, widths))

@@ -17,6 +17,7 @@ from gradflow.gate.settings import WARMUP_LR, WARMUP_STEPS
 from gradflow.testing import check_gradient_flow
 from tests.conftest import ROOT
 from tests.fixtures import shapes
+from tests.schemas import validate
 
 SEED = 0
 
@@ -130,12 +131,12 @@ def test_the_warm_up_takes_its_steps_from_the_settings(steps) -> None:
     _assert_matches(result.report.warmup.report, rows, norms)
 
 
-def test_the_json_keeps_the_warm_up_report(gradflow_cli, report_schema, check_schema) -> None:
+def test_the_json_keeps_the_warm_up_report(gradflow_cli, report_schema) -> None:
     spec = f"{ROOT / 'tests' / 'fixtures' / 'shapes.py'}:build_zero_head"
     result = gradflow_cli("check", spec, "--device", "cpu", "--format", "json")
     assert result.exit_code == 0, result.output
     checked = json.loads(result.stdout)
-    jsonschema.validate(checked, check_schema)
+    validate(checked)
     assert checked["dormant"] == [{"junction": f"#{k}", "reason": "warm-up"} for k in range(3)]
     document = checked["report"]
     jsonschema.validate(document, report_schema)

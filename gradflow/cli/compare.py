@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gradflow.cli.inspect import HtmlOpt
+from gradflow.cli.inspect import DepthPlotOpt, HtmlOpt, write_plot
 from gradflow.cli.options import (
     PROBE_OPTIONS,
     Arch,
@@ -60,6 +60,7 @@ def compare_command(
     format: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
     html: HtmlOpt = None,
+    plot: DepthPlotOpt = None,
     debug: Debug = False,
 ) -> None:
     """Compare gradient flow: the baseline beside --sg-skip and/or --sg-block, or two models.
@@ -75,6 +76,8 @@ def compare_command(
       gradflow compare model.py --sg-skip --sg-block --at 'layer3.*'
 
       gradflow compare before.pt after.pt --arch net.py:Net
+
+      gradflow compare model.py --sg-skip --plot depth.png
     """
     with guard(debug):
         if metric not in METRICS:
@@ -85,6 +88,10 @@ def compare_command(
             )
         if other is None and not (sg_skip or sg_block):
             raise OptionError("nothing to compare: add --sg-skip and/or --sg-block, or give a second source")
+        if plot is not None:
+            from gradflow.render.plot import require_matplotlib
+
+            require_matplotlib(plot)  # before measuring, not after it
         from gradflow.drivers.compare import compare, line_up, two_source_names
         from gradflow.engine.measure import measure
 
@@ -138,6 +145,10 @@ def compare_command(
             from gradflow.render.html import comparison_html
 
             write_output(html, comparison_html(comparison))
+        if plot is not None:
+            from gradflow.render.depth import comparison_depth
+
+            write_plot(plot, comparison_depth(comparison))
 
 
 def emit_comparison(comparison, format: Format, output) -> None:  # type: ignore[no-untyped-def]

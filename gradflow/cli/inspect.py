@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,12 +31,26 @@ from gradflow.cli.options import (
 )
 from gradflow.cli.session import build_probe, emit, guard, load, thresholds, write_output
 
+if TYPE_CHECKING:
+    from gradflow.render.depth import DepthPicture
+
 HtmlOpt = Annotated[
     Path | None,
     typer.Option(
         "--html",
-        help="Also write a self-contained HTML page: the table and a bar chart per junction "
-        "(it fetches nothing, so it opens offline and travels as one file).",
+        help="Also write a self-contained HTML page: the depth picture, the table and a bar chart "
+        "per junction (it fetches nothing, so it opens offline and travels as one file).",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
+]
+DepthPlotOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--plot",
+        help="Also write the depth picture: grad_skip, grad_block and grad_in against junction "
+        "depth, log scale, flagged junctions ringed (compare: --metric, one line per variant). "
+        ".png, .svg or .pdf; needs the `plot` extra (matplotlib).",
         rich_help_panel=OUTPUT,
         show_default=False,
     ),
@@ -59,6 +74,7 @@ def inspect_command(
     format: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
     html: HtmlOpt = None,
+    plot: DepthPlotOpt = None,
     debug: Debug = False,
 ) -> None:
     """Measure the gradient on the skip and block path of every residual junction.
@@ -77,10 +93,16 @@ def inspect_command(
 
       gradflow inspect model.py --sg-block --at 'layer3.*'
 
+      gradflow inspect model.py --html report.html --plot depth.png
+
       gradflow inspect big_model.py --max-junctions 12 --device cuda --dtype bfloat16
     """
     with guard(debug):
         stopping = sg_skip or sg_block
+        if plot is not None:
+            from gradflow.render.plot import require_matplotlib
+
+            require_matplotlib(plot)  # before measuring, not after it
         loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
         batch = build_probe(loaded, probe)
         from gradflow.engine.measure import VariantSpec, measure
@@ -107,6 +129,17 @@ def inspect_command(
             from gradflow.render.html import report_html
 
             write_output(html, report_html(report))
+        if plot is not None:
+            from gradflow.render.depth import report_depth
+
+            write_plot(plot, report_depth(report))
+
+
+def write_plot(path: Path, picture: DepthPicture) -> None:
+    from gradflow.render.depth_plot import plot_depth
+
+    plot_depth(picture, path)
+    print(f"gradflow: wrote {path}", file=sys.stderr)
 
 
 def emit_report(report, format: Format, output: Path | None) -> None:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from gradflow.errors import OptionError
 
 if TYPE_CHECKING:
     import torch
+    from rich.console import RenderableType
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,44 @@ class Row:
 
 @dataclass(frozen=True)
 class Comparison:
+    """Reports lined up junction by junction: what `gradflow.compare` returns.
+
+    In a notebook a Comparison shows the table `gradflow compare` prints (through Rich) or its
+    `--html` page; `repr` is one line.
+
+    Attributes:
+        metric: the junction metric the rows hold (`grad_in` unless asked otherwise).
+        baseline: the variant the others are divided by (the first one).
+        variants: each variant's name and Report, baseline first.
+        rows: one Row per junction name, in the order the variants first show it.
+
+    Example:
+        >>> comparison = gradflow.compare(model, x, sg_skip=True)
+        >>> comparison
+        Comparison(grad_in, 6 junctions, baseline vs sg-skip: median 0.433×)
+        >>> {row.name: comparison.ratio(row, "sg-skip") for row in comparison.rows}
+    """
+
     metric: str
     baseline: str
     variants: dict[str, Report]
     rows: tuple[Row, ...]
 
+    def __repr__(self) -> str:
+        from gradflow.render.short import comparison_repr
+        return comparison_repr(self)
+
+    def __rich__(self) -> RenderableType:
+        from gradflow.render.compare import comparison_rich
+        return comparison_rich(self)
+
+    def _repr_html_(self) -> str:
+        from gradflow.render.html import comparison_fragment
+        return comparison_fragment(self)
+
     def ratio(self, row: Row, variant: str) -> float | None:
+        """`variant`'s value at `row` over the baseline's: None where either is undefined or
+        absent, inf where only the baseline's is 0."""
         return ratio(row.values.get(variant), row.values.get(self.baseline))
 
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradflow.choices import Choice
 from gradflow.engine.verdicts import (
@@ -24,6 +24,9 @@ from gradflow.engine.verdicts import (
     over,
     reaches_weakly,
 )
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 REPORT_SCHEMA = "gradflow/report@2"
 READABLE_SCHEMAS = ("gradflow/report@1", REPORT_SCHEMA)  # from_dict reads both
@@ -61,6 +64,11 @@ class Junction:
         gate parameter that holds its block closed (a zero-initialised norm scale or skip gain,
         a 1e-6 layer scale; see `closing_gate`), or "warm-up" (WARM_UP) when `gradflow check`
         saw the block pass gradient after a few optimizer steps. None for every other status.
+
+    Example:
+        >>> junction = gradflow.inspect(model, x).junction("layer1.0")
+        >>> junction.grad_block / junction.grad_skip == junction.block_ratio
+        True
     """
 
     index: int
@@ -90,6 +98,8 @@ class Junction:
         return over(self.grad_context, self.grad_skip)
 
     def metric(self, name: str) -> float | None:
+        """The metric `name` (one of `METRICS`: grad_out, grad_skip, grad_block, grad_in,
+        block_ratio, cosine, param_grad); KeyError for any other name."""
         if name not in METRICS:
             raise KeyError(name)
         value: float | None = getattr(self, name)
@@ -199,7 +209,26 @@ class Summary:
 
 @dataclass(frozen=True)
 class Report:
-    """Everything one probe measured. `to_dict()` is the `gradflow/report@2` JSON."""
+    """Everything one probe measured. `to_dict()` is the `gradflow/report@2` JSON.
+
+    In a notebook a Report shows the table `gradflow inspect` prints (through Rich) or its
+    `--html` page; `repr` is one line.
+
+    Attributes:
+        model: where the model came from, its format and parameter count.
+        probe: the probe's inputs, loss, mode, seed, device and autocast dtype.
+        stop_gradient: the junctions whose skip or block path the probe stopped.
+        junctions: one Junction per measured residual add, in forward order.
+        parameters: the gradient of every trainable parameter.
+        summary: survival, flagged junctions, parameters without gradient, notes.
+        timings_s: seconds spent per phase (load, forward, backward, ...).
+
+    Example:
+        >>> report = gradflow.inspect(model, torch.randn(8, 3, 32, 32))
+        >>> report
+        Report(6 junctions, survival 7.49×, flagged: none)
+        >>> report.junction("layer1.0").grad_block
+    """
 
     model: ModelInfo
     probe: ProbeInfo
@@ -212,13 +241,27 @@ class Report:
     torch_version: str = ""
     warmup: Warmup | None = None  # `gradflow check`'s measurement after its warm-up, if it ran
 
+    def __repr__(self) -> str:
+        from gradflow.render.short import report_repr
+        return report_repr(self)
+
+    def __rich__(self) -> RenderableType:
+        from gradflow.render.table import report_rich
+        return report_rich(self)
+
+    def _repr_html_(self) -> str:
+        from gradflow.render.html import report_fragment
+        return report_fragment(self)
+
     def junction(self, name: str) -> Junction:
+        """The junction named `name`; KeyError when there is none."""
         for junction in self.junctions:
             if junction.name == name:
                 return junction
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The `gradflow/report@1` JSON document (`gradflow/schemas/report.schema.json`)."""
         return {
             "schema": REPORT_SCHEMA,
             "gradflow_version": self.gradflow_version,

@@ -13,7 +13,13 @@ from gradflow.choices import Choice
 
 
 class Status(Choice):
-    """Verdict on one junction, most severe first."""
+    """Verdict on one junction, most severe first. A Status equals its string value.
+
+    Example:
+        >>> [j.name for j in report.junctions if j.status is not Status.OK]
+        >>> report.junctions[0].status == "ok"
+        True
+    """
 
     NONFINITE = "nonfinite"
     CUT = "cut"
@@ -34,6 +40,9 @@ class Thresholds:
         below `dead_below`, and so is what it sends to its context over grad_skip (see
         Junction.grad_context; a cross-attention block, which reaches its fork only weakly at
         initialisation but passes gradient to the encoder side, is not dead).
+
+    Example:
+        >>> gradflow.inspect(model, x, thresholds=Thresholds(dead_below=1e-2))
     """
 
     vanishing_below: float = 1e-3

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradflow.engine.report import Report
 from gradflow.gate.rules import Subject, Violation
 from gradflow.gate.settings import CheckSettings, Level
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 CHECK_SCHEMA = "gradflow/check@2"
 READABLE_CHECK_SCHEMAS = ("gradflow/check@1", CHECK_SCHEMA)  # baselines may be either
@@ -37,6 +40,7 @@ class RuleOutcome:
 
     @property
     def failed(self) -> bool:
+        """True when the rule is at level error and has a violation."""
         return self.level is Level.ERROR and bool(self.violations)
 
     @property
@@ -51,10 +55,23 @@ class RuleOutcome:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What `gradflow check` and `gradflow.testing` decide on.
+    """What `gradflow check` and `gradflow.testing` decide on: what `gradflow.check` returns.
+    `to_dict()` is the `gradflow/check@1` JSON.
 
-    reports: one per seed, in seed order; the first is the one `--write-baseline` writes.
-    outcomes: one per registered rule, in registry order (rules that are off included).
+    In a notebook a CheckResult shows the tables `gradflow check` prints (through Rich) or the
+    same as HTML; `repr` is one line with the verdict.
+
+    Attributes:
+        reports: one per seed, in seed order; the first is the one `--write-baseline` writes.
+        outcomes: one per registered rule, in registry order (rules that are off included).
+        settings: the thresholds and rule levels the reports were judged by.
+        baseline: where the baseline report came from, None without one.
+
+    Example:
+        >>> result = gradflow.check(model, torch.randn(8, 3, 32, 32), seeds=3)
+        >>> result
+        CheckResult(passed: 6 rules · 6 junctions · 3 seeds)
+        >>> result.passed, [v.subject for v in result.violations]
     """
 
     reports: tuple[Report, ...]
@@ -62,12 +79,26 @@ class CheckResult:
     settings: CheckSettings
     baseline: str | None = None
 
+    def __repr__(self) -> str:
+        from gradflow.render.short import check_repr
+        return check_repr(self)
+
+    def __rich__(self) -> RenderableType:
+        from gradflow.render.check import check_rich
+        return check_rich(self)
+
+    def _repr_html_(self) -> str:
+        from gradflow.render.check_html import check_fragment
+        return check_fragment(self)
+
     @property
     def report(self) -> Report:
+        """The first seed's report."""
         return self.reports[0]
 
     @property
     def seeds(self) -> tuple[int, ...]:
+        """The probe seeds, one per report."""
         return tuple(r.probe.seed for r in self.reports)
 
     @property
@@ -77,14 +108,17 @@ class CheckResult:
 
     @property
     def errors(self) -> tuple[Violation, ...]:
+        """The violations of rules at level error: those that fail the check."""
         return tuple(v for o in self.outcomes if o.level is Level.ERROR for v in o.violations)
 
     @property
     def warnings(self) -> tuple[Violation, ...]:
+        """The violations of rules at level warning: shown, but the check passes."""
         return tuple(v for o in self.outcomes if o.level is Level.WARNING for v in o.violations)
 
     @property
     def passed(self) -> bool:
+        """True when no rule at level error has a violation."""
         return not any(o.failed for o in self.outcomes)
 
     @property
@@ -105,12 +139,14 @@ class CheckResult:
         return tuple(sorted(seen.items(), key=lambda item: order.index(item[0])))
 
     def outcome(self, rule: str) -> RuleOutcome:
+        """The outcome of the rule named `rule`; KeyError when there is no such rule."""
         for o in self.outcomes:
             if o.rule == rule:
                 return o
         raise KeyError(rule)
 
     def level(self, violation: Violation) -> Level:
+        """The level of the rule `violation` broke."""
         return self.outcome(violation.rule).level
 
     def verdict(self) -> str:
@@ -133,6 +169,7 @@ class CheckResult:
         return line
 
     def to_dict(self) -> dict[str, Any]:
+        """The `gradflow/check@1` JSON document (`gradflow/schemas/check.schema.json`)."""
         return {
             "schema": CHECK_SCHEMA,
             "passed": self.passed,

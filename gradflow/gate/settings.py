@@ -44,7 +44,22 @@ class Level(Choice):
 @dataclass(frozen=True)
 class CheckSettings:
     """Thresholds and levels for one check. A rule whose level is not listed has its default
-    (`gradflow.gate.rules.Rule.level`)."""
+    (`gradflow.gate.rules.Rule.level`).
+
+    Attributes:
+        vanishing_below: the `vanishing` rule's least survival (first grad_in / last grad_out).
+        dead_below: the `dead` rule's least block_ratio.
+        exploding_above: the `exploding` rule's largest grad_in or grad_out over the gradient
+            at the output.
+        tolerance: the factor a metric may move by from the baseline (`regression`).
+        allow_unused: globs of parameter names the `unused` and `no-grad` rules let go.
+        levels: (rule, level) pairs, the last one for a rule winning.
+
+    Example:
+        >>> from gradflow.gate import settings_from
+        >>> settings = settings_from({}, dead_below=1e-2, warn=["regression"])
+        >>> gradflow.check(model, x, settings=settings).passed
+    """
 
     vanishing_below: float = VANISHING_BELOW
     dead_below: float = DEAD_BELOW
@@ -75,12 +90,14 @@ class CheckSettings:
         return get_rule(rule).level
 
     def with_levels(self, rules: Iterable[str], level: Level) -> CheckSettings:
+        """A copy with `rules` at `level`; an unknown rule name is an OptionError."""
         from gradflow.gate.rules import get_rule
 
         added = tuple((get_rule(r).name, level) for r in rules)
         return replace(self, levels=self.levels + added)
 
     def threshold(self, name: str | None) -> float | None:
+        """The value of the threshold setting `name` (None for a rule without one)."""
         return None if name is None else float(getattr(self, name))
 
 

@@ -156,8 +156,13 @@ def render_check(result: CheckResult) -> Group:
     return Group(*parts)
 
 
+def check_rich(result: CheckResult) -> Group:
+    """What `CheckResult.__rich__` shows: the tables and verdict `gradflow check` prints."""
+    return render_check(result)
+
+
 def print_check(result: CheckResult, file: IO[str] | None = None) -> None:
-    console(file).print(render_check(result))
+    console(file).print(check_rich(result))
 
 
 def check_text(result: CheckResult, width: int = 120) -> str:

@@ -60,7 +60,9 @@ def cell(row: Row, variant: str) -> str:
     return num(row.values.get(variant)) if row.has(variant) else "absent"
 
 
-def print_comparison(c: Comparison) -> None:
+def comparison_rich(c: Comparison) -> Group:
+    """What `Comparison.__rich__` shows, and `gradflow compare` prints: the table, what changed
+    in each variant, the junctions a variant lacks, the notes."""
     parts: list = [compare_table(c)]
     for name in c.variants:
         if name != c.baseline:
@@ -78,7 +80,11 @@ def print_comparison(c: Comparison) -> None:
                 )
             )
     parts.extend(Text(f"note: {note}", style="dim") for note in _notes(c))
-    console().print(Group(*parts))
+    return Group(*parts)
+
+
+def print_comparison(c: Comparison) -> None:
+    console().print(comparison_rich(c))
 
 
 def _notes(c: Comparison) -> list[str]:

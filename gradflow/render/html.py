@@ -1,7 +1,10 @@
-"""Self-contained HTML pages for sharing a result: the table and a bar chart per junction.
+"""HTML for sharing and for notebooks: a fragment per result, and the page `--html` writes.
 
-Everything is inline (CSS, SVG); the page fetches nothing, so it opens offline and in mail
-attachments alike. Every string from the model (names, sources) is escaped.
+A fragment is one `<div class=gradflow>` holding its own `<style>`, scoped to that class so that
+a notebook's page keeps its look; a notebook shows it as it is (`_repr_html_`), and `page` wraps
+it into the self-contained file of `--html`. Everything is inline (CSS, SVG): the page fetches
+nothing, so it opens offline and in mail attachments alike. Every string from the model (names,
+sources) is escaped.
 """
 
 from __future__ import annotations
@@ -12,32 +15,42 @@ from html import escape
 
 from gradflow.drivers.compare import Comparison, Row, describe
 from gradflow.engine.report import Junction, Report
+from gradflow.render.depth import VARIANT_COLORS, comparison_depth, report_depth
+from gradflow.render.depth_svg import depth_svg
 from gradflow.render.numbers import log_span, num, ratio
 from gradflow.render.table import probe_line
 
 _BAR_METRICS = (("grad_out", "#7f8c8d"), ("grad_skip", "#c0392b"),
                 ("grad_block", "#1e8449"), ("grad_in", "#2c3e50"))
-_VARIANT_COLORS = ("#2c3e50", "#c0392b", "#1e8449", "#8e44ad", "#d68910", "#2874a6")
 
-_STYLE = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
-       margin: 2rem auto; max-width: 1100px; padding: 0 1rem; }
-h1 { font-size: 1.3rem; margin-bottom: .2rem; }
-.meta { color: #666; margin-top: 0; }
-table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; }
-th, td { padding: .25rem .6rem; border-bottom: 1px solid #e5e5e5; text-align: right; }
-th { border-bottom: 2px solid #bbb; font-weight: 600; }
-td.name, th.name { text-align: left; font-family: ui-monospace, monospace; }
-td.left { text-align: left; }
-.ok { color: #1e8449; } .flag { color: #b03a2e; font-weight: 600; }
-.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(330px, 1fr)); gap: 1rem; }
-figure { margin: 0; border: 1px solid #e5e5e5; border-radius: 6px; padding: .5rem .7rem; }
-figcaption { font-family: ui-monospace, monospace; font-size: .85rem; margin-bottom: .3rem; }
-svg text { font: 11px system-ui, sans-serif; fill: #333; }
-ul.notes { color: #444; }
-footer { color: #888; font-size: .8rem; margin-top: 2rem; }
+# Scoped to the fragment, so that a notebook's own styles are left alone.
+STYLE = """
+.gradflow { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }
+.gradflow h1 { font-size: 1.3rem; margin-bottom: .2rem; }
+.gradflow h2 { font-size: 1.1rem; }
+.gradflow .meta { color: #666; margin-top: 0; }
+.gradflow table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; }
+.gradflow th, .gradflow td { padding: .25rem .6rem; border-bottom: 1px solid #e5e5e5;
+  text-align: right; }
+.gradflow th { border-bottom: 2px solid #bbb; font-weight: 600; }
+.gradflow td.name, .gradflow th.name { text-align: left; font-family: ui-monospace, monospace; }
+.gradflow td.left, .gradflow th.left { text-align: left; }
+.gradflow .ok, .gradflow .passed { color: #1e8449; }
+.gradflow .flag, .gradflow .failed { color: #b03a2e; font-weight: 600; }
+.gradflow .warning { color: #9a7d0a; } .gradflow .dim { color: #888; }
+.gradflow .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(330px, 1fr));
+  gap: 1rem; }
+.gradflow figure { margin: 0; border: 1px solid #e5e5e5; border-radius: 6px; padding: .5rem .7rem; }
+.gradflow figcaption { font-family: ui-monospace, monospace; font-size: .85rem;
+  margin-bottom: .3rem; }
+.gradflow svg { max-width: 100%; height: auto; }
+.gradflow svg text { font: 11px system-ui, sans-serif; fill: #333; }
+.gradflow ul.notes { color: #444; }
+.gradflow .foot { color: #888; font-size: .8rem; margin-top: 2rem; }
 """
 
+# The page around a fragment: only what a whole document needs.
+_PAGE_STYLE = "body { margin: 2rem auto; max-width: 1100px; padding: 0 1rem; }"
 
 def _status(junction: Junction) -> str:
     if junction.dormant_reason:
@@ -45,8 +58,30 @@ def _status(junction: Junction) -> str:
     return str(junction.status)
 
 
-def report_html(report: Report) -> str:
-    """The page for one Report: probe summary, the junction table, a bar chart per junction."""
+GLOSSARY = ("grad_skip / grad_block: the gradient reaching the fork x through each path; grad_out: "
+            "arriving at the add; grad_in: dL/dx from every consumer. L2 norms over the probe batch.")
+
+
+def fragment(body: str, gradflow_version: str = "", torch_version: str = "",
+             glossary: str = GLOSSARY) -> str:
+    """One `<div class=gradflow>`: the scoped style, `body`, and a footer with the versions."""
+    versions = f"gradflow {escape(gradflow_version)} · torch {escape(torch_version)} · "
+    return (f"<div class=gradflow><style>{STYLE}</style>{body}"
+            f"<p class=foot>{versions}{escape(glossary)}</p></div>")
+
+
+def page(title: str, fragment: str) -> str:
+    """The self-contained document `--html` writes around a fragment."""
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_PAGE_STYLE}</style></head>"
+        f"<body>{fragment}</body></html>\n"
+    )
+
+
+def report_fragment(report: Report) -> str:
+    """One Report: the depth picture, the junction table, the summary, a bar chart per junction."""
     values = [j.metric(m) for j in report.junctions for m, _ in _BAR_METRICS]
     span = log_span(values)
     rows = []
@@ -71,25 +106,32 @@ def report_html(report: Report) -> str:
     notes = [f"{s.junctions} junctions · survival {ratio(s.survival)} · loss {num(s.loss)} · "
              f"|dL/d output| {num(s.grad_output)} · flagged: "
              + (", ".join(f"{escape(f.name)} ({f.status})" for f in s.flagged) or "none")]
-    notes += [escape(n) for n in getattr(s, "notes", ())]
+    notes += [escape(n) for n in s.notes]
     if not report.junctions:
         notes.insert(0, "No residual junction found: nothing to measure.")
     body = (
         f"<h1>gradflow · {escape(report.model.source)}</h1>"
         f"<p class=meta>{report.model.parameters:,} parameters · {escape(probe_line(report))}</p>"
+        + (depth_svg(report_depth(report)) if report.junctions else "")
         + (f"<table>{head}{''.join(rows)}</table>" if report.junctions else "")
         + "<ul class=notes>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>"
         + (f"<h2>Gradient norms at each junction</h2>{_legend(_BAR_METRICS)}"
            f"<div class=charts>{''.join(charts)}</div>" if charts else "")
     )
-    return _page(f"gradflow · {report.model.source}", body, report)
+    return fragment(body, report.gradflow_version, report.torch_version)
 
 
-def comparison_html(comparison: Comparison) -> str:
-    """The page for a Comparison: the metric per variant with ratios, a bar chart per junction."""
+def report_html(report: Report) -> str:
+    """The `--html` page for one Report: its fragment in a self-contained document."""
+    return page(f"gradflow · {report.model.source}", report_fragment(report))
+
+
+def comparison_fragment(comparison: Comparison) -> str:
+    """A Comparison: the depth picture (one line per variant), the metric per variant with
+    ratios, a bar chart per junction."""
     c = comparison
     others = [v for v in c.variants if v != c.baseline]
-    colors = {name: _VARIANT_COLORS[k % len(_VARIANT_COLORS)] for k, name in enumerate(c.variants)}
+    colors = {name: VARIANT_COLORS[k % len(VARIANT_COLORS)] for k, name in enumerate(c.variants)}
     span = log_span([v for row in c.rows for v in row.values.values()])
     head = (f"<tr><th class=name>junction</th><th>{escape(c.baseline)}</th>"
             + "".join(f"<th>{escape(o)}</th><th>ratio</th>" for o in others) + "</tr>")
@@ -106,17 +148,25 @@ def comparison_html(comparison: Comparison) -> str:
         for row in c.rows
     ]
     base = c.variants[c.baseline]
+    notes = [describe(c, o) for o in others]
+    notes += list(dict.fromkeys(n for report in c.variants.values() for n in report.summary.notes))
     body = (
         f"<h1>gradflow compare · {escape(c.metric)}</h1>"
         f"<p class=meta>baseline: {escape(c.baseline)} · {escape(base.model.source)} · "
         f"{escape(probe_line(base))}</p>"
-        f"<table>{head}{''.join(rows)}</table>"
-        "<ul class=notes>" + "".join(f"<li>{escape(describe(c, o))}</li>" for o in others) + "</ul>"
-        f"<h2>{escape(c.metric)} at each junction</h2>"
-        f"{_legend([(v, colors[v]) for v in c.variants])}"
-        f"<div class=charts>{''.join(charts)}</div>"
+        + (depth_svg(comparison_depth(c)) if c.rows else "")
+        + f"<table>{head}{''.join(rows)}</table>"
+        "<ul class=notes>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
+        + (f"<h2>{escape(c.metric)} at each junction</h2>"
+           f"{_legend([(v, colors[v]) for v in c.variants])}"
+           f"<div class=charts>{''.join(charts)}</div>" if charts else "")
     )
-    return _page(f"gradflow compare · {c.metric}", body, base)
+    return fragment(body, base.gradflow_version, base.torch_version)
+
+
+def comparison_html(comparison: Comparison) -> str:
+    """The `--html` page for a Comparison: its fragment in a self-contained document."""
+    return page(f"gradflow compare · {comparison.metric}", comparison_fragment(comparison))
 
 
 def _figure(title: str, bars: Sequence[tuple[str, float | None, str, str]],
@@ -155,15 +205,3 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
 def _value(row: Row, variant: str) -> str:
     """The metric, – where it is undefined, "absent" where the variant lacks the junction."""
     return num(row.values.get(variant)) if row.has(variant) else "absent"
-
-
-def _page(title: str, body: str, report: Report) -> str:
-    return (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>{body}"
-        f"<footer>gradflow {escape(report.gradflow_version)} · torch "
-        f"{escape(report.torch_version)} · grad_skip / grad_block: the gradient reaching the "
-        "fork x through each path; grad_out: arriving at the add; grad_in: dL/dx from every "
-        "consumer. L2 norms over the probe batch.</footer></body></html>\n"
-    )

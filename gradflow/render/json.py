@@ -1,4 +1,5 @@
-"""JSON documents: the report (`gradflow/report@2`) and the comparison (`gradflow/compare@1`)."""
+"""JSON documents: the report (`gradflow/report@2`) and the comparison (`gradflow/compare@2`).
+Each format's JSON Schema is in gradflow/schemas/."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from gradflow.engine.report import Report
 
-COMPARE_SCHEMA = "gradflow/compare@1"
+COMPARE_SCHEMA = "gradflow/compare@2"
 
 
 def dumps(document: Any) -> str:

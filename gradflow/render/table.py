@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import IO
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -209,6 +210,23 @@ def dormant_words(reason: str | None) -> str:
     return "alive after the warm-up" if reason == WARM_UP else f"gate {reason}"
 
 
+class fit_to_console:  # noqa: N801  # read as a function: it wraps a renderable's builder
+    """A renderable built for the width of the console it is printed on, as the CLI builds its
+    tables for the terminal's width: `console.print(fit_to_console(lambda w: table(x, w)))`."""
+
+    def __init__(self, build: Callable[[int], RenderableType]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.build(options.max_width)
+
+
+def report_rich(report: Report) -> RenderableType:
+    """What `Report.__rich__` shows: the table and summary `gradflow inspect` prints, for the
+    console's width."""
+    return fit_to_console(lambda width: render_report(report, width))
+
+
 def render_report(report: Report, width: int | None = None) -> Group:
     parts: list = []
     if report.junctions:
@@ -218,8 +236,7 @@ def render_report(report: Report, width: int | None = None) -> Group:
 
 
 def print_report(report: Report, file: IO[str] | None = None) -> None:
-    out = console(file)
-    out.print(render_report(report, out.width))
+    console(file).print(report_rich(report))
 
 
 def _plural(count: int, noun: str) -> str:

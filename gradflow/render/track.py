@@ -8,13 +8,13 @@ import math
 from collections.abc import Sequence
 from typing import IO
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from gradflow.render.json import dumps
 from gradflow.render.numbers import log_span, num, ratio
-from gradflow.render.table import console
+from gradflow.render.table import console, fit_to_console
 from gradflow.track.result import RECORD_FIELDS, Track
 
 SPARK_WIDTH = 20
@@ -27,7 +27,7 @@ def spark(values: Sequence[float | None], span: tuple[float, float] | None = Non
           width: int = SPARK_WIDTH, log: bool = True) -> str:
     """A sparkline of at most `width` characters; longer series are averaged in buckets
     (geometrically on a log scale). Pass the same `span` to make two lines comparable."""
-    points = _bucket(values, width, log)
+    points = bucket(values, width, log)
     if span is None:
         span = _span(points, log)
     low, high = span
@@ -49,7 +49,7 @@ def _span(values: Sequence[float | None], log: bool) -> tuple[float, float]:
     return (min(finite), max(finite)) if finite else (0.0, 1.0)
 
 
-def _bucket(values: Sequence[float | None], width: int, log: bool) -> list[float | None]:
+def bucket(values: Sequence[float | None], width: int, log: bool) -> list[float | None]:
     if len(values) <= width:
         return list(values)
     out: list[float | None] = []
@@ -65,13 +65,17 @@ def _bucket(values: Sequence[float | None], width: int, log: bool) -> list[float
     return out
 
 
-def overtook(track: Track, name: str) -> Text:
+def overtook_text(track: Track, name: str) -> str:
+    """When the block path first overtook the skip path: `step N`, `from the start` or `never`."""
     step = track.crossover(name)
     if step is not None:
-        return Text(f"step {step}", style="bold")
-    if track.leads_from_start(name):
-        return Text("from the start", style="dim")
-    return Text("never", style="dim")
+        return f"step {step}"
+    return "from the start" if track.leads_from_start(name) else "never"
+
+
+def overtook(track: Track, name: str) -> Text:
+    text = overtook_text(track, name)
+    return Text(text, style="bold" if track.crossover(name) is not None else "dim")
 
 
 def track_table(track: Track, width: int | None = None) -> Table:
@@ -100,20 +104,20 @@ def track_table(track: Track, width: int | None = None) -> Table:
     for k, name in enumerate(track.junctions):
         skips = [v for _, v in track.series(name, "grad_skip")]
         blocks = [v for _, v in track.series(name, "grad_block")]
-        shared = log_span(_bucket(skips, spark_width, True) + _bucket(blocks, spark_width, True),
+        shared = log_span(bucket(skips, spark_width, True) + bucket(blocks, spark_width, True),
                           min_decades=0.5)
         last_ratio = track.series(name, "block_ratio")[-1][1] if skips else None
         skip_cells: list = [Text(spark(skips, shared, spark_width), style=SKIP_STYLE)]
         block_cells: list = [Text(spark(blocks, shared, spark_width), style=BLOCK_STYLE)]
         if not narrow:
-            skip_cells.append(_first_last(skips))
-            block_cells.append(_first_last(blocks))
+            skip_cells.append(first_last(skips))
+            block_cells.append(first_last(blocks))
         table.add_row(str(k), name, *skip_cells, *block_cells, ratio(last_ratio),
                       overtook(track, name))
     return table
 
 
-def _first_last(values: Sequence[float | None]) -> str:
+def first_last(values: Sequence[float | None]) -> str:
     if not values:
         return "–"
     return f"{num(values[0])}→{num(values[-1])}"
@@ -151,9 +155,13 @@ def render_track(track: Track, width: int | None = None) -> Group:
     return Group(*parts)
 
 
+def track_rich(track: Track) -> RenderableType:
+    """What `Track.__rich__` shows: the table `gradflow track` prints, for the console's width."""
+    return fit_to_console(lambda width: render_track(track, width))
+
+
 def print_track(track: Track, file: IO[str] | None = None) -> None:
-    out = console(file)
-    out.print(render_track(track, out.width))
+    console(file).print(track_rich(track))
 
 
 def track_json(track: Track) -> str:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradflow.choices import Choice
 from gradflow.engine.report import METRICS
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 TRACK_SCHEMA = "gradflow/track@1"
 
@@ -68,7 +71,11 @@ class TrackSettings:
 
 @dataclass(frozen=True)
 class Track:
-    """Gradient flow over training steps.
+    """Gradient flow over training steps: what `gradflow.track.track` returns. `to_dict()` is
+    the `gradflow/track@1` JSON.
+
+    In a notebook a Track shows the table `gradflow track` prints (through Rich) or the same
+    as HTML with sparklines; `repr` is one line.
 
     Attributes:
         source: the model as the user named it.
@@ -78,6 +85,14 @@ class Track:
         losses: (step, training loss) at every recorded step, with or without junctions.
         steps_run: training steps completed (fewer than asked when interrupted).
         interrupted: True when Ctrl-C stopped the run; the records made until then are kept.
+        parameters: the model's trainable parameter count.
+
+    Example:
+        >>> from gradflow.track import track
+        >>> result = track(model, torch.randn(8, 3, 32, 32), steps=60, every=5)
+        >>> result
+        Track(6 junctions, 60 steps, 12 recorded, loss 2.249 → 0.005345)
+        >>> result.crossover("layer1.0"), result.series("layer1.0", "grad_block")[-1]
     """
 
     source: str
@@ -91,6 +106,18 @@ class Track:
     gradflow_version: str = ""
     torch_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        from gradflow.render.short import track_repr
+        return track_repr(self)
+
+    def __rich__(self) -> RenderableType:
+        from gradflow.render.track import track_rich
+        return track_rich(self)
+
+    def _repr_html_(self) -> str:
+        from gradflow.render.track_html import track_fragment
+        return track_fragment(self)
 
     def steps(self) -> list[int]:
         """The recorded steps, in order."""

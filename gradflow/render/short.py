@@ -1,0 +1,61 @@
+"""The short `repr` of each result: one line that says what the result holds, in place of the
+dataclass dump (thousands of characters for a Report). Nothing here imports Rich or torch."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+
+from gradflow.drivers.compare import Comparison
+from gradflow.engine.report import Report
+from gradflow.gate.result import CheckResult
+from gradflow.render.numbers import num, ratio
+from gradflow.track.result import Track
+
+
+def report_repr(report: Report) -> str:
+    """`Report(6 junctions, survival 7.49×, flagged: none)`"""
+    s = report.summary
+    return (f"Report({_count(s.junctions, 'junction')}, survival {ratio(s.survival)}, "
+            f"flagged: {flag_counts(str(f.status) for f in s.flagged)})")
+
+
+def comparison_repr(c: Comparison) -> str:
+    """`Comparison(grad_in, 6 junctions, baseline vs sg-skip: median 0.433×, sg-block: median 0.205×)`"""
+    others = []
+    for variant in c.variants:
+        if variant == c.baseline:
+            continue
+        ratios = [c.ratio(row, variant) for row in c.rows]
+        finite = [r for r in ratios if r is not None and math.isfinite(r)]
+        median = ratio(statistics.median(finite)) if finite else "–"
+        others.append(f"{variant}: median {median}")
+    return (f"Comparison({c.metric}, {_count(len(c.rows), 'junction')}, {c.baseline} vs "
+            + ", ".join(others) + ")")
+
+
+def check_repr(result: CheckResult) -> str:
+    """`CheckResult(passed: 6 rules · 6 junctions · 3 seeds)`"""
+    return f"CheckResult({result.verdict()})"
+
+
+def track_repr(track: Track) -> str:
+    """`Track(6 junctions, 60 steps, 12 recorded, loss 2.249 → 0.005345)`"""
+    losses = [v for _, v in track.losses]
+    loss = f", loss {num(losses[0])} → {num(losses[-1])}" if losses else ""
+    interrupted = ", interrupted" if track.interrupted else ""
+    return (f"Track({_count(len(track.junctions), 'junction')}, {_count(track.steps_run, 'step')}, "
+            f"{len(track.losses)} recorded{loss}{interrupted})")
+
+
+def flag_counts(statuses: Iterable[str]) -> str:
+    """`none`, or each status with its count in order of first appearance: `2 dead, 1 cut`."""
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
