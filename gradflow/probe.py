@@ -322,11 +322,20 @@ def holds_probabilities(model: Any, output: Any, chosen: torch.Tensor) -> bool:
 
 
 def probe_loss(
-    output: torch.Tensor, loss: Loss | str, seed: int, *, probabilities: bool = False
+    output: torch.Tensor,
+    loss: Loss | str,
+    seed: int,
+    share: tuple[int, int] = (0, 1),
+    *,
+    probabilities: bool = False,
 ) -> torch.Tensor:
     """The scalar to differentiate. `ce` uses seeded random class labels over the last dim; on
     `probabilities` (a softmax's output) it is their negative log-likelihood, since a
-    cross-entropy would take them for scores and apply a second softmax."""
+    cross-entropy would take them for scores and apply a second softmax.
+
+    share: (rank, ranks) when the batch is split over data-parallel ranks: the output is one
+    rank's slice, and its `ce` labels are that slice of the labels of the whole batch (the ranks'
+    slices of equal size, in rank order), as one process would draw them."""
     kind = resolve_loss(loss, output)
     if kind is Loss.SUM:
         return output.sum()
@@ -342,7 +351,9 @@ def probe_loss(
     generator = torch.Generator().manual_seed(seed)
     classes = output.shape[-1]
     logits = output.reshape(-1, classes).float()
-    labels = torch.randint(0, classes, (logits.shape[0],), generator=generator)
+    rows = logits.shape[0]
+    rank, ranks = share
+    labels = torch.randint(0, classes, (rows * ranks,), generator=generator)[rank * rows : (rank + 1) * rows]
     if output.device.type == "cuda":  # from pinned memory the copy does not wait for the device
         labels = labels.pin_memory().to(output.device, non_blocking=True)
     else:

@@ -9,10 +9,12 @@ from gradflow.cli.app import app
 from tests.conftest import SAMPLES
 
 PROBE_FLAGS = ("--input", "--input-shape", "--input-dtype", "--input-high", "--dim", "--batch-size",
-               "--seed", "--loss", "--mode", "--device", "--dtype", "--memory-limit")
+               "--seed", "--loss", "--mode", "--device", "--dtype", "--memory-limit", "--shard",
+               "--collective-timeout")
 # Commands whose own declaration of a flag says more about what it does there.
 OWN = {("blocks", "--device"), ("track", "--loss"), ("track", "--batch-size")}
-LEFT_OUT = {"blocks": {"--loss", "--mode", "--dtype"}, "track": {"--mode", "--dtype"}}
+DISTRIBUTED = {"--shard", "--collective-timeout"}  # measured data-parallel: inspect, compare, check
+LEFT_OUT = {"blocks": {"--loss", "--mode", "--dtype", *DISTRIBUTED}, "track": {"--mode", "--dtype", *DISTRIBUTED}}
 COMMANDS = ("inspect", "compare", "check", "blocks", "track")
 
 

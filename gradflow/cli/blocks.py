@@ -30,7 +30,7 @@ BlocksDevice = Annotated[
 ]
 
 
-@with_probe_options(leave_out=("loss", "mode", "dtype"))
+@with_probe_options(leave_out=("loss", "mode", "dtype", "shard", "collective_timeout"))
 def blocks_command(
     source: Source,
     arch: Arch = None,

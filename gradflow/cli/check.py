@@ -20,7 +20,8 @@ from gradflow.cli.options import (
     Trust,
     with_probe_options,
 )
-from gradflow.cli.session import build_probe, guard, load, write_output
+from gradflow.cli.session import build_probe, load, write_output
+from gradflow.cli.torchrun import session
 
 if TYPE_CHECKING:
     from gradflow.gate import CheckResult
@@ -160,7 +161,7 @@ def check_command(
 
       gradflow check model.py --baseline gradflow-baseline.json --tolerance 4
     """
-    with guard(debug):
+    with session(probe, debug) as run:
         from gradflow.gate import settings_from
         from gradflow.gate.config import load_config
 
@@ -179,24 +180,26 @@ def check_command(
 
         chosen = seed_range(probe.seed, count)
         before = read_baseline(baseline_path) if baseline_path is not None else None
-        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
+        loaded, load_seconds = load(source, arch, trust, run.device(probe.device), probe.seed, pretrained)
 
         def inputs_for(probe_seed: int):  # type: ignore[no-untyped-def]
-            return build_probe(loaded, replace(probe, seed=probe_seed))
+            return run.split(build_probe(loaded, replace(probe, seed=probe_seed)))
 
+        model = run.wrap(loaded.module, inputs_for(chosen[0]), probe)
         reports = measure_seeds(
-            loaded.module, inputs_for, chosen, settings=settings, loss=probe.loss.value,
+            model, inputs_for, chosen, settings=settings, loss=probe.loss.value,
             mode=probe.mode.value, dtype=probe.precision, source=source, source_format=loaded.format,
             timings={"load": load_seconds},
         )
         result = evaluate(reports, settings, before,
                           None if baseline_path is None else str(baseline_path))
-        if write_baseline is not None:
-            save_baseline(write_baseline, reports[0])
-            typer.echo(f"gradflow: wrote baseline {write_baseline}", err=True)
-        emit_check(result, format, output)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+        if run.lead:
+            if write_baseline is not None:
+                save_baseline(write_baseline, reports[0])
+                typer.echo(f"gradflow: wrote baseline {write_baseline}", err=True)
+            emit_check(result, format, output)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
 
 
 def emit_check(result: CheckResult, format: CheckFormat, output: Path | None) -> None:

@@ -27,7 +27,8 @@ from gradflow.cli.options import (
     VanishingBelow,
     with_probe_options,
 )
-from gradflow.cli.session import build_probe, emit, guard, load, thresholds, write_output
+from gradflow.cli.session import build_probe, emit, load, thresholds, write_output
+from gradflow.cli.torchrun import session
 from gradflow.engine.report import METRICS
 from gradflow.errors import OptionError
 
@@ -79,7 +80,7 @@ def compare_command(
 
       gradflow compare model.py --sg-skip --plot depth.png
     """
-    with guard(debug):
+    with session(probe, debug) as run:
         if metric not in METRICS:
             raise OptionError(f"unknown --metric {metric!r}: choose one of {', '.join(METRICS)}")
         if other is not None and (sg_skip or sg_block):
@@ -95,8 +96,9 @@ def compare_command(
         from gradflow.drivers.compare import compare, line_up, two_source_names
         from gradflow.engine.measure import measure
 
-        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
-        batch = build_probe(loaded, probe)
+        device = run.device(probe.device)
+        loaded, load_seconds = load(source, arch, trust, device, probe.seed, pretrained)
+        batch = run.split(build_probe(loaded, probe))
         common = dict(
             loss=probe.loss.value,
             mode=probe.mode.value,
@@ -107,7 +109,7 @@ def compare_command(
         )
         if other is None:
             comparison = compare(
-                loaded.module,
+                run.wrap(loaded.module, batch, probe),
                 batch,
                 sg_skip=sg_skip,
                 sg_block=sg_block,
@@ -119,10 +121,10 @@ def compare_command(
                 **common,
             )
         else:
-            second, second_seconds = load(other, arch, trust, probe.device, probe.seed, pretrained)
+            second, second_seconds = load(other, arch, trust, device, probe.seed, pretrained)
             first_name, second_name = two_source_names(source, other)
             (a,) = measure(
-                loaded.module,
+                run.wrap(loaded.module, batch, probe),
                 batch,
                 only=at,
                 source=source,
@@ -131,7 +133,7 @@ def compare_command(
                 **common,
             )
             (b,) = measure(
-                second.module,
+                run.wrap(second.module, batch, probe),
                 batch,
                 only=at,
                 source=other,
@@ -140,6 +142,8 @@ def compare_command(
                 **common,
             )
             comparison = line_up({first_name: a, second_name: b}, metric)
+        if not run.lead:
+            return
         emit_comparison(comparison, format, output)
         if html is not None:
             from gradflow.render.html import comparison_html

@@ -29,7 +29,8 @@ from gradflow.cli.options import (
     VanishingBelow,
     with_probe_options,
 )
-from gradflow.cli.session import build_probe, emit, guard, load, thresholds, write_output
+from gradflow.cli.session import build_probe, emit, load, thresholds, write_output
+from gradflow.cli.torchrun import session
 
 if TYPE_CHECKING:
     from gradflow.render.depth import DepthPicture
@@ -97,19 +98,20 @@ def inspect_command(
 
       gradflow inspect big_model.py --max-junctions 12 --device cuda --dtype bfloat16
     """
-    with guard(debug):
+    with session(probe, debug) as run:
         stopping = sg_skip or sg_block
         if plot is not None:
             from gradflow.render.plot import require_matplotlib
 
             require_matplotlib(plot)  # before measuring, not after it
-        loaded, load_seconds = load(source, arch, trust, probe.device, probe.seed, pretrained)
-        batch = build_probe(loaded, probe)
+        loaded, load_seconds = load(source, arch, trust, run.device(probe.device), probe.seed, pretrained)
+        batch = run.split(build_probe(loaded, probe))
+        model = run.wrap(loaded.module, batch, probe)
         from gradflow.engine.measure import VariantSpec, measure
 
         name = "-".join(n for n, on in (("sg-skip", sg_skip), ("sg-block", sg_block)) if on)
         (report,) = measure(
-            loaded.module,
+            model,
             batch,
             [VariantSpec(name or "baseline", sg_skip, sg_block)],
             loss=probe.loss.value,
@@ -124,6 +126,8 @@ def inspect_command(
             source_format=loaded.format,
             timings={"load": load_seconds},
         )
+        if not run.lead:
+            return
         emit_report(report, format, output)
         if html is not None:
             from gradflow.render.html import report_html

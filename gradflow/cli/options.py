@@ -17,8 +17,16 @@ from gradflow.choices import Loss, Mode
 
 MODEL = "Model"
 PROBE = "Probe"
+DISTRIBUTED = "Data-parallel under torchrun"
 VERDICT = "Verdict thresholds"
 OUTPUT = "Output"
+
+
+class Shard(str, enum.Enum):
+    """How each rank holds the model under torchrun."""
+
+    DDP = "ddp"
+    FSDP = "fsdp"
 
 
 class Format(str, enum.Enum):
@@ -276,8 +284,37 @@ MemoryLimit = Annotated[
     ),
 ]
 
+ShardOpt = Annotated[
+    Shard | None,
+    typer.Option(
+        "--shard",
+        help=(
+            "Run data-parallel, one process per rank started by torchrun (torchrun "
+            "--nproc-per-node N -m gradflow ...): each rank builds the model, wraps it in "
+            "DistributedDataParallel (ddp) or shards it with FSDP2's fully_shard on each layer "
+            "that carries junctions and on the root (fsdp), and measures its slice of the probe "
+            "batch; the report is the one of the loss the ranks optimise together, printed by rank 0."
+        ),
+        rich_help_panel=DISTRIBUTED,
+        show_default=False,
+    ),
+]
+CollectiveTimeout = Annotated[
+    float,
+    typer.Option(
+        "--collective-timeout",
+        min=1,
+        help=(
+            "With --shard: seconds a rank waits for the others in a collective before every rank "
+            "stops with exit code 2 (a rank that fails stops the others at once)."
+        ),
+        rich_help_panel=DISTRIBUTED,
+    ),
+]
+
 
 DEFAULT_BATCH = 8
+DEFAULT_COLLECTIVE_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -298,6 +335,8 @@ class ProbeOptions:
     precision: str = "float32"  # --dtype: float32, or bfloat16/float16 under torch.autocast
     loss: Loss = Loss.AUTO
     mode: Mode = Mode.TRAIN
+    shard: Shard | None = None  # data-parallel ranks under torchrun (gradflow.cli.torchrun)
+    collective_timeout: float = DEFAULT_COLLECTIVE_TIMEOUT
 
     @property
     def batch(self) -> int:
@@ -322,6 +361,8 @@ _PROBE_PARAMETERS: tuple[tuple[str, Any, Any, str], ...] = (
     ("device", DeviceOpt, "auto", "device"),
     ("dtype", DtypeOpt, "float32", "precision"),
     ("memory_limit", MemoryLimit, "auto", "memory_limit"),
+    ("shard", ShardOpt, None, "shard"),
+    ("collective_timeout", CollectiveTimeout, DEFAULT_COLLECTIVE_TIMEOUT, "collective_timeout"),
 )
 
 Command = TypeVar("Command", bound=Callable[..., Any])

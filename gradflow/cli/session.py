@@ -33,25 +33,26 @@ def guard(debug: bool) -> Iterator[None]:
         yield
     except (typer.Exit, typer.Abort, SystemExit):
         raise
-    except GradflowError as e:
-        if debug:
+    except BaseException as e:
+        line, code = failure(e)
+        if debug and not isinstance(e, KeyboardInterrupt):
             raise
-        _fail(f"gradflow: error: {_one_line(str(e))}", e.exit_code)
-    except KeyboardInterrupt:
-        _fail("gradflow: interrupted", 130)
-    except Exception as e:  # a bug in gradflow, or a failure nobody anticipated
-        if debug:
-            raise
-        _fail(
-            f"gradflow: internal error: {type(e).__name__}: {_one_line(str(e))} "
-            "(run again with --debug for the traceback)",
-            2,
-        )
+        print(line, file=sys.stderr)
+        raise typer.Exit(code) from None
 
 
-def _fail(message: str, code: int) -> None:
-    print(message, file=sys.stderr)
-    raise typer.Exit(code)
+def failure(error: BaseException) -> tuple[str, int]:
+    """The one line on stderr and the exit code for a failure that ends a command."""
+    if isinstance(error, GradflowError):
+        return f"gradflow: error: {_one_line(str(error))}", error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return "gradflow: interrupted", 130
+    # a bug in gradflow, or a failure nobody anticipated
+    return (
+        f"gradflow: internal error: {type(error).__name__}: {_one_line(str(error))} "
+        "(run again with --debug for the traceback)",
+        2,
+    )
 
 
 def _one_line(text: str) -> str:

@@ -70,7 +70,7 @@ TrackAt = Annotated[list[str] | None, typer.Option(
     "(3:7); repeatable. Default: all.", show_default=False)]
 
 
-@with_probe_options(leave_out=("mode", "dtype"))
+@with_probe_options(leave_out=("mode", "dtype", "shard", "collective_timeout"))
 def track_command(
     source: Source,
     data: DataFile = None,

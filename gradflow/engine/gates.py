@@ -92,7 +92,9 @@ def _parameter_behind(node: Any) -> torch.Tensor | None:
 
 
 def largest_magnitudes(params: Sequence[torch.Tensor], device: torch.device) -> list[float]:
-    """max |p| of each parameter, brought to the host in one transfer."""
+    """max |p| of each parameter, brought to the host in one transfer. A sharded parameter
+    (a DTensor: every rank asks for the same ones, in the same order) is gathered first."""
+    params = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in params]
     with torch.no_grad():
         values = [
             p.detach().abs().max().float() if p.numel() else torch.zeros((), device=p.device)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 from torch.autograd.graph import get_gradient_edge
@@ -34,7 +35,9 @@ from gradflow.engine.junctions import (
 from gradflow.engine.naming import Naming, name_junctions
 from gradflow.engine.norms import budget
 from gradflow.engine.notes import graph_notes, path_notes, subset_note
+from gradflow.engine.parallel import DataParallel
 from gradflow.engine.recorder import ForwardRecorder, run_forward
+from gradflow.engine.reduce import reduce
 from gradflow.engine.replay import Found, Replays, replays_of, shape_key
 from gradflow.engine.report import (
     InputInfo,
@@ -49,7 +52,7 @@ from gradflow.engine.report import (
     dead_positions,
 )
 from gradflow.engine.select import select
-from gradflow.engine.state import collector_paused, preserved, seed_generators
+from gradflow.engine.state import collector_paused, grads_set_aside, preserved, seed_generators
 from gradflow.engine.taps import Taps, Variant, capturable
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
 from gradflow.probe import (
@@ -96,6 +99,11 @@ def measure(
 ) -> list[Report]:
     """One forward pass and one backward pass per variant over the same graph; a Report each.
 
+    A model wrapped in DDP or sharded with FSDP2 (`gradflow.engine.parallel`) is measured on each
+    rank's slice of the batch, called on every rank: one forward and one real backward pass per
+    variant, through the wrapper, and one all-reduce (`gradflow.engine.reduce`) make the same
+    Reports on every rank, of the mean over ranks of each rank's loss.
+
     Args:
         variants: the backward passes to make (see VariantSpec); the forward pass is shared.
         at: the junctions a stop-gradient applies to (names, globs, indices, ranges).
@@ -105,48 +113,30 @@ def measure(
             norms are accumulated in float32 whatever the dtype.
     """
     thresholds = thresholds or Thresholds()
-    mode = Mode(mode)
     started = time.perf_counter()
     model, compiled = eager(model)
+    parallel = DataParallel.of(model)
     timings = dict(timings or {})
-    parts = Inventory.of(model)
+    inner = model if parallel is None else parallel.module
+    parts = Inventory.of(inner)
     device = parts.device()
     params = parts.trainable
     param_names = parts.parameter_names
     precision = _precision(dtype)
-    with collector_paused(), preserved(model, parts.devices, parts):
-        with _autocast(precision, device):
-            graph = _forward_and_find(model, inputs, mode, seed, loss, parts, timings)
-        names = [n.name for n in graph.naming]
-        stops = [_resolve(v, names, at) for v in variants]
-        chosen = _measured(names, only, max_junctions)
-        notes = (
-            compiled
-            + graph.notes
-            + subset_note(len(chosen), len(names), only, max_junctions)
-            + path_notes([graph.found[i] for i in chosen], [names[i] for i in chosen])
-        )
-        fork_leaves = input_forks(graph.found)
-        wrt = params + needed_inputs(graph.found, graph.leaves, params, fork_leaves)
-        measured: list[Measured] = []
+    asked = _Asked(tuple(variants), Mode(mode), seed, loss, precision, at, only, max_junctions)
+    with collector_paused(), preserved(inner, parts.devices, parts):
+        if parallel is None:
+            graph, stops, chosen, notes, measured = _measure_here(model, inputs, asked, parts, timings)
+        else:
+            graph, stops, chosen, notes, measured = _measure_parallel(parallel, inputs, asked, parts, timings)
+    notes = compiled + notes
+    names = [n.name for n in graph.naming]
+    every = located(graph.found, graph.naming, graph.params)
+    junctions = [every[i] for i in chosen]
+    if parallel is not None:
         tick = time.perf_counter()
-        assert graph.output is not None
-        stopped = {i for v in stops for i in (*v.stop_skip, *v.stop_block)}
-        context = contexts_of(graph.found, chosen, params)
-        plain = [i for i in chosen if i not in stopped and i not in context]
-        captured = capturable(graph.found, plain, budget(device), device)
-        with Taps(graph.found, graph.output, fork_leaves, chosen, stops, captured, context) as taps:
-            graph.output = None  # the output's hook lives on the graph: do not keep the tensor
-            for k, variant in enumerate(stops):
-                try:
-                    measured.append(
-                        taps.run(variant, graph.loss, wrt, params, retain_graph=k < len(stops) - 1)
-                    )
-                except GradflowError:
-                    raise
-                except Exception as e:
-                    raise ModelError(f"the backward pass failed: {type(e).__name__}: {first_line(e)}") from e
-        timings["backward"] = time.perf_counter() - tick
+        measured = reduce(measured, parallel, params, junctions, device)
+        timings["reduce"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started + timings.get("load", 0.0)
     model_info = ModelInfo(source, source_format, parts.parameter_count())
     probe_info = ProbeInfo(
@@ -158,11 +148,11 @@ def measure(
         seed=seed,
         device=str(device),
         autocast=None if precision is None else str(precision).replace("torch.", ""),
+        ranks=1 if parallel is None else parallel.size,
+        shard=None if parallel is None else parallel.kind,
     )
-    every = located(graph.found, graph.naming, params)
-    junctions = [every[i] for i in chosen]
     parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
-    gates = _Gates([graph.found[i] for i in chosen], params, device)
+    gates = _Gates([graph.found[i] for i in chosen], graph.params, params, device)
     return [
         build_report(
             junctions,
@@ -192,10 +182,12 @@ class _Gates:
     for `build_report`. A parameter's magnitude is read only when its gradient is nonzero and
     finite (the others cannot hold a block closed on purpose), and once per measurement."""
 
-    def __init__(self, found: Sequence[FoundJunction], params: Sequence[torch.Tensor],
-                 device: torch.device) -> None:
+    def __init__(self, found: Sequence[FoundJunction], in_graph: Sequence[torch.Tensor],
+                 params: Sequence[torch.Tensor], device: torch.device) -> None:
+        """`in_graph`: the trainable parameters as the graph holds them; `params`: the same as the
+        model holds them (FSDP2's shards), whose values are read."""
         self.found, self.params, self.device = found, params, device
-        self.index_of = {id(p): i for i, p in enumerate(params)}
+        self.index_of = {id(p): i for i, p in enumerate(in_graph)}
         self.magnitudes: dict[int, float] = {}
 
     def of(self, dead: Sequence[int], measured: Measured) -> dict[int, list[tuple[int, float]]]:
@@ -209,6 +201,120 @@ class _Gates:
         values = largest_magnitudes([self.params[i] for i in unread], self.device)
         self.magnitudes.update(zip(unread, values))
         return {k: [(i, self.magnitudes[i]) for i in found] for k, found in candidates.items()}
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What `measure` was asked for, as the passes below need it."""
+
+    variants: tuple[VariantSpec, ...]
+    mode: Mode
+    seed: int
+    loss: Loss | str
+    precision: torch.dtype | None
+    at: Sequence[str] | None
+    only: Sequence[str] | None
+    max_junctions: int | None
+
+
+class _Outcome(NamedTuple):
+    graph: _Graph  # the (first) forward pass's
+    stops: list[Variant]
+    chosen: list[int]  # the measured junctions
+    notes: tuple[str, ...]
+    measured: list[Measured]  # one per variant
+
+
+def _measure_here(
+    model: torch.nn.Module, inputs: Any, asked: _Asked, parts: Inventory, timings: dict[str, float]
+) -> _Outcome:
+    """One forward pass, and one backward pass per variant over its graph (`torch.autograd.grad`,
+    which leaves every `.grad` as it was)."""
+    device = parts.device()
+    params = parts.trainable
+    with _autocast(asked.precision, device):
+        graph = _forward_and_find(model, inputs, asked.mode, asked.seed, asked.loss, parts, timings)
+    stops, chosen, notes = _plan(graph, asked)
+    fork_leaves = input_forks(graph.found)
+    wrt = params + needed_inputs(graph.found, graph.leaves, params, fork_leaves)
+    measured: list[Measured] = []
+    tick = time.perf_counter()
+    assert graph.output is not None
+    stopped = {i for v in stops for i in (*v.stop_skip, *v.stop_block)}
+    context = contexts_of(graph.found, chosen, params)
+    plain = [i for i in chosen if i not in stopped and i not in context]
+    captured = capturable(graph.found, plain, budget(device), device)
+    with Taps(graph.found, graph.output, fork_leaves, chosen, stops, captured, context) as taps:
+        graph.output = None  # the output's hook lives on the graph: do not keep the tensor
+        for k, variant in enumerate(stops):
+            with _backward_errors():
+                measured.append(taps.run(variant, graph.loss, wrt, params, retain_graph=k < len(stops) - 1))
+    timings["backward"] = time.perf_counter() - tick
+    return _Outcome(graph, stops, chosen, notes, measured)
+
+
+def _measure_parallel(
+    parallel: DataParallel, inputs: Any, asked: _Asked, parts: Inventory, timings: dict[str, float]
+) -> _Outcome:
+    """One forward and one real backward pass per variant, through the wrapper, so that it
+    reduces the parameter gradients as in training (DDP's all-reduce, FSDP2's reduce-scatter);
+    they are read from `.grad`, which is put back after (`grads_set_aside`). A wrapper's backward
+    pass runs once per forward pass (FSDP2 frees what it gathered), hence one forward pass per
+    variant; each is seeded alike, so each builds the same graph. The numbers are this rank's:
+    `gradflow.engine.reduce` makes them global."""
+    device = parts.device()
+    params = parts.trainable
+    measured: list[Measured] = []
+    first: _Outcome | None = None
+    backward = 0.0
+    with grads_set_aside(params):
+        for k in range(len(asked.variants)):
+            with _autocast(asked.precision, device):
+                graph = _forward_and_find(
+                    parallel.wrapper, inputs, asked.mode, asked.seed, asked.loss, parts, timings, parallel
+                )
+            if first is None:
+                first = _Outcome(graph, *_plan(graph, asked), measured)
+            variant = first.stops[k]
+            assert graph.output is not None
+            tick = time.perf_counter()
+            context = contexts_of(graph.found, first.chosen, graph.params)
+            forks = input_forks(graph.found)
+            with Taps(graph.found, graph.output, forks, first.chosen, [variant], (), context) as taps:
+                graph.output = None
+                taps.arm(variant)
+                with _backward_errors():
+                    graph.loss.backward()
+                measured.append(taps.collect(parallel.local_grads(params), params, graph.loss))
+            for param in params:
+                param.grad = None
+            backward += time.perf_counter() - tick
+    timings["backward"] = backward
+    assert first is not None
+    return first
+
+
+def _plan(graph: _Graph, asked: _Asked) -> tuple[list[Variant], list[int], tuple[str, ...]]:
+    """The variants' stops, the junctions measured and the report's notes, from the graph."""
+    names = [n.name for n in graph.naming]
+    stops = [_resolve(v, names, asked.at) for v in asked.variants]
+    chosen = _measured(names, asked.only, asked.max_junctions)
+    notes = (
+        graph.notes
+        + subset_note(len(chosen), len(names), asked.only, asked.max_junctions)
+        + path_notes([graph.found[i] for i in chosen], [names[i] for i in chosen])
+    )
+    return stops, chosen, notes
+
+
+@contextmanager
+def _backward_errors() -> Iterator[None]:
+    try:
+        yield
+    except GradflowError:
+        raise
+    except Exception as e:
+        raise ModelError(f"the backward pass failed: {type(e).__name__}: {first_line(e)}") from e
 
 
 def _measured(names: Sequence[str], only: Sequence[str] | None, limit: int | None) -> list[int]:
@@ -248,7 +354,7 @@ def locate(
     parts = Inventory.of(model)
     with collector_paused(), preserved(model, parts.devices, parts):
         graph = _forward_and_find(model, inputs, Mode(mode), seed, Loss.SUM, parts, {})
-    return located(graph.found, graph.naming, parts.trainable)
+    return located(graph.found, graph.naming, graph.params)
 
 
 def located(
@@ -286,6 +392,7 @@ class _Graph:
     mode: Mode
     notes: tuple[str, ...] = ()
     used: list[bool] | None = None  # per trainable parameter: whether the forward pass used it
+    params: list[torch.Tensor] = field(default_factory=list)  # the trainable ones, as the graph holds them
 
 
 def _forward_and_find(
@@ -296,27 +403,35 @@ def _forward_and_find(
     loss: Loss | str,
     parts: Inventory,
     timings: dict[str, float],
+    parallel: DataParallel | None = None,
 ) -> _Graph:
-    """The probe's forward pass (recording add sites) and the junctions in the graph it built."""
-    params = parts.trainable
+    """The probe's forward pass (recording add sites) and the junctions in the graph it built.
+    Under a data-parallel wrapper, `model` is the wrapper and `parts` the model inside it."""
     probe, leaves = detached_inputs(as_probe(inputs).to(parts.device()))
-    mode, notes = _set_mode(model, mode, parts)
+    # A wrapper's own mode is not the model's: only the modules the state guard restores change.
+    inner = model if parallel is None else parallel.module
+    mode, notes = _set_mode(inner, mode, parts)
     seed_generators(seed, parts.devices)
     tick = time.perf_counter()
     with ForwardRecorder(model, parts.modules) as recorder:
         output = _forward(model, recorder.probe_inputs(probe))
     chosen = select_output(output)
     probabilities = holds_probabilities(model, output, chosen)
-    loss_tensor = probe_loss(chosen, loss, seed, probabilities=probabilities)
+    share = (0, 1) if parallel is None else (parallel.rank, parallel.size)
+    loss_tensor = probe_loss(chosen, loss, seed, share, probabilities=probabilities)
     timings["forward"] = time.perf_counter() - tick
+    params, names = parts.trainable, parts.parameter_names
+    if parallel is not None:
+        params = parallel.graph_params(params)
+        names = {id(g): names[id(p)] for p, g in zip(parts.trainable, params)}
     found, naming, found_notes, used = junctions_of(
-        model, loss_tensor, params, leaves, recorder, parts.parameter_names, timings, replays_of(model)
+        model, loss_tensor, params, leaves, recorder, names, timings, replays_of(inner)
     )
     kind = resolve_loss(loss, chosen)
     if probabilities and kind is Loss.CE:
         notes += (PROBABILITIES_NOTE,)
     return _Graph(
-        probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes, used
+        probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes, used, list(params)
     )
 
 

@@ -163,7 +163,9 @@ class InputInfo:
 @dataclass(frozen=True)
 class ProbeInfo:
     """How the probe ran. autocast: the dtype the forward pass ran under torch.autocast with
-    (bfloat16, float16), None for full precision; the numbers differ between the two."""
+    (bfloat16, float16), None for full precision; the numbers differ between the two.
+    ranks: how many data-parallel ranks the batch was split over, each measuring its slice
+    (`inputs` are one rank's); shard: their wrapper, "ddp" or "fsdp" (None on one process)."""
 
     inputs: tuple[InputInfo, ...]
     loss: str
@@ -171,6 +173,8 @@ class ProbeInfo:
     seed: int
     device: str
     autocast: str | None = None  # absent from reports written before it was recorded
+    ranks: int = 1
+    shard: str | None = None
 
 
 @dataclass(frozen=True)

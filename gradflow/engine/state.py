@@ -107,6 +107,32 @@ def _clone_all(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 @contextmanager
+def grads_set_aside(params: Sequence[torch.Tensor]) -> Iterator[None]:
+    """The parameters' `.grad` set aside for backward passes that write them, and put back after:
+    the same tensors, with the same values. A data-parallel wrapper reduces the gradients only in
+    a real backward pass (`loss.backward()`), which accumulates into `.grad`; inside the block
+    every `.grad` starts as None, and DDP's gradient buckets, which a `.grad` may be a view of,
+    get the values back too."""
+    saved = [(param, param.grad) for param in params]
+    held = [grad for _, grad in saved if grad is not None]
+    values = _Saved([_local(grad) for grad in held])
+    for param in params:
+        param.grad = None
+    try:
+        yield
+    finally:
+        for param, grad in saved:
+            param.grad = grad
+        values.restore()
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor's shard on this rank (its values are what a rank holds); any other tensor itself."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if callable(to_local) else tensor
+
+
+@contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector paused for one measurement, and back as it was after.
 

@@ -490,7 +490,8 @@ class Taps:
         for grad, param in zip(grads, params):
             rest.append(next(param_norms_taken) if grad is not None else nan)
             if param.numel() == 1:
-                rest.append(grad.reshape(()).float() if grad is not None else nan)
+                # A sum, not the one element: a rank may hold none of a sharded parameter.
+                rest.append(grad.float().sum() if grad is not None else nan)
         rest.append(taken[self.grad_output] if self.grad_output is not None else nan)  # type: ignore[arg-type]
         rest.append(loss.detach().float().reshape(()))
         with_context = [i for i in self.measured if i in self.reads]

@@ -39,6 +39,8 @@ def console(file: IO[str] | None = None) -> Console:
 def probe_line(report: Report) -> str:
     inputs = ", ".join("×".join(map(str, i.shape)) + f" {i.dtype}" for i in report.probe.inputs)
     autocast = f" · autocast {report.probe.autocast}" if report.probe.autocast else ""
+    if report.probe.shard:  # the inputs are one rank's slice
+        inputs = f"{inputs} per rank × {report.probe.ranks} ranks ({report.probe.shard})"
     return (
         f"probe {inputs or 'no tensor inputs'}{autocast} · loss {report.probe.loss} · "
         f"{report.probe.mode} mode · seed {report.probe.seed} · {report.probe.device}"
