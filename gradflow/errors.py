@@ -49,6 +49,13 @@ class GradientFlowError(RuntimeError):
         rule: the rule's name (`dead`, `exploding`, `vanishing`, `nonfinite`, `cut`, ...).
         subject: what the rule is about: the junction, the parameter or the model-wide span.
         step: the training step whose numbers broke the rule.
+
+    Example:
+        >>> try:
+        ...     with gradflow.watch(model, every=50, on_flag="raise"):
+        ...         train(model)
+        ... except gradflow.GradientFlowError as e:
+        ...     print(e.step, e.junction, e.rule)
     """
 
     def __init__(

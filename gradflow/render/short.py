@@ -15,6 +15,7 @@ from gradflow.render.numbers import num, ratio
 from gradflow.track.result import Track
 
 if TYPE_CHECKING:
+    from gradflow.watching.record import WatchRecord
     from gradflow.watching.session import Watch
 
 
@@ -61,6 +62,14 @@ def watch_repr(watch: Watch) -> str:
     flagged = flag_counts(str(r.status) for r in latest if r.status not in (None, "ok", "dormant"))
     return (f"Watch({_count(len(watch.junctions), 'junction')}, every {watch.every}, "
             f"{_count(len(steps), 'measured step')}{upto}, flagged: {flagged})")
+
+
+def record_repr(record: WatchRecord) -> str:
+    """`WatchRecord(step 200, layer1.0: grad_skip 0.0123, grad_block 0.00456, block_ratio 0.371×, ok)`"""
+    if not record.complete:
+        return f"WatchRecord(step {record.step}, {record.junction}: incomplete)"
+    return (f"WatchRecord(step {record.step}, {record.junction}: grad_skip {num(record.grad_skip)}, "
+            f"grad_block {num(record.grad_block)}, block_ratio {ratio(record.block_ratio)}, {record.status})")
 
 
 def flag_counts(statuses: Iterable[str]) -> str:

@@ -68,13 +68,23 @@ def record_rich(record: WatchRecord) -> RenderableType:
     return records_table([record], f"step {record.step}")
 
 
-def watch_html(watch: Watch) -> str:
-    """What `Watch._repr_html_` shows: the latest measured step as an HTML table."""
-    records = latest(watch)
+def _html_table(records: Sequence[WatchRecord]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(r)) + "</tr>" for r in records
     )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def watch_html(watch: Watch) -> str:
+    """What `Watch._repr_html_` shows: the latest measured step as an HTML table."""
+    records = latest(watch)
     notes = "".join(f"<p>note: {html.escape(note)}</p>" for note in watch.notes)
     return (f'<div class="gradflow-watch"><p>{html.escape(_title(watch, records))}</p>'
-            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{notes}</div>")
+            f"{_html_table(records)}{notes}</div>")
+
+
+def record_html(record: WatchRecord) -> str:
+    """What `WatchRecord._repr_html_` shows: its one row."""
+    return f'<div class="gradflow-watch"><p>step {record.step}</p>{_html_table([record])}</div>'
+

@@ -51,9 +51,17 @@ class WatchRecord:
     complete: bool = True
     note: str | None = None
 
+    def __repr__(self) -> str:
+        from gradflow.render.short import record_repr
+        return record_repr(self)
+
     def __rich__(self) -> RenderableType:
         from gradflow.render.watch import record_rich
         return record_rich(self)
+
+    def _repr_html_(self) -> str:
+        from gradflow.render.watch import record_html
+        return record_html(self)
 
     def metric(self, name: str) -> float | None:
         """The metric `name` (one of grad_out, grad_skip, grad_block, grad_in, block_ratio,

@@ -74,7 +74,6 @@ class _Flight:
     leaves: list[torch.Tensor]
     handles: list[Any] = field(default_factory=list)
     taps: Taps | None = None
-    restore: Callable[[], None] | None = None
     reached: bool = False  # the backward pass reached the output
 
 
@@ -159,12 +158,16 @@ class Watch:
         self._pending: _Step | None = None
         self._skipped: int | None = None  # a measured step given up: its other micro-batches pass
         self._closed = False
+        self._restore: Callable[[], None] | None = None
+        if self._compiled:
+            self._eager_next()
         self._handle = model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
 
     # The public side.
 
     @property
     def junctions(self) -> tuple[str, ...]:
+        """The junction names measured so far, in forward order of the first measured step."""
         return tuple(self._names)
 
     @property
@@ -173,9 +176,11 @@ class Watch:
         return -(-self._passes // self.accumulate)
 
     def __enter__(self) -> Watch:
+        """The watch itself: its hooks are in place from `gradflow.watch` on."""
         return self
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
+        """`close()`; a flag raises nothing while an exception leaves the block."""
         self.close(flags=error is None)
 
     def step(self, loss: Any = None) -> None:
@@ -206,6 +211,9 @@ class Watch:
                 self._finish(pending, flags=flags)
         finally:
             self._handle.remove()
+            if self._restore is not None:
+                self._restore()
+                self._restore = None
             if self._pending is not None and self._pending.live is not None:
                 self._land(self._pending.live)
             self._pending = None
@@ -236,10 +244,22 @@ class Watch:
             return None
         step, micro = divmod(self._passes, self.accumulate)
         self._passes += 1
+        if self._compiled:
+            self._eager_next()
         self._settle(step)
         if step % self.every or self._skipped == step:
             return None
         return self._begin(step, micro, args, kwargs)
+
+    def _eager_next(self) -> None:
+        """A compiled model runs its eager module on the next call when that call is a measured
+        step's: the module picks the function its call runs before any hook does."""
+        measured = (self._passes // self.accumulate) % self.every == 0
+        if measured and self._restore is None:
+            self._restore = _run_eager(self._target, self._eager)
+        elif not measured and self._restore is not None:
+            self._restore()
+            self._restore = None
 
     def _settle(self, step: int) -> None:
         """Before a counted forward pass of `step`: a measurement still waiting for its backward
@@ -269,8 +289,6 @@ class Watch:
             given = recorder.probe_inputs(probe)
             flight.handles.append(self._target.register_forward_hook(
                 self._after_forward, with_kwargs=True, always_call=True))
-            if self._compiled:
-                flight.restore = _run_eager(self._target, self._eager)
             if not pending.inputs:
                 pending.inputs = tuple(
                     InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in probe.tensors()
@@ -293,9 +311,6 @@ class Watch:
             handle.remove()
         flight.handles.clear()
         recorder.__exit__(None, None, None)
-        if flight.restore is not None:
-            flight.restore()
-            flight.restore = None
         if output is None:
             self._give_up(pending, FAILED_NOTE)
             return
@@ -386,9 +401,6 @@ class Watch:
             flight.taps.remove()
         else:
             flight.recorder.__exit__(None, None, None)
-        if flight.restore is not None:
-            flight.restore()
-            flight.restore = None
 
     def _give_up(self, pending: _Step, note: str) -> None:
         if pending.live is not None:
@@ -489,9 +501,12 @@ def _watched_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Prob
 
 
 def _run_eager(wrapper: torch.nn.Module, eager: torch.nn.Module) -> Callable[[], None]:
-    """Make the compiled `wrapper` run its eager module for one call; the undo."""
+    """Make the compiled `wrapper` run its eager module for one call, with TorchDynamo off for
+    everything it calls (the recorder's wrappers among them); the undo."""
+    import torch._dynamo
+
     saved = wrapper.__dict__.get("forward")
-    wrapper.__dict__["forward"] = eager.__call__
+    wrapper.__dict__["forward"] = torch._dynamo.disable(eager.__call__)
 
     def restore() -> None:
         if saved is None:
