@@ -442,3 +442,11 @@ def test_a_grad_scaler_gives_unscaled_numbers() -> None:
         for record, row in zip([r for r in w.records if r.step == step], rows):
             for name, value in row.items():
                 assert record.metric(name) == pytest.approx(value, rel=1e-4), (step, name)
+
+
+def test_a_loss_function_must_give_one_number() -> None:
+    model, x = ResMLP(), torch.randn(4, 4)
+    with pytest.raises(gradflow.errors.ProbeError, match="one element, got shape \\[4, 3\\]"):
+        gradflow.inspect(model, x, loss=lambda out: out.square())
+    with pytest.raises(gradflow.errors.ProbeError, match="the loss function raised ZeroDivisionError"):
+        gradflow.inspect(model, x, loss=lambda out: 1 / 0)

@@ -521,6 +521,8 @@ def _combined(measured: Sequence[Measured], scales: Sequence[float]) -> Measured
     """One step's numbers from its micro-batches': squared norms and dot products add up, over
     the micro-batches' activations together; parameter gradients are the last micro-batch's, read
     after the whole step accumulated them. Every number is unscaled by its pass's loss scale."""
+    if len(measured) == 1 and scales[0] == 1.0:
+        return measured[0]
 
     def norm(values: Sequence[float | None], scales: Sequence[float]) -> float | None:
         if all(v is None for v in values):
