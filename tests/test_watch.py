@@ -414,22 +414,29 @@ def test_display() -> None:
     assert "<table>" in w._repr_html_()
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_a_grad_scaler_gives_unscaled_numbers() -> None:
-    torch.backends.cuda.matmul.allow_tf32 = False
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device")]),
+])
+def test_a_grad_scaler_gives_unscaled_numbers(device: str) -> None:
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
-    model = ResMLP().cuda()
+    model = ResMLP().to(device)
     plain = copy.deepcopy(model)
-    scaler = torch.amp.GradScaler("cuda", init_scale=1024.0)
+    scaler = torch.amp.GradScaler(device, init_scale=1024.0, growth_interval=1)  # the scale moves
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    data = [[(x.cuda(), y.cuda()) for x, y in micro] for micro in batches(3)]
+    data = [[(x.to(device), y.to(device)) for x, y in micro] for micro in batches(5)]
+    scales = []
     with gradflow.watch(model, every=2, scaler=scaler) as w:
         for (x, y), in data:
+            scales.append(scaler.get_scale())
             scaler.scale(ce(model(x), y)).backward()
             scaler.step(opt)
             scaler.update()
             opt.zero_grad()
+    assert scales[0] < scales[2] < scales[4]
     opt_p = torch.optim.SGD(plain.parameters(), lr=0.1)
     expected = {}
     for step, micro in enumerate(data):
@@ -438,10 +445,25 @@ def test_a_grad_scaler_gives_unscaled_numbers() -> None:
             expected[step] = rows
         opt_p.step()
         opt_p.zero_grad()
-    for step, rows in expected.items():
-        for record, row in zip([r for r in w.records if r.step == step], rows):
-            for name, value in row.items():
-                assert record.metric(name) == pytest.approx(value, rel=1e-4), (step, name)
+    assert_matches(w, expected)
+
+
+def test_under_autocast_the_numbers_are_float32_sums_of_bfloat16_gradients() -> None:
+    """The watched forward pass runs under torch.autocast (bfloat16 on the CPU); the reference
+    takes the same passes under autocast and its norms in float64, so only rounding differs."""
+    torch.manual_seed(0)
+    model = ResMLP()
+    plain = copy.deepcopy(model)
+    data = batches(1)
+    with gradflow.watch(model, every=1) as w, torch.autocast("cpu", dtype=torch.bfloat16):
+        (x, y), = data[0]
+        ce(model(x), y).backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rows = reference_step(plain, data[0])
+    for record, row in zip(w.records, rows, strict=True):
+        assert record.complete
+        for name, value in row.items():
+            assert record.metric(name) == pytest.approx(value, rel=2e-2), (record.junction, name)
 
 
 def test_a_loss_function_must_give_one_number() -> None:
