@@ -466,6 +466,25 @@ def test_under_autocast_the_numbers_are_float32_sums_of_bfloat16_gradients() -> 
             assert record.metric(name) == pytest.approx(value, rel=2e-2), (record.junction, name)
 
 
+def test_a_step_that_cannot_be_measured_says_why_and_training_goes_on() -> None:
+    class Labels(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = ResMLP()
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"labels": self.inner(x).argmax(-1)}
+
+    model = Labels()
+    with gradflow.watch(model, every=1) as w:
+        for _ in range(3):
+            model(torch.randn(2, 4))
+    assert w.records == []
+    assert w.notes == ["the step could not be measured: the model output has no floating-point tensor to "
+                       "take a loss on (got dict); return the tensor to differentiate"]
+    assert not model._forward_pre_hooks and not model._forward_hooks
+
+
 def test_a_loss_function_must_give_one_number() -> None:
     model, x = ResMLP(), torch.randn(4, 4)
     with pytest.raises(gradflow.errors.ProbeError, match="one element, got shape \\[4, 3\\]"):

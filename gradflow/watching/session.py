@@ -318,6 +318,8 @@ class Watch:
             self._tap(pending, flight, recorder, output)
         except GradflowError as e:
             self._give_up(pending, f"the step could not be measured: {first_line(e)}")
+        except Exception as e:  # noqa: BLE001 - a failed measurement must not stop training
+            self._give_up(pending, f"the step could not be measured: {type(e).__name__}: {first_line(e)}")
 
     def _tap(self, pending: _Step, flight: _Flight, recorder: ForwardRecorder, output: Any) -> None:
         """Find the junctions on the graph the measured forward pass built, and tap them."""
@@ -408,6 +410,8 @@ class Watch:
             pending.live = None
         if pending.note is None:
             pending.note = note
+            if not pending.located and note not in self.notes:  # no record will carry it
+                self.notes.append(note)
         self._skipped = pending.step
 
     # Records.
