@@ -485,6 +485,13 @@ def test_a_step_that_cannot_be_measured_says_why_and_training_goes_on() -> None:
     assert not model._forward_pre_hooks and not model._forward_hooks
 
 
+def test_at_measures_the_junctions_it_names() -> None:
+    w, expected, _, _ = train_side_by_side(ResMLP, lambda p: torch.optim.SGD(p, lr=0.1), steps=3,
+                                           at=["blocks.1", "2"])
+    assert w.junctions == ("blocks.1", "blocks.2")
+    assert_matches(w, {step: rows[1:] for step, rows in expected.items()})
+
+
 def test_a_loss_function_must_give_one_number() -> None:
     model, x = ResMLP(), torch.randn(4, 4)
     with pytest.raises(gradflow.errors.ProbeError, match="one element, got shape \\[4, 3\\]"):
