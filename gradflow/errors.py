@@ -39,3 +39,34 @@ def first_line(error: BaseException) -> str:
         if line.strip():
             return line.strip().rstrip(".")
     return type(error).__name__
+
+
+class GradientFlowError(RuntimeError):
+    """Raised by `gradflow.watch(..., on_flag="raise")` when a rule flags a measured step.
+
+    Attributes:
+        junction: the junction the rule flagged (None for a model-wide or parameter rule).
+        rule: the rule's name (`dead`, `exploding`, `vanishing`, `nonfinite`, `cut`, ...).
+        subject: what the rule is about: the junction, the parameter or the model-wide span.
+        step: the training step whose numbers broke the rule.
+
+    Example:
+        >>> try:
+        ...     with gradflow.watch(model, every=50, on_flag="raise"):
+        ...         train(model)
+        ... except gradflow.GradientFlowError as e:
+        ...     print(e.step, e.junction, e.rule)
+    """
+
+    def __init__(
+        self, message: str, *, rule: str, junction: str | None, subject: str, step: int
+    ) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.junction = junction
+        self.subject = subject
+        self.step = step
+
+
+class GradientFlowWarning(UserWarning):
+    """Issued once per (subject, rule) by `gradflow.watch(..., on_flag="warn")`."""

@@ -51,3 +51,20 @@ def test_the_gate_cost_figures_run_and_leave_getattr_as_it_was() -> None:
     assert junctions == BENCHES["deep_mlp"].junctions and seconds > 0
     assert lookup_seconds(torch.nn.Linear(2, 2), "weight", wrapped=True, n=10) > 0
     assert torch.nn.Module.__getattr__ is original
+
+
+def test_the_watch_figures_run_on_a_tiny_config(tmp_path: Path) -> None:
+    import torch
+
+    from benchmarks.watch import main
+
+    out = tmp_path / "watch.json"
+    original = torch.nn.Module._call_impl
+    code = main(["--quick", "--models", "deep_mlp", "--every", "2", "--steps", "3", "--loop-pairs", "1",
+                 "--step-pairs", "1", "--json", str(out)])
+    results = json.loads(out.read_text())
+    assert code == 0
+    assert results["loop"]["steps_measured"] == 3  # steps 0, 2 and 4 of the two chunks of 3 (warm-up and pair)
+    assert results["loop"]["ratio_median"] > 0
+    assert results["step"]["deep_mlp"]["junctions"] == BENCHES["deep_mlp"].junctions
+    assert torch.nn.Module._call_impl is original

@@ -27,7 +27,8 @@ from gradflow.track import Track, track
 from tests.fixtures.models import SmallResNet
 
 DISPLAY = ("__repr__", "__rich__", "_repr_html_")
-RESULT_TYPES = (gradflow.Report, gradflow.Comparison, gradflow.CheckResult, Track)
+RESULT_TYPES = (gradflow.Report, gradflow.Comparison, gradflow.CheckResult, Track, gradflow.Watch,
+                gradflow.WatchRecord)
 
 
 @pytest.fixture(scope="module")

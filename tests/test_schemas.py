@@ -14,12 +14,13 @@ from gradflow.engine.report import REPORT_SCHEMA
 from gradflow.gate.result import CHECK_SCHEMA
 from gradflow.render.json import COMPARE_SCHEMA
 from gradflow.track.result import TRACK_SCHEMA
+from gradflow.watching.record import WATCH_SCHEMA
 from tests.conftest import ROOT, SAMPLES
 from tests.schemas import DIGESTS, digest, schemas, validate
 
 # The version each format's writer puts in its documents' `schema` field. A new format adds its
 # constant here and its schema file beside the others; a new version changes neither list.
-WRITTEN = (REPORT_SCHEMA, COMPARE_SCHEMA, CHECK_SCHEMA, TRACK_SCHEMA)
+WRITTEN = (REPORT_SCHEMA, COMPARE_SCHEMA, CHECK_SCHEMA, TRACK_SCHEMA, WATCH_SCHEMA)
 
 
 def test_every_format_has_a_schema_at_the_version_it_writes() -> None:
@@ -139,3 +140,44 @@ def test_the_schemas_reject_broken_documents(documents, format: str, path: str, 
     validate(document)
     with pytest.raises(jsonschema.ValidationError):
         validate(_set(document, path, value), document["schema"])
+
+
+def test_a_watch_log_validates_line_by_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A real log: its header and every record, complete and incomplete, non-finite numbers
+    included; a record with a stray field or a status no report has does not."""
+    import torch
+
+    import gradflow
+    from tests.test_watch import ResMLP, batches, ce
+
+    torch.manual_seed(0)
+    model = ResMLP(scales=(1.0, 0.0, float("nan")))
+    path = tmp_path / "flow.jsonl"
+    with gradflow.watch(model, every=2, log=path, on_flag=lambda record, rule: None) as w:
+        for (x, y), in batches(3):
+            loss = ce(model(x), y)
+            loss.backward()
+            w.step(loss)
+        model(x)  # step 3: not measured; step 4 would be, and is never reached
+        out = model(x)  # step 4, measured: the block ends before its backward pass
+        del out
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {r["complete"] for r in lines[1:] if "complete" in r} == {False}
+    assert any(r.get("grad_block") is None and r.get("complete") is None for r in lines[1:])  # the nan block
+    for line in lines:
+        validate(line, WATCH_SCHEMA)
+    for broken in ({**lines[1], "extra": 1}, {**lines[1], "status": "fine"}, {**lines[0], "every": 0}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate(broken, WATCH_SCHEMA)
+
+
+def test_a_report_of_a_custom_loss_validates() -> None:
+    import torch
+
+    import gradflow
+    from tests.test_watch import ResMLP
+
+    x = torch.randn(4, 4)
+    report = gradflow.inspect(ResMLP(), x, loss=lambda out: out.square().mean())
+    assert report.probe.loss == "custom"
+    validate(report.to_dict())

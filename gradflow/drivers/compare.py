@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import torch
     from rich.console import RenderableType
 
+    from gradflow.engine.measure import LossChoice
+
 
 @dataclass(frozen=True)
 class Row:
@@ -91,7 +93,7 @@ def compare(
     sg_block: bool = False,
     at: Sequence[str] | None = None,
     metric: str = "grad_in",
-    loss: Loss | str = Loss.AUTO,
+    loss: LossChoice = Loss.AUTO,
     mode: Mode | str = Mode.TRAIN,
     seed: int = 0,
     dtype: str | None = None,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from gradflow.choices import Loss, Mode
-from gradflow.engine.measure import VariantSpec, measure
+from gradflow.engine.measure import LossChoice, VariantSpec, measure
 from gradflow.engine.report import Report, Thresholds
 
 
@@ -16,7 +16,7 @@ def inspect(
     model: torch.nn.Module,
     inputs: Any,
     *,
-    loss: Loss | str = Loss.AUTO,
+    loss: LossChoice = Loss.AUTO,
     mode: Mode | str = Mode.TRAIN,
     seed: int = 0,
     sg_skip: bool = False,
@@ -31,7 +31,9 @@ def inspect(
     Args:
         model: any nn.Module; it comes back untouched (parameters, buffers, grads, mode, hooks).
         inputs: a tensor, a tuple of positional arguments, or a dict of keyword arguments.
-        loss: "auto" | "sum" | "mean" | "mse" | "ce" (see `gradflow.probe.probe_loss`).
+        loss: "auto" | "sum" | "mean" | "mse" | "ce" (see `gradflow.probe.probe_loss`), or a
+            function of the model output (as the model returns it) to a scalar tensor, e.g.
+            `lambda out: F.cross_entropy(out, y)`; the report's probe loss is then "custom".
         mode: "train" or "eval" for the probe's forward pass. An ONNX graph runs in the mode its
             nodes fix (`OnnxModel.exported_mode`); the report says that mode, with a note.
         seed: seeds dropout and the `ce` labels, so runs repeat exactly.

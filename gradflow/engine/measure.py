@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -67,6 +67,10 @@ from gradflow.probe import (
     select_output,
 )
 
+# The loss a probe takes with a function of the user's: `loss=lambda output: ...`.
+CUSTOM_LOSS = "custom"
+LossChoice = Loss | str | Callable[[Any], torch.Tensor]
+
 
 @dataclass(frozen=True)
 class VariantSpec:
@@ -85,7 +89,7 @@ def measure(
     inputs: Any,
     variants: Sequence[VariantSpec] = (BASELINE,),
     *,
-    loss: Loss | str = Loss.AUTO,
+    loss: LossChoice = Loss.AUTO,
     mode: Mode | str = Mode.TRAIN,
     seed: int = 0,
     at: Sequence[str] | None = None,
@@ -106,6 +110,8 @@ def measure(
 
     Args:
         variants: the backward passes to make (see VariantSpec); the forward pass is shared.
+        loss: a probe loss (see `gradflow.probe.probe_loss`), or a function of the model output
+            (as the model returns it) to the scalar to differentiate; the report says "custom".
         at: the junctions a stop-gradient applies to (names, globs, indices, ranges).
         only: measure only these junctions (same patterns); the others cost nothing.
         max_junctions: measure at most this many, evenly spread over depth.
@@ -210,7 +216,7 @@ class _Asked:
     variants: tuple[VariantSpec, ...]
     mode: Mode
     seed: int
-    loss: Loss | str
+    loss: LossChoice
     precision: torch.dtype | None
     at: Sequence[str] | None
     only: Sequence[str] | None
@@ -386,7 +392,7 @@ class _Graph:
     leaves: list[torch.Tensor]
     output: torch.Tensor | None
     loss: torch.Tensor
-    loss_kind: Loss
+    loss_kind: Loss | str
     found: list[FoundJunction]
     naming: list[Naming]
     mode: Mode
@@ -400,7 +406,7 @@ def _forward_and_find(
     inputs: Any,
     mode: Mode,
     seed: int,
-    loss: Loss | str,
+    loss: LossChoice,
     parts: Inventory,
     timings: dict[str, float],
     parallel: DataParallel | None = None,
@@ -418,7 +424,10 @@ def _forward_and_find(
     chosen = select_output(output)
     probabilities = holds_probabilities(model, output, chosen)
     share = (0, 1) if parallel is None else (parallel.rank, parallel.size)
-    loss_tensor = probe_loss(chosen, loss, seed, share, probabilities=probabilities)
+    if callable(loss):
+        loss_tensor = _custom_loss(loss, output)
+    else:
+        loss_tensor = probe_loss(chosen, loss, seed, share, probabilities=probabilities)
     timings["forward"] = time.perf_counter() - tick
     params, names = parts.trainable, parts.parameter_names
     if parallel is not None:
@@ -427,12 +436,26 @@ def _forward_and_find(
     found, naming, found_notes, used = junctions_of(
         model, loss_tensor, params, leaves, recorder, names, timings, replays_of(inner)
     )
-    kind = resolve_loss(loss, chosen)
+    kind: Loss | str = CUSTOM_LOSS if callable(loss) else resolve_loss(loss, chosen)
     if probabilities and kind is Loss.CE:
         notes += (PROBABILITIES_NOTE,)
     return _Graph(
         probe, leaves, chosen, loss_tensor, kind, found, naming, mode, found_notes + notes, used, list(params)
     )
+
+
+def _custom_loss(loss: Callable[[Any], Any], output: Any) -> torch.Tensor:
+    """The user's loss function on the model output: one floating-point element."""
+    try:
+        value = loss(output)
+    except GradflowError:
+        raise
+    except Exception as e:
+        raise ProbeError(f"the loss function raised {type(e).__name__}: {first_line(e)}") from e
+    if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.is_floating_point():
+        got = f"shape {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ProbeError(f"the loss function must return a floating-point tensor of one element, got {got}")
+    return value.reshape(())
 
 
 def junctions_of(

@@ -6,12 +6,17 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from gradflow.drivers.compare import Comparison
 from gradflow.engine.report import Report
 from gradflow.gate.result import CheckResult
 from gradflow.render.numbers import num, ratio
 from gradflow.track.result import Track
+
+if TYPE_CHECKING:
+    from gradflow.watching.record import WatchRecord
+    from gradflow.watching.session import Watch
 
 
 def report_repr(report: Report) -> str:
@@ -47,6 +52,24 @@ def track_repr(track: Track) -> str:
     interrupted = ", interrupted" if track.interrupted else ""
     return (f"Track({_count(len(track.junctions), 'junction')}, {_count(track.steps_run, 'step')}, "
             f"{len(track.losses)} recorded{loss}{interrupted})")
+
+
+def watch_repr(watch: Watch) -> str:
+    """`Watch(6 junctions, every 100, 3 measured steps up to step 200, flagged: 1 dead)`"""
+    steps = sorted({r.step for r in watch.records})
+    upto = f" up to step {steps[-1]}" if steps else ""
+    latest = [r for r in watch.records if steps and r.step == steps[-1]]
+    flagged = flag_counts(str(r.status) for r in latest if r.status not in (None, "ok", "dormant"))
+    return (f"Watch({_count(len(watch.junctions), 'junction')}, every {watch.every}, "
+            f"{_count(len(steps), 'measured step')}{upto}, flagged: {flagged})")
+
+
+def record_repr(record: WatchRecord) -> str:
+    """`WatchRecord(step 200, layer1.0: grad_skip 0.0123, grad_block 0.00456, block_ratio 0.371×, ok)`"""
+    if not record.complete:
+        return f"WatchRecord(step {record.step}, {record.junction}: incomplete)"
+    return (f"WatchRecord(step {record.step}, {record.junction}: grad_skip {num(record.grad_skip)}, "
+            f"grad_block {num(record.grad_block)}, block_ratio {ratio(record.block_ratio)}, {record.status})")
 
 
 def flag_counts(statuses: Iterable[str]) -> str:
