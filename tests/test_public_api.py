@@ -67,6 +67,21 @@ def test_compare_and_check_measure_what_autograd_gives(model_and_input) -> None:
         assert junction.grad_in == pytest.approx(want["grad_in"], rel=1e-4)
 
 
+def test_check_settings_vanishing_below_is_the_per_junction_threshold(model_and_input) -> None:  # type: ignore[no-untyped-def]
+    """As in inspect: a junction is vanishing when grad_in / |dL/d output| is below it; the
+    survival threshold of the `vanishing` rule is `survival_below`."""
+    model, x = model_and_input
+    expected = reference(model, x, lambda out: out.sum())
+    grad_output = model(x).numel() ** 0.5  # dL/d output of a sum is all ones
+    ratios = [want["grad_in"] / grad_output for want in expected]
+    between = (min(ratios) * max(ratios)) ** 0.5
+    assert min(ratios) < between < max(ratios)
+    settings = gradflow.CheckSettings(vanishing_below=between, warmup_steps=0)
+    result = gradflow.check(model, x, loss="sum", settings=settings)
+    assert [j.status == "vanishing" for j in result.report.junctions] == [r < between for r in ratios]
+    assert result.outcome("vanishing").threshold == gradflow.CheckSettings().survival_below
+
+
 def test_compare_needs_a_stop_gradient(model_and_input) -> None:  # type: ignore[no-untyped-def]
     from gradflow.errors import OptionError
 

@@ -285,9 +285,9 @@ def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Fin
 
 
 @register("vanishing", title="Vanishing with depth",
-          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below "
+          fires="grad_in at the first junction / grad_out at the last is below --survival-below "
                 "at initialisation, and after the warm-up it neither passes nor has grown 100 times",
-          threshold="vanishing_below", badness=_lower)
+          threshold="survival_below", badness=_lower)
 def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     if not report.junctions:
         return Finding(None, None, (), applicable=False)
@@ -307,16 +307,16 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
         if last.grad_out == 0:
             message = f"no gradient arrives at the last junction ({last.name}){later}"
             return Finding(0.0, subject, (Violation(
-                "vanishing", subject, Subject.MODEL, 0.0, settings.vanishing_below, message,
+                "vanishing", subject, Subject.MODEL, 0.0, settings.survival_below, message,
                 report.probe.seed, first.location),))
         return Finding(None, subject, ())
-    if not math.isfinite(survival) or survival >= settings.vanishing_below:
+    if not math.isfinite(survival) or survival >= settings.survival_below:
         return Finding(survival, subject, ())
     message = (f"grad_in at the first junction ({first.name}) is {ratio(survival)} the grad_out "
                f"at the last ({last.name}): the gradient fades with depth (broken or scaled "
                f"skips, a plain stack without residual paths){later}")
     return Finding(survival, subject, (Violation(
-        "vanishing", subject, Subject.MODEL, survival, settings.vanishing_below, message,
+        "vanishing", subject, Subject.MODEL, survival, settings.survival_below, message,
         report.probe.seed, first.location),))
 
 
