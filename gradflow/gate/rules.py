@@ -18,6 +18,7 @@ from gradflow.engine.verdicts import is_dead
 from gradflow.errors import OptionError
 from gradflow.gate.settings import CheckSettings, Level
 from gradflow.gate.warmup import opened, survival_fails
+from gradflow.registry import Registry
 
 
 class Subject(Choice):
@@ -86,7 +87,7 @@ class Rule:
         return self.key.name
 
 
-_RULES: dict[RuleKey, Rule] = {}
+RULES: Registry[RuleKey, Rule] = Registry("rule", error=OptionError, name=lambda key: key.name)
 
 
 def register(name: str, *, title: str, fires: str, threshold: str | None = None,
@@ -99,32 +100,23 @@ def register(name: str, *, title: str, fires: str, threshold: str | None = None,
         ValueError: a rule of that name is already registered.
     """
     key = RuleKey(name)
-
-    def decorator(run: RuleFn) -> RuleFn:
-        if key in _RULES:
-            raise ValueError(f"a rule {key!r} is already registered")
-        _RULES[key] = Rule(key, title, fires, threshold, badness or _higher, run, level)
-        return run
-
-    return decorator
+    return RULES.register(
+        key, lambda run: Rule(key, title, fires, threshold, badness or _higher, run, level)
+    )
 
 
 def get_rule(name: str) -> Rule:
     """The rule registered as `name`; an OptionError naming it and the known rules otherwise."""
-    try:
-        return _RULES[RuleKey(name)]
-    except KeyError:
-        known = ", ".join(rule_names())
-        raise OptionError(f"unknown rule {name!r}: the rules are {known}") from None
+    return RULES.get(RuleKey(name))
 
 
 def rules() -> tuple[Rule, ...]:
     """Every registered rule, in registration (and report) order."""
-    return tuple(_RULES.values())
+    return tuple(RULES.values())
 
 
 def rule_names() -> tuple[str, ...]:
-    return tuple(k.name for k in _RULES)
+    return tuple(k.name for k in RULES)
 
 
 def _higher(value: float | None) -> float:
