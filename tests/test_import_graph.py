@@ -145,7 +145,7 @@ def _under(name: str, packages: tuple[str, ...]) -> bool:
 
 def test_the_graph_is_read() -> None:
     assert "gradflow.engine.report" in GRAPH["gradflow.gate.result"]
-    assert "gradflow.registry" in GRAPH["gradflow.gate.rules"]
+    assert "gradflow.registry" in GRAPH["gradflow.gate.catalog"]
     # a lazy import inside a function is not an edge
     assert "gradflow.render.json" not in GRAPH["gradflow.drivers.check"]
 

@@ -1,24 +1,27 @@
 """The check rules: pure functions from a measured Report (and a baseline) to violations.
 
-Each rule is registered once under a `RuleKey`; `evaluate` runs every enabled rule on every
-seed's report and keeps the worst case. Nothing here imports torch.
+Each rule is registered once under a `RuleKey` (`gradflow.gate.catalog`); `evaluate` runs every
+enabled rule on every seed's report and keeps the worst case. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from gradflow.choices import Choice
 from gradflow.engine.report import Gradient, Junction, Report, Status
 from gradflow.engine.verdicts import is_dead
-from gradflow.errors import OptionError
+from gradflow.gate.catalog import Rule as Rule
+from gradflow.gate.catalog import RuleKey as RuleKey
+from gradflow.gate.catalog import get_rule as get_rule
+from gradflow.gate.catalog import register
+from gradflow.gate.catalog import rule_names as rule_names
+from gradflow.gate.catalog import rules as rules
 from gradflow.gate.settings import CheckSettings, Level
 from gradflow.gate.warmup import opened, survival_fails
-from gradflow.registry import Registry
 
 
 class Subject(Choice):
@@ -61,68 +64,6 @@ class Finding:
     worst_subject: str | None
     violations: tuple[Violation, ...]
     applicable: bool = True
-
-
-RuleFn = Callable[[Report, CheckSettings, "Report | None"], Finding]
-
-
-class RuleKey(NamedTuple):
-    """A rule's id as written on the command line, in configuration and in every output."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class Rule:
-    key: RuleKey
-    title: str
-    fires: str  # one line: what makes it fail, with its threshold setting
-    threshold: str | None  # the CheckSettings field holding its threshold
-    badness: Callable[[float | None], float]  # larger is worse: how seeds are merged
-    run: RuleFn
-    level: Level = Level.ERROR  # what its violations do unless the settings say otherwise
-
-    @property
-    def name(self) -> str:
-        return self.key.name
-
-
-RULES: Registry[RuleKey, Rule] = Registry("rule", error=OptionError, name=lambda key: key.name)
-
-
-def register(name: str, *, title: str, fires: str, threshold: str | None = None,
-             badness: Callable[[float | None], float] | None = None,
-             level: Level = Level.ERROR) -> Callable[[RuleFn], RuleFn]:
-    """Register the decorated function as the rule `RuleKey(name)`; `level` is what its
-    violations do by default (`error` fails the check, `warning` reports them).
-
-    Raises:
-        ValueError: a rule of that name is already registered.
-    """
-    key = RuleKey(name)
-    return RULES.register(
-        key, lambda run: Rule(key, title, fires, threshold, badness or _higher, run, level)
-    )
-
-
-def get_rule(name: str) -> Rule:
-    """The rule registered as `name`; an OptionError naming it and the known rules otherwise."""
-    return RULES.get(RuleKey(name))
-
-
-def rules() -> tuple[Rule, ...]:
-    """Every registered rule, in registration (and report) order."""
-    return tuple(RULES.values())
-
-
-def rule_names() -> tuple[str, ...]:
-    return tuple(k.name for k in RULES)
-
-
-def _higher(value: float | None) -> float:
-    if value is None or value != value:
-        return math.inf
-    return value
 
 
 def _lower(value: float | None) -> float:

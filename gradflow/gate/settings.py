@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gradflow.choices import Choice
 from gradflow.engine.verdicts import Thresholds
 from gradflow.errors import OptionError
+from gradflow.gate.catalog import Level, get_rule
 
 SURVIVAL_BELOW = 1e-2
 VANISHING_BELOW = Thresholds.vanishing_below
@@ -38,18 +38,10 @@ WARMUP_STEPS = 3
 WARMUP_LR = 1e-2
 
 
-class Level(Choice):
-    """What a rule's violations do: fail the check, only warn, or nothing (the rule is off)."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    OFF = "off"
-
-
 @dataclass(frozen=True)
 class CheckSettings:
     """Thresholds and levels for one check. A rule whose level is not listed has its default
-    (`gradflow.gate.rules.Rule.level`).
+    (`gradflow.gate.catalog.Rule.level`).
 
     Attributes:
         survival_below: the `vanishing` rule's least survival (first grad_in / last grad_out).
@@ -94,14 +86,10 @@ class CheckSettings:
         for name, level in reversed(self.levels):
             if name == rule:
                 return level
-        from gradflow.gate.rules import get_rule
-
         return get_rule(rule).level
 
     def with_levels(self, rules: Iterable[str], level: Level) -> CheckSettings:
         """A copy with `rules` at `level`; an unknown rule name is an OptionError."""
-        from gradflow.gate.rules import get_rule
-
         added = tuple((get_rule(r).name, level) for r in rules)
         return replace(self, levels=self.levels + added)
 
@@ -149,8 +137,6 @@ def _number(value: Any) -> bool:
 
 
 def _unknown_rule(names: Iterable[str]) -> str | None:
-    from gradflow.gate.rules import get_rule
-
     try:
         for name in names:
             get_rule(name)
