@@ -77,6 +77,9 @@ class FoundJunction:
     # operand: a shared side, and the view an in-place add wrote into, whose gradient leaves the
     # add inside the base's gradient.
     separate: tuple[bool, bool] = (False, False)
+    # The position in the found list of the junction whose block holds this one (see `nest`);
+    # None for a junction on the stream. A replayed junction keeps the first graph's.
+    nested_in: int | None = None
 
     @property
     def plain(self) -> bool:
@@ -234,7 +237,7 @@ def find_junctions(
                 found.append(junction)
     found.sort(key=lambda j: j.order)
     if is_data is None:
-        return found
+        return nest(found)
     kept = []
     for junction in found:  # in forward order, so a fork's walk stops at an earlier junction's add
         if _is_leaf(junction.fork) or is_data(junction.fork):  # a leaf fork is a probe input
@@ -242,7 +245,30 @@ def find_junctions(
             kept.append(junction)
         elif not any(is_data(node) for node, _ in junction.operands):
             kept.append(junction)  # no data reaches the add at all: a computation on parameters
-    return kept
+    return nest(kept)
+
+
+def nest(found: list[FoundJunction]) -> list[FoundJunction]:
+    """Set each junction's `nested_in`: the position in `found` (forward order) of the innermost
+    junction whose block path holds both its fork and its add, strictly between that junction's
+    fork and add (a residual inside an attention block, a multi-branch net's branches inside its
+    fuse block, the skip of a selective scan inside its layer); None for a junction on the
+    stream. Returns `found`.
+
+    A nested junction's gradient is what its enclosing block passes it, so the depth of the
+    stream (survival, vanishing) is judged on the stream's junctions alone. Of two junctions
+    holding the same one, the inner lies inside the outer's block, so its block path is the
+    shorter."""
+    blocks = [set(j.nodes[BLOCK]) for j in found]
+    for k, junction in enumerate(found):
+        inner: int | None = None
+        for m in range(k + 1, len(found)):  # an enclosing junction's add comes after this one's
+            if junction.add in blocks[m] and junction.fork in blocks[m] and (
+                inner is None or len(blocks[m]) < len(blocks[inner])
+            ):
+                inner = m
+        junction.nested_in = inner
+    return found
 
 
 def subtractions_shaped_like_junctions(
