@@ -206,7 +206,8 @@ def find_junctions(
             that data reaches through a fork that is not data is no junction. None: every fork
             counts.
     Returns:
-        FoundJunctions sorted by the add's position in the forward pass.
+        FoundJunctions sorted by the add's position in the forward pass, each with the junction
+        it is nested in (`nest`).
     """
     param_ids = {id(p) for p in params}
     input_ids = {id(t) for t in inputs}
