@@ -1,5 +1,5 @@
-"""Nested junctions: a residual whose fork and add lie inside another junction's block (the score
-add inside DeBERTa's attention, a branch inside HRNet's fuse block). The report names the
+"""Nested junctions: a residual whose fork and add lie on a path of another junction, between its
+fork and add (the score add inside DeBERTa's attention, a branch of HRNet's fuse add). The report names the
 junction that holds each one, and the survival and the `vanishing` verdict are judged on the
 stream's junctions alone. Numbers against plain torch.autograd.grad on the tensors the model
 exposes."""
@@ -119,7 +119,7 @@ def test_survival_and_vanishing_are_judged_on_the_stream() -> None:
         assert junction.grad_out == pytest.approx(ref[adds[k]][layer], rel=1e-4), junction.name
         assert junction.grad_in == pytest.approx(ref[forks[k]][layer], rel=1e-4), junction.name
     # What reaches the inner junctions is below a thousandth of the gradient at the output: on
-    # the stream that would be `vanishing`; nested, it is what their enclosing block passes.
+    # the stream that would be `vanishing`; nested, it is what the block holding them passes.
     for layer in range(2):
         for fork in ("a", "b"):
             assert ref[fork][layer] / output < 1e-3
@@ -149,7 +149,7 @@ def test_nested_in_is_in_the_json_and_the_table() -> None:
     text = console.export_text()
     assert f"    {NESTED}layers.0#0" in text  # two enclosing junctions: indented once
     assert f" {NESTED}layers.0#1" in text and f"{NESTED}layers.0#2" not in text
-    assert "4 nested in another junction's block (↳), left out of the survival" in text
+    assert "4 nested inside another junction (↳), left out of the survival" in text
 
 
 def test_a_nested_junction_that_nothing_reaches_is_vanishing() -> None:
@@ -160,3 +160,38 @@ def test_a_nested_junction_that_nothing_reaches_is_vanishing() -> None:
     assert [(j.name, j.grad_in, j.status) for j in report.junctions[:2]] == [
         ("layers.0#0", 0.0, Status.VANISHING), ("layers.0#1", 0.0, Status.VANISHING)]
     assert [j.status for j in report.junctions[2:]] == [Status.DEAD] + [Status.OK] * 3
+
+
+class TwoBranches(nn.Module):
+    """`long(x) + (u + r(u))` with `u = short(x)`: a fuse add of two branches that both train,
+    as in HRNet, with a residual on the shorter branch, which the search calls the skip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.long = nn.Sequential(*(m for _ in range(4) for m in (nn.Linear(WIDTH, WIDTH), nn.Tanh())))
+        self.short = nn.Linear(WIDTH, WIDTH)
+        self.r = nn.Linear(WIDTH, WIDTH)
+        self.seen: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.short(x)
+        v = u + self.r(u)
+        y = self.long(x) + v
+        self.seen.update(x=x, u=u, v=v, y=y)
+        return y
+
+
+def test_a_junction_on_the_skip_path_of_a_fuse_add_is_nested_too() -> None:
+    torch.manual_seed(0)
+    model, x = TwoBranches(), _input()
+    report = gradflow.inspect(model, x.clone().requires_grad_(True), loss="sum")
+    inner, fuse = report.junctions
+    assert (fuse.skip, fuse.block_modules) == ("projection", ("long",))
+    assert set(fuse.skip_modules) >= {"short", "r"}
+    assert (inner.nested_in, fuse.nested_in) == (fuse.name, None)
+    # The survival is the fuse add's own: grad_in at x over grad_out at y, by autograd.
+    leaf = x.clone().requires_grad_(True)
+    loss = model(leaf).sum()
+    g_x, g_u, g_y = torch.autograd.grad(loss, [leaf, model.seen["u"], model.seen["y"]])
+    assert inner.grad_in == pytest.approx(g_u.norm().item(), rel=1e-5)
+    assert report.summary.survival == pytest.approx((g_x.norm() / g_y.norm()).item(), rel=1e-5)

@@ -251,21 +251,22 @@ def find_junctions(
 
 def nest(found: list[FoundJunction]) -> list[FoundJunction]:
     """Set each junction's `nested_in`: the position in `found` (forward order) of the innermost
-    junction whose block path holds both its fork and its add, strictly between that junction's
-    fork and add (a residual inside an attention block, a multi-branch net's branches inside its
-    fuse block, the skip of a selective scan inside its layer); None for a junction on the
+    junction whose paths hold both its fork and its add, strictly between that junction's fork
+    and add (a residual inside an attention block, the skip of a selective scan inside its
+    layer, a multi-branch net's branches inside its fuse add); None for a junction on the
     stream. Returns `found`.
 
-    A nested junction's gradient is what its enclosing block passes it, so the depth of the
-    stream (survival, vanishing) is judged on the stream's junctions alone. Of two junctions
-    holding the same one, the inner lies inside the outer's block, so its block path is the
-    shorter."""
-    blocks = [set(j.nodes[BLOCK]) for j in found]
+    A nested junction's gradient is what its enclosing junction's path passes it, so the depth of
+    the stream (survival, vanishing) is judged on the stream's junctions alone. Both paths count:
+    where a fuse add joins two branches that both train, which one is the block (the longer) says
+    nothing about which is the stream. Of two junctions holding the same one, the inner lies
+    inside the outer's paths, so its paths are the shorter."""
+    inside = [set(j.nodes[SKIP]).union(j.nodes[BLOCK]) for j in found]
     for k, junction in enumerate(found):
         inner: int | None = None
         for m in range(k + 1, len(found)):  # an enclosing junction's add comes after this one's
-            if junction.add in blocks[m] and junction.fork in blocks[m] and (
-                inner is None or len(blocks[m]) < len(blocks[inner])
+            if junction.add in inside[m] and junction.fork in inside[m] and (
+                inner is None or len(inside[m]) < len(inside[inner])
             ):
                 inner = m
         junction.nested_in = inner

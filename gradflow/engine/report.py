@@ -64,11 +64,12 @@ class Junction:
         gate parameter that holds its block closed (a zero-initialised norm scale or skip gain,
         a 1e-6 layer scale; see `closing_gate`), or "warm-up" (WARM_UP) when `gradflow check`
         saw the block pass gradient after a few optimizer steps. None for every other status.
-    nested_in: the name of the junction whose block path holds this junction's fork and add (a
-        residual inside an attention block, a multi-branch net's branches inside its fuse
-        block); None for a junction on the stream. What reaches a nested junction is what its
-        enclosing block passes it, so it is `vanishing` only when nothing reaches its fork at all,
-        and the survival is judged on the stream's junctions alone (`on_stream`).
+    nested_in: the name of the innermost junction that holds this one: this junction's fork and
+        add both lie on one of its paths, between its fork and its add (a residual inside an
+        attention block, a multi-branch net's branches inside its fuse add); None for a junction
+        on the stream. What reaches a nested junction is what the path holding it passes it, so
+        it is `vanishing` only when nothing reaches its fork at all, and the survival is judged
+        on the stream's junctions alone (`on_stream`).
 
     Example:
         >>> junction = gradflow.inspect(model, x).junction("layer1.0")

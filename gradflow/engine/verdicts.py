@@ -35,7 +35,7 @@ class Thresholds:
     """When a junction is flagged. Ratios are taken against the gradient at the model output.
 
     vanishing: grad_in / grad_output below `vanishing_below`, at a junction on the stream; one
-        nested in another's block (Junction.nested_in) only when its grad_in is 0.
+        nested inside another junction (Junction.nested_in) only when its grad_in is 0.
     exploding: grad_in or grad_out / grad_output above `exploding_above`.
     dead: the block passes (almost) nothing back: its block_ratio (grad_block / grad_skip) is
         below `dead_below`, and so is what it sends to its context over grad_skip (see
@@ -99,8 +99,8 @@ def junction_status(
     """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad), and
     whether one of its paths is cut (a detached copy), which outranks every verdict but nonfinite.
     `context` is the junction's grad_context, which can keep a weakly reaching block from `dead`.
-    A `nested` junction (inside another's block) is not judged against the gradient at the
-    output: what reaches it is what the enclosing block passes, small by design in places (scores
+    A `nested` junction (inside another junction) is not judged against the gradient at the
+    output: what reaches it is what the path holding it passes, small by design in places (scores
     inside an attention block); it is vanishing only when nothing reaches its fork at all."""
     if any(v is None or not math.isfinite(v) for v in numbers):
         return Status.NONFINITE

@@ -225,7 +225,7 @@ def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Fin
 def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     if not report.junctions:
         return Finding(None, None, (), applicable=False)
-    stream = on_stream(report.junctions)  # nested junctions take what their enclosing block passes
+    stream = on_stream(report.junctions)  # a nested junction takes what the path holding it passes
     first, last = stream[0], stream[-1]
     subject = first.name if first is last else f"{first.name} … {last.name}"
     survival = report.summary.survival

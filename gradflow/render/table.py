@@ -128,11 +128,11 @@ def _table(report: Report, dropped: list[str]) -> Table:
     return table
 
 
-NESTED = "↳ "  # marks a junction nested in another's block, indented by its depth
+NESTED = "↳ "  # marks a junction nested inside another, indented by its depth
 
 
 def nested_names(junctions: Sequence[Junction]) -> list[str]:
-    """The `junction` cells: a junction nested in another's block (Junction.nested_in) is marked
+    """The `junction` cells: a junction nested inside another (Junction.nested_in) is marked
     and indented one step per enclosing junction, so the stream's junctions stand out."""
     depth: dict[str, int] = {}
     for j in reversed(junctions):  # an enclosing junction comes after the junctions it holds
@@ -174,7 +174,7 @@ def summary_lines(report: Report) -> list[Text]:
                 f"({first.name}) is {ratio(s.survival)} what arrives at the last ({last.name})"
             )
         if nested:
-            survived.append(f" · {nested} nested in another junction's block ({NESTED.strip()}), "
+            survived.append(f" · {nested} nested inside another junction ({NESTED.strip()}), "
                             "left out of the survival")
         lines.append(survived)
         if s.flagged:
