@@ -261,15 +261,14 @@ def nest(found: list[FoundJunction]) -> list[FoundJunction]:
     where a fuse add joins two branches that both train, which one is the block (the longer) says
     nothing about which is the stream. Of two junctions holding the same one, the inner lies
     inside the outer's paths, so its paths are the shorter."""
-    inside = [set(j.nodes[SKIP]).union(j.nodes[BLOCK]) for j in found]
-    for k, junction in enumerate(found):
-        inner: int | None = None
-        for m in range(k + 1, len(found)):  # an enclosing junction's add comes after this one's
-            if junction.add in inside[m] and junction.fork in inside[m] and (
-                inner is None or len(inside[m]) < len(inside[inner])
-            ):
-                inner = m
-        junction.nested_in = inner
+    holders: dict[Any, list[int]] = {}  # node -> the junctions with it on one of their paths
+    for m, junction in enumerate(found):
+        for node in (*junction.nodes[SKIP], *junction.nodes[BLOCK]):
+            holders.setdefault(node, []).append(m)
+    size = [len(j.nodes[SKIP]) + len(j.nodes[BLOCK]) for j in found]
+    for junction in found:
+        around = set(holders.get(junction.add, ())).intersection(holders.get(junction.fork, ()))
+        junction.nested_in = min(around, key=lambda m: (size[m], m)) if around else None
     return found
 
 
