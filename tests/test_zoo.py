@@ -4,7 +4,12 @@ as a new user would run it, checked against what the library declares and agains
 For each architecture: the junction count equals the count its own code declares; every metric
 of every junction is finite; each junction's `param_grad` equals plain autograd over exactly the
 block's parameters, which the modules a user reads (`block_modules`) hold, none of them a module
-holding the add's own module; the model's parameters, buffers and `.grad` are untouched."""
+holding the add's own module; the model's parameters, buffers and `.grad` are untouched.
+
+And `gradflow check` at its defaults passes every architecture as its library initialises it
+(zero-initialised branches, small layer scales and heads included), letting go only the
+parameters the architecture leaves unused on purpose (`Arch.unused`, each entry saying why),
+which plain autograd confirms get no gradient."""
 
 from __future__ import annotations
 
@@ -18,7 +23,9 @@ from torch import nn
 
 import gradflow
 from gradflow.engine.measure import locate
-from gradflow.engine.report import METRICS
+from gradflow.engine.report import METRICS, on_stream
+from gradflow.gate import CheckSettings
+from gradflow.gate.rules import allowed
 
 zoo = pytest.importorskip("tests.fixtures.zoo")
 
@@ -116,3 +123,27 @@ def test_zoo(name: str) -> None:
         assert junction.params == sum(model.get_parameter(n).numel() for n in block), junction.name
         reference = math.sqrt(sum(grads[n].double().pow(2).sum().item() for n in block))  # type: ignore[union-attr]
         assert junction.param_grad == pytest.approx(reference, rel=1e-4, abs=1e-9), junction.name
+
+
+@pytest.mark.parametrize("name", sorted(zoo.ZOO))
+def test_zoo_passes_check_at_defaults(name: str) -> None:
+    arch = zoo.ZOO[name]
+    torch.manual_seed(0)
+    model = arch.build()  # as the library initialises it: zero gains and heads stay zero
+    inputs = (arch.check_inputs or arch.inputs)()
+
+    result = gradflow.check(model, inputs, settings=CheckSettings(allow_unused=arch.unused))
+
+    assert result.passed, [(v.rule, v.subject, v.message) for v in result.errors]
+    report = result.report
+    # What was let go is exactly the parameters autograd gives no gradient, and nothing else
+    # went without one.
+    grads = _autograd(model, inputs)
+    without = sorted(n for n, g in grads.items() if g is None)
+    assert sorted(report.summary.params_unused) == without
+    assert [n for n in without if not allowed(n, arch.unused)] == []
+    assert all(any(allowed(n, (p,)) for n in without) for p in arch.unused), arch.unused
+    # The survival is taken over the junctions on the stream.
+    stream = on_stream(report.junctions)
+    if stream and stream[-1].grad_out:
+        assert report.summary.survival == stream[0].grad_in / stream[-1].grad_out

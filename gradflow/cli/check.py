@@ -133,8 +133,9 @@ def check_command(
       dead ReLUs, a bias right before a norm): reported as a warning, does not fail.
     - **cut**: a junction's skip or block reaches the add as a detached copy (`x.detach() + f(x)`,
       `x + f(x).detach()`): no gradient passes that path.
-    - **vanishing**: `grad_in` at the first junction / `grad_out` at the last (the survival)
-      below 0.01 (`--survival-below`; healthy models measure 0.9 to 11).
+    - **vanishing**: `grad_in` at the first junction on the stream (one nested in no other) /
+      `grad_out` at the last (the survival) below 0.01 (`--survival-below`; healthy models
+      measure 0.9 to 11).
     - **dead**: a junction's block passes back below 0.001 of what its skip does, to its fork
       (`block_ratio`) and to anything else it reads (`--dead-below`; healthy models measure from
       about 0.006). A dormant junction passes: one held closed by a gate (a zero-initialised norm

@@ -190,7 +190,8 @@ VanishingBelow = Annotated[
     float | None,
     typer.Option(
         "--vanishing-below",
-        help=("A junction is `vanishing` when grad_in / |dL/d output| is below this."),
+        help=("A junction is `vanishing` when grad_in / |dL/d output| is below this (one nested "
+              "inside another junction only when grad_in is 0)."),
         rich_help_panel=VERDICT,
         show_default="0.001",
     ),
@@ -218,8 +219,8 @@ SurvivalBelow = Annotated[
     typer.Option(
         "--survival-below",
         help=(
-            "The `vanishing` rule of check: fail when grad_in at the first junction / grad_out "
-            "at the last (the survival) is below this."
+            "The `vanishing` rule of check: fail when grad_in at the first junction on the stream "
+            "/ grad_out at the last (the survival) is below this."
         ),
         rich_help_panel=VERDICT,
         show_default="0.01",

@@ -77,6 +77,9 @@ class FoundJunction:
     # operand: a shared side, and the view an in-place add wrote into, whose gradient leaves the
     # add inside the base's gradient.
     separate: tuple[bool, bool] = (False, False)
+    # The position in the found list of the junction whose block holds this one (see `nest`);
+    # None for a junction on the stream. A replayed junction keeps the first graph's.
+    nested_in: int | None = None
 
     @property
     def plain(self) -> bool:
@@ -203,7 +206,8 @@ def find_junctions(
             that data reaches through a fork that is not data is no junction. None: every fork
             counts.
     Returns:
-        FoundJunctions sorted by the add's position in the forward pass.
+        FoundJunctions sorted by the add's position in the forward pass, each with the junction
+        it is nested in (`nest`).
     """
     param_ids = {id(p) for p in params}
     input_ids = {id(t) for t in inputs}
@@ -234,7 +238,7 @@ def find_junctions(
                 found.append(junction)
     found.sort(key=lambda j: j.order)
     if is_data is None:
-        return found
+        return nest(found)
     kept = []
     for junction in found:  # in forward order, so a fork's walk stops at an earlier junction's add
         if _is_leaf(junction.fork) or is_data(junction.fork):  # a leaf fork is a probe input
@@ -242,7 +246,30 @@ def find_junctions(
             kept.append(junction)
         elif not any(is_data(node) for node, _ in junction.operands):
             kept.append(junction)  # no data reaches the add at all: a computation on parameters
-    return kept
+    return nest(kept)
+
+
+def nest(found: list[FoundJunction]) -> list[FoundJunction]:
+    """Set each junction's `nested_in`: the position in `found` (forward order) of the innermost
+    junction whose paths hold both its fork and its add, strictly between that junction's fork
+    and add (a residual inside an attention block, the skip of a selective scan inside its
+    layer, a multi-branch net's branches inside its fuse add); None for a junction on the
+    stream. Returns `found`.
+
+    A nested junction's gradient is what its enclosing junction's path passes it, so the depth of
+    the stream (survival, vanishing) is judged on the stream's junctions alone. Both paths count:
+    where a fuse add joins two branches that both train, which one is the block (the longer) says
+    nothing about which is the stream. Of two junctions holding the same one, the inner lies
+    inside the outer's paths, so its paths are the shorter."""
+    holders: dict[Any, list[int]] = {}  # node -> the junctions with it on one of their paths
+    for m, junction in enumerate(found):
+        for node in (*junction.nodes[SKIP], *junction.nodes[BLOCK]):
+            holders.setdefault(node, []).append(m)
+    size = [len(j.nodes[SKIP]) + len(j.nodes[BLOCK]) for j in found]
+    for junction in found:
+        around = set(holders.get(junction.add, ())).intersection(holders.get(junction.fork, ()))
+        junction.nested_in = min(around, key=lambda m: (size[m], m)) if around else None
+    return found
 
 
 def subtractions_shaped_like_junctions(

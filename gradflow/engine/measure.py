@@ -366,9 +366,10 @@ def locate(
 def located(
     found: Sequence[FoundJunction], naming: Sequence[Naming], params: Sequence[torch.Tensor]
 ) -> list[Located]:
-    """The junctions as the report describes them: names, paths, and the positions of each
-    block's parameters in `params`."""
+    """The junctions as the report describes them: names, paths, the positions of each block's
+    parameters in `params`, and the junction each is nested in."""
     index_of = {id(p): i for i, p in enumerate(params)}
+    names = [n.name for n in naming]
     return [
         Located(
             index=i,
@@ -381,6 +382,7 @@ def located(
             params=sum(p.numel() for p in j.params[BLOCK]),
             block_params=tuple(index_of[id(p)] for p in j.params[BLOCK] if id(p) in index_of),
             cut=None if j.cut is None else ("skip" if j.cut == SKIP else "block"),
+            nested_in=None if j.nested_in is None else names[j.nested_in],
         )
         for i, (j, n) in enumerate(zip(found, naming))
     ]

@@ -64,6 +64,12 @@ class Junction:
         gate parameter that holds its block closed (a zero-initialised norm scale or skip gain,
         a 1e-6 layer scale; see `closing_gate`), or "warm-up" (WARM_UP) when `gradflow check`
         saw the block pass gradient after a few optimizer steps. None for every other status.
+    nested_in: the name of the innermost junction that holds this one: this junction's fork and
+        add both lie on one of its paths, between its fork and its add (a residual inside an
+        attention block, a multi-branch net's branches inside its fuse add); None for a junction
+        on the stream. What reaches a nested junction is what the path holding it passes it, so
+        it is `vanishing` only when nothing reaches its fork at all, and the survival is judged
+        on the stream's junctions alone (`on_stream`).
 
     Example:
         >>> junction = gradflow.inspect(model, x).junction("layer1.0")
@@ -90,6 +96,7 @@ class Junction:
     cut: str | None = None
     grad_context: float | None = None
     dormant_reason: str | None = None
+    nested_in: str | None = None
 
     @property
     def context_ratio(self) -> float | None:
@@ -191,7 +198,8 @@ class Flag:
 
 @dataclass(frozen=True)
 class Summary:
-    """survival: grad_in at the first junction / grad_out at the last (None without junctions).
+    """survival: grad_in at the first junction on the stream / grad_out at the last (see
+    `on_stream`; None without junctions).
 
     The parameters by what reached them (see Gradient): params_unused (never used by the forward
     pass), params_without_grad (used, but no gradient arrives), params_zero_grad (an exactly-zero
@@ -387,7 +395,7 @@ class Located:
 
     params: the number of trainable elements the block uses; block_params: their positions in
     the measurement's list of trainable parameters. cut: "skip" or "block" when that operand of
-    the add is a detached copy.
+    the add is a detached copy. nested_in: the name of the junction whose block holds this one.
     """
 
     index: int
@@ -400,6 +408,7 @@ class Located:
     params: int
     block_params: tuple[int, ...] = ()
     cut: str | None = None
+    nested_in: str | None = None
 
 
 @dataclass(frozen=True)
@@ -467,7 +476,8 @@ def build_report(
             zip(parameters, measured.param_norms, measured.param_values)
         )
     )
-    first, last = (junctions[0], junctions[-1]) if junctions else (None, None)
+    stream = on_stream(junctions)
+    first, last = (stream[0], stream[-1]) if stream else (None, None)
     survival = None
     if first and last and last.grad_out and first.grad_in is not None:
         survival = first.grad_in / last.grad_out
@@ -499,6 +509,14 @@ def build_report(
         gradflow_version=gradflow_version,
         torch_version=torch_version,
     )
+
+
+def on_stream(junctions: Sequence[Junction]) -> tuple[Junction, ...]:
+    """The junctions on the stream, in forward order: those nested in no other's block (see
+    Junction.nested_in), the ones the survival is judged on. Every junction when none is on
+    it (a measurement of nested junctions only, through `only`)."""
+    stream = tuple(j for j in junctions if j.nested_in is None)
+    return stream or tuple(junctions)
 
 
 def _gated(
@@ -590,8 +608,9 @@ def _junction(located: Located, measured: Measured, k: int, thresholds: Threshol
         param_grad=param_grad,
         status=junction_status(
             numbers, ratio, measured.grad_output, thresholds, cut=located.cut is not None,
-            context=context,
+            context=context, nested=located.nested_in is not None,
         ),
         cut=located.cut,
         grad_context=context,
+        nested_in=located.nested_in,
     )

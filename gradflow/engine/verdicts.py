@@ -34,7 +34,8 @@ class Status(Choice):
 class Thresholds:
     """When a junction is flagged. Ratios are taken against the gradient at the model output.
 
-    vanishing: grad_in / grad_output below `vanishing_below`.
+    vanishing: grad_in / grad_output below `vanishing_below`, at a junction on the stream; one
+        nested inside another junction (Junction.nested_in) only when its grad_in is 0.
     exploding: grad_in or grad_out / grad_output above `exploding_above`.
     dead: the block passes (almost) nothing back: its block_ratio (grad_block / grad_skip) is
         below `dead_below`, and so is what it sends to its context over grad_skip (see
@@ -93,10 +94,14 @@ def junction_status(
     t: Thresholds,
     cut: bool = False,
     context: float | None = None,
+    nested: bool = False,
 ) -> Status:
     """The verdict on a junction from (grad_out, grad_skip, grad_block, grad_in, param_grad), and
     whether one of its paths is cut (a detached copy), which outranks every verdict but nonfinite.
-    `context` is the junction's grad_context, which can keep a weakly reaching block from `dead`."""
+    `context` is the junction's grad_context, which can keep a weakly reaching block from `dead`.
+    A `nested` junction (inside another junction) is not judged against the gradient at the
+    output: what reaches it is what the path holding it passes, small by design in places (scores
+    inside an attention block); it is vanishing only when nothing reaches its fork at all."""
     if any(v is None or not math.isfinite(v) for v in numbers):
         return Status.NONFINITE
     if context is not None and not math.isfinite(context):
@@ -108,7 +113,8 @@ def junction_status(
     if grad_output and math.isfinite(grad_output):
         if max(grad_in, grad_out) / grad_output > t.exploding_above:
             return Status.EXPLODING
-        if grad_in / grad_output < t.vanishing_below:
+        starved = grad_in == 0 if nested else grad_in / grad_output < t.vanishing_below
+        if starved:
             return Status.VANISHING
     if is_dead(block_ratio, over(context, grad_skip), t.dead_below):
         return Status.DEAD

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gradflow.choices import Choice
-from gradflow.engine.report import Gradient, Junction, Report, Status
+from gradflow.engine.report import Gradient, Junction, Report, Status, on_stream
 from gradflow.engine.verdicts import is_dead
 from gradflow.gate.catalog import Rule as Rule
 from gradflow.gate.catalog import RuleKey as RuleKey
@@ -218,13 +218,15 @@ def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Fin
 
 
 @register("vanishing", title="Vanishing with depth",
-          fires="grad_in at the first junction / grad_out at the last is below --survival-below "
-                "at initialisation, and after the warm-up it neither passes nor has grown 100 times",
+          fires="grad_in at the first junction on the stream / grad_out at the last is below "
+                "--survival-below at initialisation, and after the warm-up it neither passes "
+                "nor has grown 100 times",
           threshold="survival_below", badness=_lower)
 def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     if not report.junctions:
         return Finding(None, None, (), applicable=False)
-    first, last = report.junctions[0], report.junctions[-1]
+    stream = on_stream(report.junctions)  # a nested junction takes what the path holding it passes
+    first, last = stream[0], stream[-1]
     subject = first.name if first is last else f"{first.name} … {last.name}"
     survival = report.summary.survival
     after = report.warmup

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from gradflow.engine.report import WARM_UP, Flag, Report, Status, Warmup
+from gradflow.engine.report import WARM_UP, Flag, Report, Status, Warmup, on_stream
 from gradflow.gate.settings import CheckSettings
 
 STARVED = (Status.DEAD, Status.VANISHING)  # what a warm-up can show to be a start, not a fault
@@ -26,12 +26,12 @@ def _number(value: float | None) -> str:
 
 def survival_fails(report: Report, settings: CheckSettings) -> bool:
     """Whether the `vanishing` rule fails on `report`'s own numbers: the survival is below the
-    threshold, or no gradient at all arrives at the last junction."""
+    threshold, or no gradient at all arrives at the last junction on the stream."""
     if not report.junctions:
         return False
     survival = report.summary.survival
     if survival is None:
-        return report.junctions[-1].grad_out == 0
+        return on_stream(report.junctions)[-1].grad_out == 0
     return math.isfinite(survival) and survival < settings.survival_below
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from rich import box
@@ -13,7 +13,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from gradflow.engine.report import WARM_UP, Junction, Report, Status
+from gradflow.engine.report import WARM_UP, Junction, Report, Status, on_stream
 from gradflow.render.numbers import bar, log_span, num, ratio
 
 BAR_WIDTH = 10
@@ -87,7 +87,8 @@ def _table(report: Report, dropped: list[str]) -> Table:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    widest = max((len(j.name) for j in report.junctions), default=8)
+    shown = nested_names(report.junctions)
+    widest = max((len(name) for name in shown), default=8)
     columns: list[tuple[str, dict]] = [
         ("#", {"justify": "right", "style": "dim"}),
         ("junction", {"overflow": "fold", "min_width": max(8, min(widest, 28)), "max_width": 40}),
@@ -106,9 +107,9 @@ def _table(report: Report, dropped: list[str]) -> Table:
     for (name, options), kept in zip(columns, keep):
         if kept:
             table.add_column(name, no_wrap=name != "junction", **options)
-    for j in report.junctions:
+    for j, name in zip(report.junctions, shown):
         style = STATUS_STYLE[j.status]
-        cells: list = [str(j.index), j.name, skip_label(j.skip)]
+        cells: list = [str(j.index), name, skip_label(j.skip)]
         if stopped_skip or stopped_block:
             cells.append(_stopped(j.name, stopped_skip, stopped_block))
         cells += [
@@ -125,6 +126,21 @@ def _table(report: Report, dropped: list[str]) -> Table:
         ]
         table.add_row(*(cell for cell, kept in zip(cells, keep) if kept))
     return table
+
+
+NESTED = "↳ "  # marks a junction nested inside another, indented by its depth
+
+
+def nested_names(junctions: Sequence[Junction]) -> list[str]:
+    """The `junction` cells: a junction nested inside another (Junction.nested_in) is marked
+    and indented one step per enclosing junction, so the stream's junctions stand out."""
+    depth: dict[str, int] = {}
+    for j in reversed(junctions):  # an enclosing junction comes after the junctions it holds
+        depth[j.name] = 0 if j.nested_in is None else depth.get(j.nested_in, 0) + 1
+    return [
+        j.name if not depth[j.name] else "  " * (depth[j.name] - 1) + NESTED + j.name
+        for j in junctions
+    ]
 
 
 def _stopped(name: str, skip: set[str], block: set[str]) -> str:
@@ -146,7 +162,9 @@ def summary_lines(report: Report) -> list[Text]:
             )
         )
     else:
-        first, last = report.junctions[0], report.junctions[-1]
+        stream = on_stream(report.junctions)
+        first, last = stream[0], stream[-1]
+        nested = len(report.junctions) - len(stream)
         if s.junctions == 1:
             survived = Text(f"1 junction · the fork ({first.name}) receives {ratio(s.survival)} "
                             "the gradient that arrives at the add")
@@ -155,6 +173,9 @@ def summary_lines(report: Report) -> list[Text]:
                 f"{_plural(s.junctions, 'junction')} · gradient reaching the first junction "
                 f"({first.name}) is {ratio(s.survival)} what arrives at the last ({last.name})"
             )
+        if nested:
+            survived.append(f" · {nested} nested inside another junction ({NESTED.strip()}), "
+                            "left out of the survival")
         lines.append(survived)
         if s.flagged:
             counts: dict[str, list[str]] = {}

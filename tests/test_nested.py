@@ -1,0 +1,197 @@
+"""Nested junctions: a residual whose fork and add lie on a path of another junction, between its
+fork and add (the score add inside DeBERTa's attention, a branch of HRNet's fuse add). The report names the
+junction that holds each one, and the survival and the `vanishing` verdict are judged on the
+stream's junctions alone. Numbers against plain torch.autograd.grad on the tensors the model
+exposes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from rich.console import Console
+from torch import nn
+
+import gradflow
+from gradflow.engine.measure import locate
+from gradflow.engine.report import Report, Status, on_stream
+from gradflow.render.table import NESTED, report_table, summary_lines
+from tests.schemas import validate
+
+WIDTH = 16
+
+
+class Layer(nn.Module):
+    """`x + o(a + p(b + v(b)))` with `a = q(norm(x))`, `b = k(a)`: a residual (fork b) inside the
+    block of a residual (fork a) inside the block of the layer's residual (fork x). The output
+    projection is small, so what reaches the two inner junctions is below a thousandth of the
+    gradient at the output, as in DeBERTa's attention; `q` is large, so the layer's block still
+    passes back well above the dead threshold."""
+
+    def __init__(self, seen: dict[str, list[torch.Tensor]]) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(WIDTH)
+        self.q, self.k, self.v, self.p, self.o = (nn.Linear(WIDTH, WIDTH) for _ in range(5))
+        with torch.no_grad():
+            self.o.weight.mul_(1e-4)
+            self.o.bias.zero_()
+            self.q.weight.mul_(100.0)
+        self.seen = seen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.q(self.norm(x))
+        b = self.k(a)
+        c = b + self.v(b)
+        s = a + self.p(c)
+        y = x + self.o(s)
+        for key, value in zip("xabcsy", (x, a, b, c, s, y)):
+            self.seen[key].append(value)
+        return y
+
+
+class Nested(nn.Module):
+    def __init__(self, layers: int = 2) -> None:
+        super().__init__()
+        self.seen: dict[str, list[torch.Tensor]] = {k: [] for k in "xabcsy"}
+        self.layers = nn.ModuleList(Layer(self.seen) for _ in range(layers))
+        self.head = nn.Linear(WIDTH, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for values in self.seen.values():
+            values.clear()
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+def _model() -> Nested:
+    torch.manual_seed(0)
+    return Nested()
+
+
+def _input() -> torch.Tensor:
+    return torch.randn(4, WIDTH, generator=torch.Generator().manual_seed(1))
+
+
+def _reference(model: Nested, x: torch.Tensor) -> dict[str, list[float]]:
+    """Sum loss: per layer, |dL/d| of every tensor the layer exposes, and |dL/d output|."""
+    out = model(x.clone().requires_grad_(True))
+    loss = out.sum()
+    seen = model.seen
+    keys = list(seen)
+    tensors = [t for k in keys for t in seen[k]]
+    grads = torch.autograd.grad(loss, [out, *tensors])
+    norms: dict[str, list[float]] = {"output": [grads[0].norm().item()]}
+    rest = iter(grads[1:])
+    for k in keys:
+        norms[k] = [next(rest).norm().item() for _ in seen[k]]
+    return norms
+
+
+def test_a_nested_junction_names_the_junction_that_holds_it() -> None:
+    model, x = _model(), _input()
+    report = gradflow.inspect(model, x, loss="sum")
+    assert [(j.name, j.nested_in) for j in report.junctions] == [
+        ("layers.0#0", "layers.0#1"),  # c = b + v(b), inside the block of s = a + p(c)
+        ("layers.0#1", "layers.0#2"),  # s = a + p(c), inside the block of y = x + o(s)
+        ("layers.0#2", None),
+        ("layers.1#0", "layers.1#1"),
+        ("layers.1#1", "layers.1#2"),
+        ("layers.1#2", None),
+    ]
+    assert [j.nested_in for j in locate(model, x)] == [j.nested_in for j in report.junctions]
+    assert [j.name for j in on_stream(report.junctions)] == ["layers.0#2", "layers.1#2"]
+    # A second measurement of the same shapes replays the first search, nesting included.
+    again = gradflow.inspect(model, x, loss="sum")
+    assert [j.nested_in for j in again.junctions] == [j.nested_in for j in report.junctions]
+
+
+def test_survival_and_vanishing_are_judged_on_the_stream() -> None:
+    model, x = _model(), _input()
+    ref = _reference(model, x)
+    report = gradflow.inspect(model, x, loss="sum")
+    output = ref["output"][0]
+    assert report.summary.grad_output == pytest.approx(output, rel=1e-5)
+    # Each junction: grad_out at its add, grad_in at its fork.
+    forks, adds = ("b", "a", "x"), ("c", "s", "y")
+    for junction, (layer, k) in zip(report.junctions, [(i, k) for i in range(2) for k in range(3)]):
+        assert junction.grad_out == pytest.approx(ref[adds[k]][layer], rel=1e-4), junction.name
+        assert junction.grad_in == pytest.approx(ref[forks[k]][layer], rel=1e-4), junction.name
+    # What reaches the inner junctions is below a thousandth of the gradient at the output: on
+    # the stream that would be `vanishing`; nested, it is what the block holding them passes.
+    for layer in range(2):
+        for fork in ("a", "b"):
+            assert ref[fork][layer] / output < 1e-3
+    assert all(j.status is Status.OK for j in report.junctions), [j.status for j in report.junctions]
+    # The survival: grad_in at the first stream junction (x of layer 0) over grad_out at the last
+    # (y of layer 1); over every junction it would start at b of layer 0, and fail.
+    survival = ref["x"][0] / ref["y"][1]
+    assert report.summary.survival == pytest.approx(survival, rel=1e-4)
+    assert survival > 0.5 and ref["b"][0] / ref["y"][1] < 1e-2
+    result = gradflow.check(model, x, loss="sum")
+    assert result.passed, result.verdict()
+    assert result.outcome("vanishing").worst == pytest.approx(survival, rel=1e-4)
+    assert result.outcome("vanishing").worst_subject == "layers.0#2 … layers.1#2"
+
+
+def test_nested_in_is_in_the_json_and_the_table() -> None:
+    report = gradflow.inspect(_model(), _input(), loss="sum")
+    document = json.loads(json.dumps(report.to_dict()))
+    validate(document)
+    assert [j["nested_in"] for j in document["junctions"]] == [j.nested_in for j in report.junctions]
+    assert Report.from_dict(document).junctions == report.junctions
+
+    console = Console(width=200, record=True)
+    console.print(report_table(report))
+    for line in summary_lines(report):
+        console.print(line)
+    text = console.export_text()
+    assert f"    {NESTED}layers.0#0" in text  # two enclosing junctions: indented once
+    assert f" {NESTED}layers.0#1" in text and f"{NESTED}layers.0#2" not in text
+    assert "4 nested inside another junction (↳), left out of the survival" in text
+
+
+def test_a_nested_junction_that_nothing_reaches_is_vanishing() -> None:
+    """A stop-gradient on the layer's block leaves the junctions inside it without any gradient
+    (autograd: the block's output is a constant), which no design explains."""
+    model, x = _model(), _input()
+    report = gradflow.inspect(model, x, loss="sum", sg_block=True, at=["layers.0#2"])
+    assert [(j.name, j.grad_in, j.status) for j in report.junctions[:2]] == [
+        ("layers.0#0", 0.0, Status.VANISHING), ("layers.0#1", 0.0, Status.VANISHING)]
+    assert [j.status for j in report.junctions[2:]] == [Status.DEAD] + [Status.OK] * 3
+
+
+class TwoBranches(nn.Module):
+    """`long(x) + (u + r(u))` with `u = short(x)`: a fuse add of two branches that both train,
+    as in HRNet, with a residual on the shorter branch, which the search calls the skip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.long = nn.Sequential(*(m for _ in range(4) for m in (nn.Linear(WIDTH, WIDTH), nn.Tanh())))
+        self.short = nn.Linear(WIDTH, WIDTH)
+        self.r = nn.Linear(WIDTH, WIDTH)
+        self.seen: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.short(x)
+        v = u + self.r(u)
+        y = self.long(x) + v
+        self.seen.update(x=x, u=u, v=v, y=y)
+        return y
+
+
+def test_a_junction_on_the_skip_path_of_a_fuse_add_is_nested_too() -> None:
+    torch.manual_seed(0)
+    model, x = TwoBranches(), _input()
+    report = gradflow.inspect(model, x.clone().requires_grad_(True), loss="sum")
+    inner, fuse = report.junctions
+    assert (fuse.skip, fuse.block_modules) == ("projection", ("long",))
+    assert set(fuse.skip_modules) >= {"short", "r"}
+    assert (inner.nested_in, fuse.nested_in) == (fuse.name, None)
+    # The survival is the fuse add's own: grad_in at x over grad_out at y, by autograd.
+    leaf = x.clone().requires_grad_(True)
+    loss = model(leaf).sum()
+    g_x, g_u, g_y = torch.autograd.grad(loss, [leaf, model.seen["u"], model.seen["y"]])
+    assert inner.grad_in == pytest.approx(g_u.norm().item(), rel=1e-5)
+    assert report.summary.survival == pytest.approx((g_x.norm() / g_y.norm()).item(), rel=1e-5)
