@@ -29,6 +29,7 @@ from gradflow.errors import GradientFlowError
 from gradflow.gate.result import CheckResult
 from gradflow.gate.settings import CheckSettings
 from gradflow.track.result import Track
+from gradflow.track.watch_log import WatchLog
 from gradflow.watching.record import WatchRecord
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = [
     "Thresholds",
     "Track",
     "Watch",
+    "WatchLog",
     "WatchRecord",
     "__version__",
     "check",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gradflow.errors import OptionError
+from gradflow.track.history import FlowHistory
 from gradflow.track.result import Track
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -41,6 +42,15 @@ def plot_track(track: Track, path: Path, junctions: Sequence[str] | None = None,
         path: the image file; its suffix picks the format.
         junctions: the panels to draw (default every recorded junction).
     """
+    s = track.settings
+    title = (f"{Path(track.source).name} · {s.optimizer} lr {s.lr:g} · "
+             f"{track.steps_run} steps · loss {s.loss}")
+    plot_history(track, path, title, junctions, dpi)
+
+
+def plot_history(track: FlowHistory, path: Path, title: str,
+                 junctions: Sequence[str] | None = None, dpi: int = 150) -> None:
+    """The figure of any history (a Track, a WatchLog): a panel per junction and the loss."""
     require_matplotlib(path)
     from matplotlib.figure import Figure
 
@@ -64,18 +74,14 @@ def plot_track(track: Track, path: Path, junctions: Sequence[str] | None = None,
         _loss_panel(axes[len(names)], track)
         for ax in axes[panels:]:
             ax.set_visible(False)
-        s = track.settings
-        figure.suptitle(
-            f"{Path(track.source).name} · {s.optimizer} lr {s.lr:g} · "
-            f"{track.steps_run} steps · loss {s.loss}", fontsize=9,
-        )
+        figure.suptitle(title, fontsize=9)
         try:
             figure.savefig(path, dpi=dpi)
         except OSError as e:
             raise OptionError(f"cannot write {path}: {e.strerror or e}") from e
 
 
-def _junction_panel(ax, track: Track, name: str) -> None:  # type: ignore[no-untyped-def]
+def _junction_panel(ax, track: FlowHistory, name: str) -> None:  # type: ignore[no-untyped-def]
     for metric, color, label in (("grad_skip", SKIP_COLOR, "skip path"),
                                  ("grad_block", BLOCK_COLOR, "block path")):
         steps, values = _positive(track.series(name, metric))
@@ -101,7 +107,7 @@ def _junction_panel(ax, track: Track, name: str) -> None:  # type: ignore[no-unt
         ax.legend(frameon=False, loc="best")
 
 
-def _loss_panel(ax, track: Track) -> None:  # type: ignore[no-untyped-def]
+def _loss_panel(ax, track: FlowHistory) -> None:  # type: ignore[no-untyped-def]
     points = [(s, v) for s, v in track.losses if v is not None and math.isfinite(v)]
     if points:
         steps, values = zip(*points)

@@ -15,6 +15,7 @@ from gradflow.render.numbers import num, ratio
 from gradflow.track.result import Track
 
 if TYPE_CHECKING:
+    from gradflow.track.watch_log import WatchLog
     from gradflow.watching.record import WatchRecord
     from gradflow.watching.session import Watch
 
@@ -70,6 +71,18 @@ def record_repr(record: WatchRecord) -> str:
         return f"WatchRecord(step {record.step}, {record.junction}: incomplete)"
     return (f"WatchRecord(step {record.step}, {record.junction}: grad_skip {num(record.grad_skip)}, "
             f"grad_block {num(record.grad_block)}, block_ratio {ratio(record.block_ratio)}, {record.status})")
+
+
+def watch_log_repr(log: WatchLog) -> str:
+    """`WatchLog(flow.jsonl: 6 junctions, 3 measured steps up to step 40, loss 2.423 → 0.01164)`"""
+    steps = log.steps()
+    upto = f" up to step {steps[-1]}" if steps else ""
+    losses = [v for _, v in log.losses if v is not None]
+    loss = f", loss {num(losses[0])} → {num(losses[-1])}" if losses else ""
+    partial = ", last line partial" if log.partial else ""
+    name = log.path.replace("\\", "/").rsplit("/", 1)[-1]
+    return (f"WatchLog({name}: {_count(len(log.junctions), 'junction')}, "
+            f"{_count(len(steps), 'measured step')}{upto}{loss}{partial})")
 
 
 def flag_counts(statuses: Iterable[str]) -> str:
