@@ -28,7 +28,7 @@ from tests.fixtures.models import SmallResNet
 
 DISPLAY = ("__repr__", "__rich__", "_repr_html_")
 RESULT_TYPES = (gradflow.Report, gradflow.Comparison, gradflow.CheckResult, Track, gradflow.Watch,
-                gradflow.WatchRecord, gradflow.WatchLog)
+                gradflow.WatchRecord, gradflow.WatchLog, gradflow.TrackArms)
 
 
 @pytest.fixture(scope="module")
@@ -392,3 +392,29 @@ def test_watch_log_shows_itself(watch_log, monkeypatch) -> None:  # type: ignore
             first, last = cell.split("→")
             assert _close(first, series[0][1]) and _close(last, series[-1][1])
         assert _close(row[6], watch_log.series(name, "block_ratio")[-1][1])
+
+
+# ---- training arms -------------------------------------------------------------------------
+
+
+def test_track_arms_show_themselves(model_and_input, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gradflow.render.arms import print_arms
+    from gradflow.track import track_arms
+
+    arms = track_arms(*model_and_input, sg_skip=True, no_residual=True, steps=4, every=2)
+    assert repr(arms).startswith("TrackArms(2 junctions, 4 steps, loss baseline ")
+    monkeypatch.delenv("COLUMNS", raising=False)
+    printed = io.StringIO()
+    print_arms(arms, printed)
+    text = _rich_text(arms)
+    assert text == printed.getvalue()
+    for name, arm in arms.arms.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"│{name} "))
+        first, last = row.split("│")[4].split("→")
+        assert _close(first.strip(), arm.losses[0][1]) and _close(last.strip(), arm.losses[-1][1])
+    fragment = arms._repr_html_()
+    _is_fragment(fragment)
+    losses, flows = _parse(fragment).tables
+    assert [row[0] for row in losses[1:]] == list(arms.arms)
+    assert [row[1] for row in flows[1:]] == list(arms.junctions)
+    assert flows[0][2:] == ["baseline", "sg-skip"]  # the no-residual arm has no junction

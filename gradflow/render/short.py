@@ -15,6 +15,7 @@ from gradflow.render.numbers import num, ratio
 from gradflow.track.result import Track
 
 if TYPE_CHECKING:
+    from gradflow.track.arms import TrackArms
     from gradflow.track.watch_log import WatchLog
     from gradflow.watching.record import WatchRecord
     from gradflow.watching.session import Watch
@@ -83,6 +84,14 @@ def watch_log_repr(log: WatchLog) -> str:
     name = log.path.replace("\\", "/").rsplit("/", 1)[-1]
     return (f"WatchLog({name}: {_count(len(log.junctions), 'junction')}, "
             f"{_count(len(steps), 'measured step')}{upto}{loss}{partial})")
+
+
+def track_arms_repr(arms: TrackArms) -> str:
+    """`TrackArms(6 junctions, 60 steps, loss baseline 0.005345, sg-skip 0.0213, no-residual 0.108)`"""
+    last = ", ".join(f"{name} {num(arm.losses[-1][1]) if arm.losses else '–'}"
+                     for name, arm in arms.arms.items())
+    return (f"TrackArms({_count(len(arms.junctions), 'junction')}, "
+            f"{_count(arms.baseline.settings.steps, 'step')}, loss {last})")
 
 
 def flag_counts(statuses: Iterable[str]) -> str:
