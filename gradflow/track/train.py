@@ -1,19 +1,28 @@
 """The verb: train a copy of a model and record its junctions' gradient flow every few steps.
 
-Each step is one forward and one backward pass. On a recorded step the forward pass runs under
-the ForwardRecorder (for stable junction names), the junctions are found again in the new graph,
-and the measurement hooks ride on that step's own backward pass; the parameter gradients it
-produces are handed to the optimizer. Other steps are plain `loss.backward()`. Numbers reach the
-host once per recorded step (the measurement's single transfer) and never on other steps.
+Each step is one forward and one backward pass. An eager model trains under `gradflow.watch`:
+its steps are plain `loss.backward()` and the watch measures every `every`-th on that step's own
+backward pass, so track's records and a watched training loop's come from one code path.
+TorchScript, exported and ONNX programs keep a measured step of their own (`_measured_step`): the
+forward pass under the ForwardRecorder, the junctions found again in the new graph, and the
+measurement hooks on that step's backward pass, whose parameter gradients go to the optimizer.
+Numbers reach the host once per recorded step (the measurement's single transfer) and never on
+other steps.
+
+`track_arms` trains copies side by side: a stopped arm (`sg(x) + f(x)`, `x + sg(f(x))`) takes
+every step through `_measured_step` with the stop-gradient hooks on the junctions' adds; the
+no-residual arm replaces those adds by their block operand in every forward pass
+(`gradflow.engine.rewire`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -54,6 +63,10 @@ from gradflow.probe import (
 from gradflow.track.arms import TrackArms
 from gradflow.track.data import TrainingData, as_training_data, batches
 from gradflow.track.result import Optimizer, Track, TrackRecord, TrackSettings
+
+if TYPE_CHECKING:
+    from gradflow.watching.record import WatchRecord
+    from gradflow.watching.session import Watch
 
 _BASELINE = Variant("baseline")
 
@@ -215,7 +228,8 @@ def _train(model: torch.nn.Module, inputs: Any, data: Any, *, steps: int, every:
            arm: Arm, trained: dict[str, torch.nn.Module] | None = None) -> Track:
     """Train a copy of `model` as `arm` says, recording every `every` steps.
 
-    The baseline's unrecorded steps are plain `backward()` passes. A stopped arm stops the
+    The baseline of an eager model trains under `gradflow.watch` (`_watchable`); otherwise its
+    recorded steps are `_measured_step`s and the others plain `backward()` passes. A stopped arm stops the
     selected junctions on every step, through the measurement's stop-gradient hooks on the adds
     (`gradflow.engine.taps`), as `compare` does on its probe. The no-residual arm runs every
     forward pass with the selected junctions' adds replaced by their block operand
@@ -248,15 +262,32 @@ def _train(model: torch.nn.Module, inputs: Any, data: Any, *, steps: int, every:
     cuda = [device] if device.type == "cuda" else []
     stop = {Arm.SG_SKIP: "skip", Arm.SG_BLOCK: "block"}.get(arm)
     replaced: dict[int, int] | None = None
+    watched = arm is Arm.BASELINE and _watchable(work)
     # TorchScript's optimizing executor would, after a few calls, fuse the graph into nodes
     # that hide the junctions; every step must build the graph `inspect` sees.
-    with torch.random.fork_rng(devices=cuda), torch.jit.optimized_execution(False):
+    with torch.random.fork_rng(devices=cuda), torch.jit.optimized_execution(False), \
+            _watch(work, every, at) if watched else contextlib.nullcontext() as watch:
         seed_generators(seed, [device])
         work.train()
         try:
             for step in range(steps):
                 args, kwargs, target = training.next_batch()
-                if arm is Arm.NO_RESIDUAL:
+                if watch is not None:
+                    optim.zero_grad(set_to_none=True)
+                    seen = len(watch.records)
+                    value = _plain_step(work, args, kwargs, target, training)
+                    watch.step(value)
+                    if step % every == 0:
+                        if chosen is None:
+                            chosen = set()
+                            settings = _with_loss(settings, training.loss_kind)
+                        last_loss = value.item()
+                        losses.append((step, last_loss))
+                        for record in _watched_records(watch, watch.records[seen:], step):
+                            if record.junction not in names:
+                                names.append(record.junction)
+                            records.append(record)
+                elif arm is Arm.NO_RESIDUAL:
                     if replaced is None:
                         replaced = _replaced_adds(work, args, kwargs, target, training, params,
                                                   param_names, at)
@@ -497,6 +528,42 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
                           probe=probe_info, notes=notes, found=len(found), used=used,
                           stop_gradient=stop_gradient)
     return report, grads
+
+
+def _watchable(model: torch.nn.Module) -> bool:
+    """An eager model: `gradflow.watch` measures its steps. TorchScript and exported programs run
+    their operations outside torch's Python API, and gradflow's ONNX executor names its adds
+    from the graph: those keep the measured step of their own (`_measured_step`)."""
+    from gradflow.engine.recorder import has_export_metadata
+
+    return not (isinstance(model, torch.jit.ScriptModule) or has_export_metadata(model)
+                or type(model).__name__ == "OnnxModel")
+
+
+def _watch(model: torch.nn.Module, every: int, at: Sequence[str] | None) -> Watch:
+    """The watch behind the baseline's records: rules judged but never flagged (track reports
+    numbers, `check` judges them)."""
+    from gradflow.drivers.watch import watch
+
+    return watch(model, every=every, at=at, on_flag=lambda record, rule: None)
+
+
+def _watched_records(watch: Watch, fresh: Sequence[WatchRecord], step: int) -> list[TrackRecord]:
+    """A measured step's WatchRecords as TrackRecords, each with its junction's index in the
+    step's report. A step the watch could not measure ends the run, as a failed measured step
+    does."""
+    incomplete = next((r for r in fresh if not r.complete), None)
+    if incomplete is not None:
+        raise ModelError(f"step {step} could not be measured: {incomplete.note}")
+    report = watch.last_report
+    index = {} if report is None else {j.name: j.index for j in report.junctions}
+    return [
+        TrackRecord(step=step, junction=r.junction, index=index.get(r.junction, k),
+                    grad_out=r.grad_out, grad_skip=r.grad_skip, grad_block=r.grad_block,
+                    grad_in=r.grad_in, block_ratio=r.block_ratio, cosine=r.cosine,
+                    param_grad=r.param_grad, loss=r.loss)
+        for k, r in enumerate(fresh)
+    ]
 
 
 def _replaced_adds(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
