@@ -542,10 +542,12 @@ def _watchable(model: torch.nn.Module) -> bool:
 
 def _watch(model: torch.nn.Module, every: int, at: Sequence[str] | None) -> Watch:
     """The watch behind the baseline's records: rules judged but never flagged (track reports
-    numbers, `check` judges them)."""
-    from gradflow.drivers.watch import watch
+    numbers, `check` judges them), and a step that cannot be measured an error (a bad `at`
+    among them), as on track's other measured steps."""
+    from gradflow.watching.session import Watch
 
-    return watch(model, every=every, at=at, on_flag=lambda record, rule: None)
+    return Watch(model, every=every, accumulate=1, sinks=(), on_flag=lambda record, rule: None,
+                 scaler=None, at=at, settings=None, strict=True)
 
 
 def _watched_records(watch: Watch, fresh: Sequence[WatchRecord], step: int) -> list[TrackRecord]:
