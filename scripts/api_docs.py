@@ -29,7 +29,7 @@ TARGET = ROOT / "docs" / "api.md"
 # Where a name has a place of its own on the page; the rest follow in `__all__` order.
 FIRST = ("inspect", "compare", "check", "Report", "Junction", "Comparison", "CheckResult", "Track")
 # Public functions that live in a subpackage rather than in `gradflow.__all__`.
-ELSEWHERE = ("gradflow.track.track", "gradflow.track.read_watch_log",
+ELSEWHERE = ("gradflow.track.track", "gradflow.track.track_arms", "gradflow.track.read_watch_log",
              "gradflow.testing.assert_gradient_flow",
              "gradflow.gate.settings_from")
 SECTIONS = ("Args", "Arguments", "Attributes", "Returns", "Raises", "Example", "Examples")
