@@ -40,6 +40,7 @@ def check_gradient_flow(
     seed: int = 0,
     loss: str = "auto",
     mode: str = "train",
+    survival_below: float | None = None,
     vanishing_below: float | None = None,
     dead_below: float | None = None,
     exploding_above: float | None = None,
@@ -59,8 +60,9 @@ def check_gradient_flow(
             batch for every seed), or a function `seed -> inputs` for a new batch per seed.
         seeds: run the probe with seeds seed .. seed+seeds-1 and judge the worst case.
         loss / mode: the probe loss ("auto", "sum", "mean", "mse", "ce") and "train" / "eval".
-        vanishing_below / dead_below / exploding_above / tolerance: the rule thresholds
+        survival_below / dead_below / exploding_above / tolerance: the rule thresholds
             (None: the defaults of `gradflow check`, 1e-2 / 1e-3 / 1e3 / 4).
+        vanishing_below: a junction's `vanishing` status, as in `gradflow.inspect` (None: 1e-3).
         warmup_steps: the optimizer steps of the warm-up that decides dormant from dead
             (None: `gradflow check`'s 3; 0: no warm-up).
         allow_unused: parameter-name globs (or module names) allowed to get no gradient.
@@ -78,7 +80,7 @@ def check_gradient_flow(
     from gradflow.gate import settings_from
 
     settings = settings_from(
-        {}, vanishing_below=vanishing_below, dead_below=dead_below,
+        {}, survival_below=survival_below, vanishing_below=vanishing_below, dead_below=dead_below,
         exploding_above=exploding_above, tolerance=tolerance, warmup_steps=warmup_steps,
         allow_unused=tuple(allow_unused),
         disable=tuple(disable), warn=tuple(warn),

@@ -36,3 +36,18 @@ def test_every_public_type_documents_itself_itsmembers_and_an_example() -> None:
             assert "\nExample:\n" in doc, name
             for member, value in members(item):
                 assert inspect.getdoc(value), f"{name}.{member} has no docstring"
+
+
+def test_the_readme_shows_the_package_layout_as_it_is() -> None:
+    """The Development section names every folder of the package and nothing that is gone."""
+    from pathlib import Path
+
+    root = Path(gradflow.__file__).parent
+    readme = (root.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Development", 1)[1].split("```", 2)[1]
+    listed = [line.split()[0] for line in section.splitlines()
+              if line.startswith("  ") and line.split() and line.split()[0].endswith(("/", ".py"))]
+    folders = sorted(f"{p.name}/" for p in root.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert sorted(name for name in listed if name.endswith("/")) == folders
+    for name in listed:
+        assert (root / name).exists(), name

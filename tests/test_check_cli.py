@@ -295,6 +295,53 @@ def test_pyproject_overrides_defaults_and_flags_override_pyproject(gradflow_cli,
     assert gradflow_cli("check", model, "--device", "cpu").exit_code == 0
 
 
+def test_survival_below_sets_the_vanishing_rule(gradflow_cli) -> None:
+    """The survival of the healthy stack is about 1 (at most 11 on healthy models)."""
+    result = gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--format", "json",
+                          "--survival-below", "1e9", "--warmup-steps", "0")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert {v["rule"] for v in document["violations"]} == {"vanishing"}
+    assert _rule(document, "vanishing")["threshold"] == 1e9
+
+
+def test_vanishing_below_is_the_per_junction_threshold_as_in_inspect(gradflow_cli) -> None:
+    args = (spec("build_healthy"), "--device", "cpu", "--format", "json", "--vanishing-below", "1e9")
+    checked = gradflow_cli("check", *args, "--warmup-steps", "0")
+    assert checked.exit_code == 0, checked.output  # no rule fails on a junction's status alone
+    document = json.loads(checked.stdout)
+    assert _rule(document, "vanishing")["threshold"] == defaults.SURVIVAL_BELOW
+    inspected = json.loads(gradflow_cli("inspect", *args).stdout)
+    statuses = [j["status"] for j in document["report"]["junctions"]]
+    assert statuses == [j["status"] for j in inspected["junctions"]]
+    assert set(statuses) == {"vanishing"}
+
+
+def test_the_old_key_vanishing_below_is_read_as_survival_below_with_a_warning(
+        gradflow_cli, tmp_path, monkeypatch) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.gradflow.check]\nvanishing-below = 1e9\n")
+    monkeypatch.chdir(tmp_path)
+    result = gradflow_cli("check", spec("build_healthy"), "--device", "cpu", "--format", "json",
+                          "--warmup-steps", "0")
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"gradflow: warning: {tmp_path / 'pyproject.toml'} [tool.gradflow.check]: "
+                           "vanishing-below is deprecated, use survival-below"), line
+    document = json.loads(result.stdout)
+    assert _rule(document, "vanishing")["threshold"] == 1e9
+    assert {j["status"] for j in document["report"]["junctions"]} == {"ok"}
+
+
+def test_the_old_and_the_new_key_together_exit_2(gradflow_cli, tmp_path, monkeypatch) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.gradflow.check]\nsurvival_below = 0.1\nvanishing_below = 0.1\n")
+    monkeypatch.chdir(tmp_path)
+    result = gradflow_cli("check", spec("build_healthy"), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("gradflow: error: ") and "survival-below and its old name vanishing-below" in line
+
+
 def test_configured_levels_and_enable(gradflow_cli, tmp_path, monkeypatch) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[tool.gradflow.check]\ndisable = ["unused"]\nwarn = ["dead"]\nseeds = 2\n')
@@ -330,6 +377,7 @@ def test_explicit_config_file_and_its_errors(gradflow_cli, tmp_path) -> None:
     ('warn = ["nosuchrule"]', "unknown rule 'nosuchrule': the rules are nonfinite"),
     ('disable = ["dead", "deadd"]', "unknown rule 'deadd'"),
     ("vanishing-below = -1", "must be a number >= 0"),
+    ("survival-below = -1", "must be a number >= 0"),
     ("dead_below = nan", "must be a number >= 0"),
     ("exploding_above = 0", "must be a number > 0"),
     ("tolerance = 0.5", "must be a finite factor >= 1"),
@@ -367,6 +415,8 @@ def test_help_documents_exit_codes_and_defaults_without_importing_torch() -> Non
                          env={"COLUMNS": "200", "PATH": ""}, check=True).stdout
     text = " ".join(out.split())
     assert "0 every rule passes, 1 a rule fails, 2 the run could not be made" in text
-    for rule, value in (("vanishing", defaults.VANISHING_BELOW), ("dead", defaults.DEAD_BELOW),
+    assert "--survival-below" in text and "--vanishing-below" in text
+    for rule, value in (("vanishing", defaults.SURVIVAL_BELOW), ("junction", defaults.VANISHING_BELOW),
+                        ("dead", defaults.DEAD_BELOW),
                         ("exploding", defaults.EXPLODING_ABOVE), ("tolerance", defaults.TOLERANCE)):
         assert f"{value:g}" in text, rule

@@ -131,7 +131,7 @@ def test_vanishing_ratio_matches_autograd_on_stopped_skips() -> None:
     assert violation.threshold == 1e-2
     # the same model passes when the threshold is below what it measures
     assert check_gradient_flow(model, models.example_input(), loss="sum",
-                               vanishing_below=expected / 2).passed
+                               survival_below=expected / 2).passed
 
 
 def test_dead_block_ratio_matches_autograd() -> None:

@@ -37,6 +37,17 @@ def test_every_command_takes_the_same_probe_options() -> None:
                 assert options[flag] == reference[flag], (command, flag)
 
 
+def test_the_verdict_thresholds_mean_one_thing_in_every_command() -> None:
+    """--vanishing-below is the per-junction threshold in check too; check's survival threshold
+    has its own flag."""
+    reference = _options("inspect")
+    for command in ("compare", "check"):
+        options = _options(command)
+        for flag in ("--vanishing-below", "--dead-below", "--exploding-above"):
+            assert options[flag] == reference[flag], (command, flag)
+    assert "--survival-below" in _options("check") and "--survival-below" not in reference
+
+
 @pytest.mark.parametrize("command", ["blocks", "track"])
 def test_memory_limit_reaches_every_command(gradflow_cli, command: str) -> None:  # type: ignore[no-untyped-def]
     result = gradflow_cli(command, SAMPLES / "tiny_resnet.py", "--memory-limit", "1KiB")

@@ -677,7 +677,7 @@ def test_registry_rejects_duplicates_and_names_misses():
         register("python", form="again")(lambda spec, options: None)
     with pytest.raises(ValueError, match="'.pt'"):
         register("gf_new_kind", form="new", extensions=(".pt",))(lambda spec, options: None)
-    with pytest.raises(SourceError, match=r"SourceKind\(name='gf_unregistered'\).*python"):
+    with pytest.raises(SourceError, match=r"unknown loader 'gf_unregistered': the loaders are python"):
         get_loader(SourceKind("gf_unregistered"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import types
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from tests.fixtures.models import SmallResNet
 from tests.reference import reference
 
 VERBS = ("inspect", "compare", "check")
+SHADOWABLE = (*VERBS, "watch")  # every public verb: no submodule may share its name
 
 
 def _every_submodule() -> list[str]:
@@ -29,9 +31,14 @@ def test_no_submodule_shadows_a_verb() -> None:
     for name in _every_submodule():
         importlib.import_module(name)
     importlib.import_module("gradflow.cli.app")
-    for verb in VERBS:
-        assert callable(getattr(gradflow, verb)), verb
-        assert getattr(gradflow, verb).__module__.startswith("gradflow.drivers."), verb
+    _assert_verbs_are_the_functions()
+
+
+def _assert_verbs_are_the_functions() -> None:
+    for verb in SHADOWABLE:
+        function = getattr(gradflow, verb)
+        assert isinstance(function, types.FunctionType), (verb, function)
+        assert function.__module__ == f"gradflow.drivers.{verb}", verb
 
 
 @pytest.fixture
@@ -43,8 +50,9 @@ def model_and_input() -> tuple[torch.nn.Module, torch.Tensor]:
 
 def test_each_verb_twice(model_and_input) -> None:  # type: ignore[no-untyped-def]
     model, x = model_and_input
-    for verb in VERBS:
-        importlib.import_module("gradflow.drivers." + verb)  # as a user poking around might
+    for name in _every_submodule():  # as a user poking around might, before calling the verbs
+        importlib.import_module(name)
+    _assert_verbs_are_the_functions()
     first = [gradflow.inspect(model, x, loss="sum", mode="eval") for _ in range(2)]
     assert first[0].to_dict()["junctions"] == first[1].to_dict()["junctions"]
     comparisons = [gradflow.compare(model, x, sg_skip=True, loss="sum", mode="eval") for _ in range(2)]
@@ -52,6 +60,7 @@ def test_each_verb_twice(model_and_input) -> None:  # type: ignore[no-untyped-de
     checks = [gradflow.check(model, x, loss="sum", mode="eval") for _ in range(2)]
     assert checks[0].passed == checks[1].passed
     assert [v.subject for v in checks[0].violations] == [v.subject for v in checks[1].violations]
+    _assert_verbs_are_the_functions()
 
 
 def test_compare_and_check_measure_what_autograd_gives(model_and_input) -> None:  # type: ignore[no-untyped-def]
@@ -65,6 +74,21 @@ def test_compare_and_check_measure_what_autograd_gives(model_and_input) -> None:
     assert len(result.reports) == 2
     for junction, want in zip(result.reports[0].junctions, expected):
         assert junction.grad_in == pytest.approx(want["grad_in"], rel=1e-4)
+
+
+def test_check_settings_vanishing_below_is_the_per_junction_threshold(model_and_input) -> None:  # type: ignore[no-untyped-def]
+    """As in inspect: a junction is vanishing when grad_in / |dL/d output| is below it; the
+    survival threshold of the `vanishing` rule is `survival_below`."""
+    model, x = model_and_input
+    expected = reference(model, x, lambda out: out.sum())
+    grad_output = model(x).numel() ** 0.5  # dL/d output of a sum is all ones
+    ratios = [want["grad_in"] / grad_output for want in expected]
+    between = (min(ratios) * max(ratios)) ** 0.5
+    assert min(ratios) < between < max(ratios)
+    settings = gradflow.CheckSettings(vanishing_below=between, warmup_steps=0)
+    result = gradflow.check(model, x, loss="sum", settings=settings)
+    assert [j.status == "vanishing" for j in result.report.junctions] == [r < between for r in ratios]
+    assert result.outcome("vanishing").threshold == gradflow.CheckSettings().survival_below
 
 
 def test_compare_needs_a_stop_gradient(model_and_input) -> None:  # type: ignore[no-untyped-def]

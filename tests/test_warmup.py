@@ -171,9 +171,9 @@ def test_a_trunk_starved_behind_a_layer_scale_opens_in_the_warm_up() -> None:
     assert result.outcome("vanishing").worst == pytest.approx(after, rel=1e-4)
     # A threshold the warmed-up survival misses: it passes because it grew over 100 times.
     strict = 2 * after
-    grown = check_gradient_flow(model, x, vanishing_below=strict)
+    grown = check_gradient_flow(model, x, survival_below=strict)
     assert grown.passed and grown.outcome("vanishing").status == "passed"
-    cold = check_gradient_flow(model, x, vanishing_below=strict, warmup_steps=0)
+    cold = check_gradient_flow(model, x, survival_below=strict, warmup_steps=0)
     assert [v.rule for v in cold.errors] == ["vanishing"]
 
 

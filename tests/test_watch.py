@@ -198,6 +198,26 @@ def test_step_zero_equals_inspect_with_the_same_loss() -> None:
         assert record.status == junction.status
 
 
+def test_the_settings_per_junction_vanishing_threshold_is_the_one_a_status_uses() -> None:
+    """A threshold between the junctions' grad_in / |dL/d output|: the ones under it are
+    vanishing, as inspect says with the same threshold."""
+    torch.manual_seed(0)
+    model = ResMLP()
+    (x, y), = batches(1)[0]
+    report = gradflow.inspect(copy.deepcopy(model), x, loss=lambda out: ce(out, y))
+    assert report.summary.grad_output
+    ratios = sorted(j.grad_in / report.summary.grad_output for j in report.junctions)
+    between = math.sqrt(ratios[0] * ratios[-1])
+    assert ratios[0] < between < ratios[-1]
+    expected = gradflow.inspect(copy.deepcopy(model), x, loss=lambda out: ce(out, y),
+                                thresholds=gradflow.Thresholds(vanishing_below=between))
+    settings = gradflow.CheckSettings(vanishing_below=between)
+    with gradflow.watch(model, every=10, settings=settings, on_flag=lambda record, rule: None) as w:
+        ce(model(x), y).backward()
+    assert [r.status for r in w.records] == [j.status for j in expected.junctions]
+    assert "vanishing" in [r.status for r in w.records] and "ok" in [r.status for r in w.records]
+
+
 def _patchable() -> dict[str, Any]:
     """Everything the forward recorder replaces while it records."""
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,11 +14,15 @@ from gradflow.cli.options import (
     OUTPUT,
     PROBE_OPTIONS,
     Arch,
+    DeadBelow,
     Debug,
+    ExplodingAbove,
     Pretrained,
     ProbeOptions,
     Source,
+    SurvivalBelow,
     Trust,
+    VanishingBelow,
     with_probe_options,
 )
 from gradflow.cli.session import build_probe, load, write_output
@@ -42,15 +47,6 @@ Seeds = Annotated[int | None, typer.Option(
     "--seeds", min=1, help="Run the probe with seeds `--seed` to `--seed`+N-1 (a new batch per "
     "seed unless the input comes from `--input` or `example_input()`; new dropout and labels "
     "always) and judge the worst case.", show_default="1", rich_help_panel=RULES)]
-VanishingBelow = Annotated[float | None, typer.Option(
-    "--vanishing-below", help="vanishing: fail when `grad_in` at the first junction / `grad_out` "
-    "at the last is below this.", show_default="0.01", rich_help_panel=RULES)]
-DeadBelow = Annotated[float | None, typer.Option(
-    "--dead-below", help="dead: fail when a junction's `block_ratio` (`grad_block` / `grad_skip`) "
-    "is below this.", show_default="0.001", rich_help_panel=RULES)]
-ExplodingAbove = Annotated[float | None, typer.Option(
-    "--exploding-above", help="exploding: fail when a junction's `grad_out` or `grad_in` over the "
-    "gradient at the output is above this.", show_default="1000", rich_help_panel=RULES)]
 WarmupSteps = Annotated[int | None, typer.Option(
     "--warmup-steps", min=0, help="When a junction is dead or vanishing at initialisation and no "
     "gate explains it, or the gradient does not survive the depth, measure again after this many "
@@ -102,6 +98,7 @@ def check_command(
     pretrained: Pretrained = False,
     probe: ProbeOptions = PROBE_OPTIONS,
     seeds: Seeds = None,
+    survival_below: SurvivalBelow = None,
     vanishing_below: VanishingBelow = None,
     dead_below: DeadBelow = None,
     exploding_above: ExplodingAbove = None,
@@ -136,8 +133,8 @@ def check_command(
       dead ReLUs, a bias right before a norm): reported as a warning, does not fail.
     - **cut**: a junction's skip or block reaches the add as a detached copy (`x.detach() + f(x)`,
       `x + f(x).detach()`): no gradient passes that path.
-    - **vanishing**: `grad_in` at the first junction / `grad_out` at the last below 0.01
-      (`--vanishing-below`; healthy models measure 0.9 to 11).
+    - **vanishing**: `grad_in` at the first junction / `grad_out` at the last (the survival)
+      below 0.01 (`--survival-below`; healthy models measure 0.9 to 11).
     - **dead**: a junction's block passes back below 0.001 of what its skip does, to its fork
       (`block_ratio`) and to anything else it reads (`--dead-below`; healthy models measure from
       about 0.006). A dormant junction passes: one held closed by a gate (a zero-initialised norm
@@ -147,7 +144,9 @@ def check_command(
     - **regression**: with `--baseline`, a junction missing or new, or a metric moved by more
       than 4 times either way (`--tolerance`; a new init or probe batch moves them up to 2.7x).
 
-    `--seeds N` runs the probe with N seeds and judges the worst case.
+    `--seeds N` runs the probe with N seeds and judges the worst case. `--vanishing-below`,
+    `--dead-below` and `--exploding-above` set each junction's status as in `inspect`; a junction
+    `vanishing` or `dead` with no gate to explain it is measured again after the warm-up.
 
     **Examples**
 
@@ -165,9 +164,14 @@ def check_command(
         from gradflow.gate import settings_from
         from gradflow.gate.config import load_config
 
-        configured = load_config(config).values
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)
+            configured = load_config(config).values
+        for warning in caught if run.lead else ():  # a renamed key, read under its new name
+            typer.echo(f"gradflow: warning: {warning.message}", err=True)
         settings = settings_from(
-            configured, vanishing_below=vanishing_below, dead_below=dead_below,
+            configured, survival_below=survival_below, vanishing_below=vanishing_below,
+            dead_below=dead_below,
             exploding_above=exploding_above, tolerance=tolerance, warmup_steps=warmup_steps,
             allow_unused=allow_unused,
             enable=enable, warn=warn, disable=disable,

@@ -183,28 +183,46 @@ ModeOpt = Annotated[
         rich_help_panel=PROBE,
     ),
 ]
+# The verdict thresholds: the same flag means the same in every command that measures. Left out,
+# each is None and takes the default of `gradflow.engine.verdicts.Thresholds` (or, in `check`,
+# the configuration's value first).
 VanishingBelow = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--vanishing-below",
         help=("A junction is `vanishing` when grad_in / |dL/d output| is below this."),
         rich_help_panel=VERDICT,
+        show_default="0.001",
     ),
 ]
 ExplodingAbove = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--exploding-above",
         help=("A junction is `exploding` when grad_in or grad_out / |dL/d output| is above this."),
         rich_help_panel=VERDICT,
+        show_default="1000",
     ),
 ]
 DeadBelow = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--dead-below",
         help=("A junction is `dead` when block_ratio (grad_block / grad_skip) is below this."),
         rich_help_panel=VERDICT,
+        show_default="0.001",
+    ),
+]
+SurvivalBelow = Annotated[
+    float | None,
+    typer.Option(
+        "--survival-below",
+        help=(
+            "The `vanishing` rule of check: fail when grad_in at the first junction / grad_out "
+            "at the last (the survival) is below this."
+        ),
+        rich_help_panel=VERDICT,
+        show_default="0.01",
     ),
 ]
 SgSkip = Annotated[bool, typer.Option("--sg-skip", help="Stop the gradient on the skip path: sg(x) + f(x).")]

@@ -311,10 +311,14 @@ def _from_specs(specs: Sequence[Any], options: ProbeOptions, limit: int | None) 
     )
 
 
-def thresholds(vanishing_below: float, exploding_above: float, dead_below: float) -> Any:
+def thresholds(vanishing_below: float | None, exploding_above: float | None,
+               dead_below: float | None) -> Any:
+    """The verdict thresholds the flags give, each left out (None) at its default."""
     from gradflow.engine.report import Thresholds
 
-    return Thresholds(vanishing_below, exploding_above, dead_below)
+    given = {"vanishing_below": vanishing_below, "exploding_above": exploding_above,
+             "dead_below": dead_below}
+    return Thresholds(**{name: value for name, value in given.items() if value is not None})
 
 
 def write_output(path: Path, text: str) -> None:

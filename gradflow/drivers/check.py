@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradflow.engine.report import Report, Thresholds
+from gradflow.engine.report import Report
 from gradflow.errors import OptionError
 from gradflow.gate.evaluate import evaluate
 from gradflow.gate.result import READABLE_CHECK_SCHEMAS, CheckResult
@@ -22,7 +22,8 @@ def measure_seeds(model: Any, inputs_for: Callable[[int], Any], seeds: Sequence[
                   source_format: str = "module",
                   timings: dict[str, float] | None = None) -> list[Report]:
     """One Report per seed: the probe batch is `inputs_for(seed)`, and the seed also drives
-    dropout and the `ce` labels. Junction statuses use the check's dead and exploding limits.
+    dropout and the `ce` labels. Junction statuses use the settings' per-junction thresholds
+    (`CheckSettings.thresholds`).
 
     Where a report has a junction dead or vanishing with no gate to explain it, or fails the
     survival, the seed's probe runs again on a copy of the model after `settings.warmup_steps`
@@ -32,8 +33,7 @@ def measure_seeds(model: Any, inputs_for: Callable[[int], Any], seeds: Sequence[
     from gradflow.engine.measure import measure
     from gradflow.track.warmup import WARMUP_OPTIMIZER, warmed_copy
 
-    thresholds = Thresholds(dead_below=settings.dead_below,
-                            exploding_above=settings.exploding_above)
+    thresholds = settings.thresholds
     reports = []
     for seed in seeds:
         inputs = inputs_for(seed)

@@ -1,7 +1,9 @@
 """`[tool.gradflow.check]`: found in the nearest pyproject.toml, or read from `--config FILE`.
 
 Keys are the long flag names with `_` or `-` (`dead_below`, `allow-unused`); unknown keys and
-wrong types are errors that name the key, so a typo cannot silently switch a rule off.
+wrong types are errors that name the key, so a typo cannot silently switch a rule off. The old
+key `vanishing_below` is read as `survival_below`, with a FutureWarning (see `RENAMED` in
+`gradflow.gate.settings`); the per-junction `--vanishing-below` has no key here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gradflow.errors import OptionError
-from gradflow.gate.settings import CONFIG_KEYS, value_problem
+from gradflow.gate.settings import CONFIG_KEYS, RENAMED, renamed, value_problem
 
 TABLE = ("tool", "gradflow", "check")
 
@@ -95,19 +97,19 @@ def _validated(table: Mapping[str, Any], path: Path, where: str) -> dict[str, An
     values: dict[str, Any] = {}
     for raw, given in table.items():
         key = raw.replace("-", "_")
-        if key not in CONFIG_KEYS:
+        if key not in CONFIG_KEYS and key not in RENAMED:
             known = ", ".join(k.replace("_", "-") for k in CONFIG_KEYS)
             raise OptionError(
                 f"{path}: unknown key {raw!r} in [tool.gradflow.check] (known: {known})"
             )
-        value = _typed(raw, given, CONFIG_KEYS[key], path)
+        value = _typed(raw, given, CONFIG_KEYS[RENAMED.get(key, key)], path)
         problem = value_problem(key, value)
         if problem is not None:
             raise OptionError(f"{where} {raw} = {_as_written(given)}: {problem}")
         if key == "baseline":
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
         values[key] = value
-    return values
+    return renamed(values, where)
 
 
 def _typed(raw: str, value: Any, want: type, path: Path) -> Any:

@@ -1,21 +1,25 @@
 """The check rules: pure functions from a measured Report (and a baseline) to violations.
 
-Each rule is registered once under a `RuleKey`; `evaluate` runs every enabled rule on every
-seed's report and keeps the worst case. Nothing here imports torch.
+Each rule is registered once under a `RuleKey` (`gradflow.gate.catalog`); `evaluate` runs every
+enabled rule on every seed's report and keeps the worst case. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from gradflow.choices import Choice
 from gradflow.engine.report import Gradient, Junction, Report, Status
 from gradflow.engine.verdicts import is_dead
-from gradflow.errors import OptionError
+from gradflow.gate.catalog import Rule as Rule
+from gradflow.gate.catalog import RuleKey as RuleKey
+from gradflow.gate.catalog import get_rule as get_rule
+from gradflow.gate.catalog import register
+from gradflow.gate.catalog import rule_names as rule_names
+from gradflow.gate.catalog import rules as rules
 from gradflow.gate.settings import CheckSettings, Level
 from gradflow.gate.warmup import opened, survival_fails
 
@@ -60,77 +64,6 @@ class Finding:
     worst_subject: str | None
     violations: tuple[Violation, ...]
     applicable: bool = True
-
-
-RuleFn = Callable[[Report, CheckSettings, "Report | None"], Finding]
-
-
-class RuleKey(NamedTuple):
-    """A rule's id as written on the command line, in configuration and in every output."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class Rule:
-    key: RuleKey
-    title: str
-    fires: str  # one line: what makes it fail, with its threshold setting
-    threshold: str | None  # the CheckSettings field holding its threshold
-    badness: Callable[[float | None], float]  # larger is worse: how seeds are merged
-    run: RuleFn
-    level: Level = Level.ERROR  # what its violations do unless the settings say otherwise
-
-    @property
-    def name(self) -> str:
-        return self.key.name
-
-
-_RULES: dict[RuleKey, Rule] = {}
-
-
-def register(name: str, *, title: str, fires: str, threshold: str | None = None,
-             badness: Callable[[float | None], float] | None = None,
-             level: Level = Level.ERROR) -> Callable[[RuleFn], RuleFn]:
-    """Register the decorated function as the rule `RuleKey(name)`; `level` is what its
-    violations do by default (`error` fails the check, `warning` reports them).
-
-    Raises:
-        ValueError: a rule of that name is already registered.
-    """
-    key = RuleKey(name)
-
-    def decorator(run: RuleFn) -> RuleFn:
-        if key in _RULES:
-            raise ValueError(f"a rule {key!r} is already registered")
-        _RULES[key] = Rule(key, title, fires, threshold, badness or _higher, run, level)
-        return run
-
-    return decorator
-
-
-def get_rule(name: str) -> Rule:
-    """The rule registered as `name`; an OptionError naming it and the known rules otherwise."""
-    try:
-        return _RULES[RuleKey(name)]
-    except KeyError:
-        known = ", ".join(rule_names())
-        raise OptionError(f"unknown rule {name!r}: the rules are {known}") from None
-
-
-def rules() -> tuple[Rule, ...]:
-    """Every registered rule, in registration (and report) order."""
-    return tuple(_RULES.values())
-
-
-def rule_names() -> tuple[str, ...]:
-    return tuple(k.name for k in _RULES)
-
-
-def _higher(value: float | None) -> float:
-    if value is None or value != value:
-        return math.inf
-    return value
 
 
 def _lower(value: float | None) -> float:
@@ -285,9 +218,9 @@ def cut(report: Report, settings: CheckSettings, baseline: Report | None) -> Fin
 
 
 @register("vanishing", title="Vanishing with depth",
-          fires="grad_in at the first junction / grad_out at the last is below --vanishing-below "
+          fires="grad_in at the first junction / grad_out at the last is below --survival-below "
                 "at initialisation, and after the warm-up it neither passes nor has grown 100 times",
-          threshold="vanishing_below", badness=_lower)
+          threshold="survival_below", badness=_lower)
 def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) -> Finding:
     if not report.junctions:
         return Finding(None, None, (), applicable=False)
@@ -307,16 +240,16 @@ def vanishing(report: Report, settings: CheckSettings, baseline: Report | None) 
         if last.grad_out == 0:
             message = f"no gradient arrives at the last junction ({last.name}){later}"
             return Finding(0.0, subject, (Violation(
-                "vanishing", subject, Subject.MODEL, 0.0, settings.vanishing_below, message,
+                "vanishing", subject, Subject.MODEL, 0.0, settings.survival_below, message,
                 report.probe.seed, first.location),))
         return Finding(None, subject, ())
-    if not math.isfinite(survival) or survival >= settings.vanishing_below:
+    if not math.isfinite(survival) or survival >= settings.survival_below:
         return Finding(survival, subject, ())
     message = (f"grad_in at the first junction ({first.name}) is {ratio(survival)} the grad_out "
                f"at the last ({last.name}): the gradient fades with depth (broken or scaled "
                f"skips, a plain stack without residual paths){later}")
     return Finding(survival, subject, (Violation(
-        "vanishing", subject, Subject.MODEL, survival, settings.vanishing_below, message,
+        "vanishing", subject, Subject.MODEL, survival, settings.survival_below, message,
         report.probe.seed, first.location),))
 
 

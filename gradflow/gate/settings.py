@@ -2,7 +2,9 @@
 
 The defaults (see docs/ci.md for the measurements behind them):
 
-    vanishing_below  1e-2  survival (first grad_in / last grad_out); healthy models: 0.9 to 11
+    survival_below   1e-2  survival (first grad_in / last grad_out); healthy models: 0.9 to 11
+    vanishing_below  1e-3  a junction's grad_in / |dL/d output| (its `vanishing` status, as in
+                           `gradflow inspect`)
     dead_below       1e-3  block_ratio; healthy models: 5.7e-3 (small BERT) to 1.1
     exploding_above  1e3   max(grad_in, grad_out) / |dL/d output|; healthy models: 0.03 to 36
     tolerance        4     baseline drift; a new init or probe batch moves metrics by up to 2.7x
@@ -14,16 +16,19 @@ The defaults (see docs/ci.md for the measurements behind them):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gradflow.choices import Choice
+from gradflow.engine.verdicts import Thresholds
 from gradflow.errors import OptionError
+from gradflow.gate.catalog import Level, get_rule
 
-VANISHING_BELOW = 1e-2
-DEAD_BELOW = 1e-3
-EXPLODING_ABOVE = 1e3
+SURVIVAL_BELOW = 1e-2
+VANISHING_BELOW = Thresholds.vanishing_below
+DEAD_BELOW = Thresholds.dead_below
+EXPLODING_ABOVE = Thresholds.exploding_above
 TOLERANCE = 4.0
 WARMUP_STEPS = 3
 # Adam moves every parameter whose gradient keeps its sign by about the learning rate each step,
@@ -33,24 +38,19 @@ WARMUP_STEPS = 3
 WARMUP_LR = 1e-2
 
 
-class Level(Choice):
-    """What a rule's violations do: fail the check, only warn, or nothing (the rule is off)."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    OFF = "off"
-
-
 @dataclass(frozen=True)
 class CheckSettings:
     """Thresholds and levels for one check. A rule whose level is not listed has its default
-    (`gradflow.gate.rules.Rule.level`).
+    (`gradflow.gate.catalog.Rule.level`).
 
     Attributes:
-        vanishing_below: the `vanishing` rule's least survival (first grad_in / last grad_out).
-        dead_below: the `dead` rule's least block_ratio.
+        survival_below: the `vanishing` rule's least survival (first grad_in / last grad_out).
+        vanishing_below: a junction's least grad_in over the gradient at the output: below it,
+            its status is `vanishing` (as `Thresholds.vanishing_below` in `gradflow.inspect`),
+            which the warm-up then looks at again.
+        dead_below: the `dead` rule's least block_ratio (and a junction's `dead` status).
         exploding_above: the `exploding` rule's largest grad_in or grad_out over the gradient
-            at the output.
+            at the output (and a junction's `exploding` status).
         tolerance: the factor a metric may move by from the baseline (`regression`).
         allow_unused: globs of parameter names the `unused` and `no-grad` rules let go.
         levels: (rule, level) pairs, the last one for a rule winning.
@@ -61,6 +61,7 @@ class CheckSettings:
         >>> gradflow.check(model, x, settings=settings).passed
     """
 
+    survival_below: float = SURVIVAL_BELOW
     vanishing_below: float = VANISHING_BELOW
     dead_below: float = DEAD_BELOW
     exploding_above: float = EXPLODING_ABOVE
@@ -70,7 +71,7 @@ class CheckSettings:
     levels: tuple[tuple[str, Level], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        for name in ("vanishing_below", "dead_below", "exploding_above", "tolerance"):
+        for name in THRESHOLDS:
             value = getattr(self, name)
             problem = value_problem(name, value)
             if problem is not None:
@@ -85,20 +86,27 @@ class CheckSettings:
         for name, level in reversed(self.levels):
             if name == rule:
                 return level
-        from gradflow.gate.rules import get_rule
-
         return get_rule(rule).level
 
     def with_levels(self, rules: Iterable[str], level: Level) -> CheckSettings:
         """A copy with `rules` at `level`; an unknown rule name is an OptionError."""
-        from gradflow.gate.rules import get_rule
-
         added = tuple((get_rule(r).name, level) for r in rules)
         return replace(self, levels=self.levels + added)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The per-junction thresholds these settings give a measurement: a junction's status
+        means the same in a check, a watch and `gradflow.inspect` given the same values."""
+        return Thresholds(vanishing_below=self.vanishing_below,
+                          exploding_above=self.exploding_above, dead_below=self.dead_below)
 
     def threshold(self, name: str | None) -> float | None:
         """The value of the threshold setting `name` (None for a rule without one)."""
         return None if name is None else float(getattr(self, name))
+
+
+# The settings that are numbers, each checked by `value_problem`.
+THRESHOLDS = ("survival_below", "vanishing_below", "dead_below", "exploding_above", "tolerance")
 
 
 def _flag(name: str) -> str:
@@ -108,7 +116,7 @@ def _flag(name: str) -> str:
 def value_problem(key: str, value: Any) -> str | None:
     """What is wrong with a setting's value, None if nothing: the words the flags and
     `[tool.gradflow.check]` share (each names the setting its own way)."""
-    if key in ("vanishing_below", "dead_below"):
+    if key in ("survival_below", "vanishing_below", "dead_below"):
         return None if _number(value) and value >= 0 else "must be a number >= 0"
     if key == "exploding_above":
         return None if _number(value) and value > 0 else "must be a number > 0"
@@ -129,8 +137,6 @@ def _number(value: Any) -> bool:
 
 
 def _unknown_rule(names: Iterable[str]) -> str | None:
-    from gradflow.gate.rules import get_rule
-
     try:
         for name in names:
             get_rule(name)
@@ -142,7 +148,7 @@ def _unknown_rule(names: Iterable[str]) -> str | None:
 # What `[tool.gradflow.check]` may hold, with the type each key must have. `disable` and `warn`
 # are lists of rule names; `baseline` and `seeds` are used by the command, not by the rules.
 CONFIG_KEYS: dict[str, type] = {
-    "vanishing_below": float,
+    "survival_below": float,
     "dead_below": float,
     "exploding_above": float,
     "tolerance": float,
@@ -155,15 +161,45 @@ CONFIG_KEYS: dict[str, type] = {
 }
 
 
+# Keys of `[tool.gradflow.check]` that were renamed, old name to new. The old one is still read,
+# as the new, with a FutureWarning: `vanishing_below` was the survival threshold before the flag
+# `--vanishing-below` came to mean the per-junction threshold in every command.
+RENAMED: dict[str, str] = {"vanishing_below": "survival_below"}
+
+
+def renamed(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`values` with each renamed key under its new name, warning (FutureWarning) for each;
+    `where` names the file or table in the warning. Both names set is an OptionError."""
+    out = dict(values)
+    for old, new in RENAMED.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise OptionError(f"{where}: {_key(new)} and its old name {_key(old)} are both set: "
+                              f"keep {_key(new)}")
+        value = out.pop(old)
+        out[new] = value
+        warnings.warn(f"{where}: {_key(old)} is deprecated, use {_key(new)} "
+                      f"(read as {_key(new)} = {value!r}; --{_key(old)} is now the per-junction "
+                      "threshold, as in inspect)", FutureWarning, stacklevel=3)
+    return out
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
 def settings_from(config: Mapping[str, Any], **flags: Any) -> CheckSettings:
     """Defaults, then the configuration file, then the flags (a flag of None is not given).
 
-    Flags: vanishing_below, dead_below, exploding_above, tolerance, warmup_steps, allow_unused
-    (replaces the configured list), and enable / warn / disable (lists of rule names; they set those rules'
-    levels and leave the others as configured).
+    Flags: survival_below, vanishing_below, dead_below, exploding_above, tolerance,
+    warmup_steps, allow_unused (replaces the configured list), and enable / warn / disable
+    (lists of rule names; they set those rules' levels and leave the others as configured).
+    A configuration's old key `vanishing_below` is read as `survival_below` (see `RENAMED`).
     """
+    config = renamed(config, "settings")
     values: dict[str, Any] = {}
-    for name in ("vanishing_below", "dead_below", "exploding_above", "tolerance"):
+    for name in THRESHOLDS:
         chosen = flags.get(name)
         if chosen is None:
             chosen = config.get(name)

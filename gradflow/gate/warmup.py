@@ -32,7 +32,7 @@ def survival_fails(report: Report, settings: CheckSettings) -> bool:
     survival = report.summary.survival
     if survival is None:
         return report.junctions[-1].grad_out == 0
-    return math.isfinite(survival) and survival < settings.vanishing_below
+    return math.isfinite(survival) and survival < settings.survival_below
 
 
 # A survival that grows this many times over the warm-up is opening (a stage behind a layer scale

@@ -2,7 +2,8 @@
 
 Each loader module registers itself with `@register(...)` at import time; `gradflow.loaders`
 imports them all. Registering a kind or a file extension twice is a programming error and fails
-at import; asking for a kind nobody registered fails with a message naming it.
+at import; asking for a kind nobody registered fails with a message naming it and the known ones
+(`gradflow.registry`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import NamedTuple
 
 from gradflow.errors import SourceError
 from gradflow.loaders.base import LoadedModel, LoadOptions
+from gradflow.registry import Registry
 
 
 class SourceKind(NamedTuple):
@@ -40,8 +42,9 @@ class Loader:
     builds_on_meta: bool = False
 
 
-_LOADERS: dict[SourceKind, Loader] = {}
-_BY_EXTENSION: dict[str, SourceKind] = {}
+LOADERS: Registry[SourceKind, Loader] = Registry("loader", error=SourceError, name=lambda kind: kind.name)
+# The file suffix (lowercase, with dot) each kind of file source is chosen by.
+EXTENSIONS: Registry[str, SourceKind] = Registry("file extension", error=SourceError)
 
 
 def register(
@@ -61,35 +64,30 @@ def register(
     kind = SourceKind(name)
 
     def decorator(load: LoadFn) -> LoadFn:
-        if kind in _LOADERS:
-            raise ValueError(f"a loader for {kind!r} is already registered")
-        for ext in extensions:
-            if ext in _BY_EXTENSION:
-                raise ValueError(f"extension {ext!r} already selects {_BY_EXTENSION[ext]!r}")
-        _LOADERS[kind] = Loader(
+        for ext in extensions:  # before the kind is added: a refused loader leaves no trace
+            if ext in EXTENSIONS:
+                raise ValueError(f"extension {ext!r} already selects {EXTENSIONS.get(ext)!r}")
+        LOADERS.add(kind, Loader(
             kind, load, form, tuple(extensions), takes_arch, is_code, builds_on_meta or is_code
-        )
+        ))
         for ext in extensions:
-            _BY_EXTENSION[ext] = kind
+            EXTENSIONS.add(ext, kind)
         return load
 
     return decorator
 
 
 def get_loader(kind: SourceKind) -> Loader:
-    """The loader registered for `kind`; a SourceError naming the kind if there is none."""
-    try:
-        return _LOADERS[kind]
-    except KeyError:
-        known = ", ".join(k.name for k in _LOADERS) or "none"
-        raise SourceError(f"no loader is registered for {kind!r} (registered: {known})") from None
+    """The loader registered for `kind`; a SourceError naming the kind and the known ones if
+    there is none."""
+    return LOADERS.get(kind)
 
 
 def kind_for_extension(suffix: str) -> SourceKind | None:
     """The kind a file suffix selects (".pt" -> checkpoint), or None."""
-    return _BY_EXTENSION.get(suffix.lower())
+    return EXTENSIONS.find(suffix.lower())
 
 
 def accepted_forms() -> str:
     """The accepted source forms, in registration order, for error messages."""
-    return ", ".join(loader.form for loader in _LOADERS.values())
+    return ", ".join(loader.form for loader in LOADERS.values())

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import onnx
 
+from gradflow.registry import Registry
+
 if TYPE_CHECKING:
     from gradflow.onnx.context import NodeContext
 
@@ -83,11 +85,13 @@ class OpDef:
     trains: TrainsPredicate | None = None
 
 
-class Registry:
-    """Operator implementations keyed by `OpKey`; ranges of one operator never overlap."""
+class OpRegistry:
+    """Operator implementations keyed by `OpKey` (in a `gradflow.registry.Registry`); ranges of
+    one operator never overlap, so an operator at an opset has at most one implementation."""
 
     def __init__(self) -> None:
-        self._defs: dict[tuple[str, str], list[OpDef]] = {}
+        self._ops: Registry[OpKey, OpDef] = Registry("operator", error=UnknownOp)
+        self._versions: dict[tuple[str, str], list[OpDef]] = {}  # each operator's ranges
 
     def register(
         self,
@@ -107,11 +111,11 @@ class Registry:
         key = OpKey(_normal_domain(domain), op_type, since, until)
 
         def decorate(factory: KernelFactory) -> KernelFactory:
-            defs = self._defs.setdefault((key.domain, key.op_type), [])
-            for other in defs:
+            versions = self._versions.setdefault((key.domain, key.op_type), [])
+            for other in versions:
                 if _overlap(key, other.key):
                     raise ValueError(f"duplicate operator registration: {key} overlaps {other.key}")
-            defs.append(OpDef(key, factory, deterministic, trains))
+            versions.append(self._ops.add(key, OpDef(key, factory, deterministic, trains)))
             return factory
 
         return decorate
@@ -119,7 +123,7 @@ class Registry:
     def find(self, domain: str, op_type: str, opset: int) -> OpDef | None:
         """The implementation of `op_type` for a model importing `domain` at `opset`, or None."""
         domain = _normal_domain(domain)
-        for op in self._defs.get((domain, op_type), ()):
+        for op in self._versions.get((domain, op_type), ()):
             if op.key.covers(opset):
                 if domain == "" and _schema_version(op_type, opset) > REVIEWED_OPSET:
                     return None
@@ -127,17 +131,18 @@ class Registry:
         return None
 
     def lookup(self, domain: str, op_type: str, opset: int) -> OpDef:
-        """Like `find`, but a miss raises `UnknownOp` naming the key."""
+        """Like `find`, but a miss raises `UnknownOp` naming the key and the opset ranges
+        registered for the operator."""
         op = self.find(domain, op_type, opset)
         if op is None:
-            raise UnknownOp(
-                f"no kernel registered for {OpKey(_normal_domain(domain), op_type, opset, opset)}"
-            )
+            domain = _normal_domain(domain)
+            versions = self._versions.get((domain, op_type), ())
+            raise self._ops.missing(OpKey(domain, op_type, opset, opset), [o.key for o in versions],
+                                    known_as=f"the ranges registered for {op_type}")
         return op
 
     def __iter__(self) -> Iterator[OpDef]:
-        for defs in self._defs.values():
-            yield from defs
+        return self._ops.values()
 
 
 def _normal_domain(domain: str) -> str:
@@ -158,5 +163,5 @@ def _schema_version(op_type: str, opset: int) -> int:
         return opset
 
 
-REGISTRY = Registry()
+REGISTRY = OpRegistry()
 register = REGISTRY.register

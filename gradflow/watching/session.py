@@ -40,7 +40,6 @@ from gradflow.engine.report import (
     ModelInfo,
     ProbeInfo,
     Report,
-    Thresholds,
     build_report,
     dead_positions,
 )
@@ -138,10 +137,7 @@ class Watch:
         self.accumulate = accumulate
         self._sinks = list(sinks)
         self._rules = LiveRules(on_flag, settings)
-        self._thresholds = Thresholds(
-            dead_below=self._rules.settings.dead_below,
-            exploding_above=self._rules.settings.exploding_above,
-        )
+        self._thresholds = self._rules.settings.thresholds
         self._scaler = scaler
         self._at = at
         self._target = model  # what the user calls, where steps are counted
