@@ -193,6 +193,17 @@ def test_an_incomplete_step_shows_as_a_gap(gradflow_cli, tmp_path, monkeypatch) 
         assert len(cells[2]) == 2  # steps 0 and 2; step 4's place is blank (stripped here)
 
 
+def test_a_log_with_no_measured_step(gradflow_cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "flow.jsonl"
+    with gradflow.watch(ResMLP(), every=5, log=path):
+        pass  # the header is written when the watch closes
+    log = read_watch_log(path)
+    assert log.records == () and log.junctions == () and log.steps() == []
+    result = gradflow_cli("show", path)
+    assert result.exit_code == 0 and "0 measured: no junction measured" in result.stdout
+    assert "no step was recorded" in result.stdout
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (None, "watch log not found"),
     ("", "has no header yet"),

@@ -26,15 +26,19 @@ CSV_FIELDS = (*LOGGED, "complete", "note")
 def _title(log: WatchLog) -> str:
     steps = log.steps()
     upto = f", steps {steps[0]}–{steps[-1]}" if steps else ""
-    accumulate = f" of {log.accumulate} forward passes" if log.accumulate > 1 else ""
-    return (f"gradflow show · {Path(log.path).name} · {log.model} · every {log.every} "
-            f"steps{accumulate} · {len(steps)} measured{upto}")
+    accumulate = f" ({log.accumulate} forward passes each)" if log.accumulate > 1 else ""
+    return (f"gradflow show · {Path(log.path).name} · {log.model} · {_every(log)}{accumulate} · "
+            f"{len(steps)} measured{upto}")
+
+
+def _every(log: WatchLog) -> str:
+    return "every step" if log.every == 1 else f"every {log.every} steps"
 
 
 def plot_title(log: WatchLog) -> str:
     """The figure's title: the log, the model, the steps."""
     steps = log.steps()
-    return (f"{Path(log.path).name} · {log.model} · every {log.every} steps · "
+    return (f"{Path(log.path).name} · {log.model} · {_every(log)} · "
             f"{len(steps)} measured" + (f" up to step {steps[-1]}" if steps else ""))
 
 
