@@ -229,8 +229,8 @@ def _train(model: torch.nn.Module, inputs: Any, data: Any, *, steps: int, every:
     """Train a copy of `model` as `arm` says, recording every `every` steps.
 
     The baseline of an eager model trains under `gradflow.watch` (`_watchable`); otherwise its
-    recorded steps are `_measured_step`s and the others plain `backward()` passes. A stopped arm stops the
-    selected junctions on every step, through the measurement's stop-gradient hooks on the adds
+    recorded steps are `_measured_step`s and the others plain `backward()` passes. A stopped
+    arm stops the selected junctions on every step, through the measurement's stop-gradient hooks on the adds
     (`gradflow.engine.taps`), as `compare` does on its probe. The no-residual arm runs every
     forward pass with the selected junctions' adds replaced by their block operand
     (`gradflow.engine.rewire`); it records the loss, and no junction. `trained` gets the
@@ -277,10 +277,9 @@ def _train(model: torch.nn.Module, inputs: Any, data: Any, *, steps: int, every:
                     seen = len(watch.records)
                     value = _plain_step(work, args, kwargs, target, training)
                     watch.step(value)
+                    if step == 0:
+                        settings = _with_loss(settings, training.loss_kind)
                     if step % every == 0:
-                        if chosen is None:
-                            chosen = set()
-                            settings = _with_loss(settings, training.loss_kind)
                         last_loss = value.item()
                         losses.append((step, last_loss))
                         for record in _watched_records(watch, watch.records[seen:], step):
@@ -303,21 +302,16 @@ def _train(model: torch.nn.Module, inputs: Any, data: Any, *, steps: int, every:
                                                        params, param_names, at, chosen, stop)
                     for param, grad in zip(params, grads):
                         param.grad = grad
-                    if step % every:
-                        optim.step()
-                        done = step + 1
-                        if on_step is not None:
-                            on_step(StepUpdate(done, steps, last_loss))
-                        continue
                     if chosen is None:
                         chosen = {j.name for j in report.junctions}
                         settings = _with_loss(settings, training.loss_kind)
-                    for junction in report.junctions:
-                        if junction.name not in names:
-                            names.append(junction.name)
-                        records.append(_record(step, junction, report.summary.loss))
-                    last_loss = report.summary.loss
-                    losses.append((step, last_loss))
+                    if step % every == 0:  # a stopped arm measures every step, records these
+                        for junction in report.junctions:
+                            if junction.name not in names:
+                                names.append(junction.name)
+                            records.append(_record(step, junction, report.summary.loss))
+                        last_loss = report.summary.loss
+                        losses.append((step, last_loss))
                 else:
                     optim.zero_grad(set_to_none=True)
                     _plain_step(work, args, kwargs, target, training)
