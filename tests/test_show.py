@@ -143,7 +143,7 @@ def test_html_and_plot(gradflow_cli, logged, tmp_path) -> None:  # type: ignore[
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_growing_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_growing_log(gradflow_cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Read while the watch still writes it, and with a last line cut off mid-write."""
     path = tmp_path / "flow.jsonl"
     torch.manual_seed(0)
@@ -168,6 +168,10 @@ def test_a_growing_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
     log = read_watch_log(cut)
     assert log.partial and log.records == tuple(w.records[:-1])
     assert "last line partial" in repr(log)
+    shown = gradflow_cli("show", cut)
+    assert shown.exit_code == 0 and "the last line is still being written: left out" in shown.stdout
+    document = json.loads(gradflow_cli("show", cut, "--format", "json").stdout)
+    assert document["partial_last_line"] is True and len(document["records"]) == len(w.records) - 1
     no_newline = tmp_path / "whole.jsonl"
     no_newline.write_text("".join(lines).rstrip("\n"))  # the last record whole, its newline not yet
     whole = read_watch_log(no_newline)
