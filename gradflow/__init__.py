@@ -28,7 +28,9 @@ from gradflow.engine.report import Junction, Report, Status, Thresholds
 from gradflow.errors import GradientFlowError
 from gradflow.gate.result import CheckResult
 from gradflow.gate.settings import CheckSettings
+from gradflow.track.arms import TrackArms
 from gradflow.track.result import Track
+from gradflow.track.watch_log import WatchLog
 from gradflow.watching.record import WatchRecord
 
 if TYPE_CHECKING:
@@ -48,7 +50,9 @@ __all__ = [
     "Status",
     "Thresholds",
     "Track",
+    "TrackArms",
     "Watch",
+    "WatchLog",
     "WatchRecord",
     "__version__",
     "check",

@@ -28,6 +28,11 @@ class OptionError(GradflowError):
     """Command-line options that contradict each other or do not apply."""
 
 
+class LogError(GradflowError):
+    """A watch log cannot be read: missing, empty, not a `gradflow/watch@1` log, or a line that is
+    not one of its records."""
+
+
 class UnsupportedOpError(SourceError):
     """An ONNX graph uses operators the executor does not implement."""
 

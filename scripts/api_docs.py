@@ -29,7 +29,8 @@ TARGET = ROOT / "docs" / "api.md"
 # Where a name has a place of its own on the page; the rest follow in `__all__` order.
 FIRST = ("inspect", "compare", "check", "Report", "Junction", "Comparison", "CheckResult", "Track")
 # Public functions that live in a subpackage rather than in `gradflow.__all__`.
-ELSEWHERE = ("gradflow.track.track", "gradflow.testing.assert_gradient_flow",
+ELSEWHERE = ("gradflow.track.track", "gradflow.track.track_arms", "gradflow.track.read_watch_log",
+             "gradflow.testing.assert_gradient_flow",
              "gradflow.gate.settings_from")
 SECTIONS = ("Args", "Arguments", "Attributes", "Returns", "Raises", "Example", "Examples")
 _SECTION = re.compile(rf"^({'|'.join(SECTIONS)}):\s*$")
@@ -129,7 +130,19 @@ def _own_doc(cls: type) -> str:
 
 
 def members(cls: type) -> Iterator[tuple[str, Any]]:
-    """Public methods and properties the class defines itself, in source order."""
+    """Public methods and properties the class defines itself, then those it inherits from a
+    gradflow base class (a shared base such as FlowHistory), in source order."""
+    seen: set[str] = set()
+    for owner in cls.__mro__:
+        if owner is not cls and not owner.__module__.startswith("gradflow."):
+            continue
+        for name, member in _declared(owner):
+            if name not in seen:
+                seen.add(name)
+                yield name, member
+
+
+def _declared(cls: type) -> Iterator[tuple[str, Any]]:
     for name, member in vars(cls).items():
         if name.startswith("_") or not (callable(member) or isinstance(member, (property, classmethod))):
             continue

@@ -28,7 +28,7 @@ from tests.fixtures.models import SmallResNet
 
 DISPLAY = ("__repr__", "__rich__", "_repr_html_")
 RESULT_TYPES = (gradflow.Report, gradflow.Comparison, gradflow.CheckResult, Track, gradflow.Watch,
-                gradflow.WatchRecord)
+                gradflow.WatchRecord, gradflow.WatchLog, gradflow.TrackArms)
 
 
 @pytest.fixture(scope="module")
@@ -353,3 +353,68 @@ def test_importing_and_repr_load_neither_rich_nor_torch() -> None:
             "or m.startswith('gradflow.render.table')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---- a watch log ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def watch_log(tmp_path_factory) -> gradflow.WatchLog:  # type: ignore[no-untyped-def]
+    from gradflow.track import read_watch_log
+    from tests.test_show import watched_run
+
+    path = tmp_path_factory.mktemp("log") / "flow.jsonl"
+    watched_run(path)
+    return read_watch_log(path)
+
+
+def test_watch_log_shows_itself(watch_log, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gradflow.render.show import print_show
+
+    losses = [v for _, v in watch_log.losses]
+    match = re.fullmatch(r"WatchLog\(flow\.jsonl: (\d+) junctions, (\d+) measured steps up to step "
+                         r"(\d+), loss (\S+) → (\S+)\)", repr(watch_log))
+    assert match, repr(watch_log)
+    assert (int(match[1]), int(match[2]), int(match[3])) == (3, 4, 6)
+    assert _close(match[4], losses[0]) and _close(match[5], losses[-1])
+    monkeypatch.delenv("COLUMNS", raising=False)
+    printed = io.StringIO()
+    print_show(watch_log, printed)
+    assert _rich_text(watch_log) == printed.getvalue()
+    fragment = watch_log._repr_html_()
+    _is_fragment(fragment)
+    (table,) = _parse(fragment).tables
+    header, *rows = table
+    assert [row[1] for row in rows] == list(watch_log.junctions)
+    for name, row in zip(watch_log.junctions, rows):
+        for metric, cell in (("grad_skip", row[3]), ("grad_block", row[5])):
+            series = watch_log.series(name, metric)
+            first, last = cell.split("→")
+            assert _close(first, series[0][1]) and _close(last, series[-1][1])
+        assert _close(row[6], watch_log.series(name, "block_ratio")[-1][1])
+
+
+# ---- training arms -------------------------------------------------------------------------
+
+
+def test_track_arms_show_themselves(model_and_input, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gradflow.render.arms import print_arms
+    from gradflow.track import track_arms
+
+    arms = track_arms(*model_and_input, sg_skip=True, no_residual=True, steps=4, every=2)
+    assert repr(arms).startswith("TrackArms(2 junctions, 4 steps, loss baseline ")
+    monkeypatch.delenv("COLUMNS", raising=False)
+    printed = io.StringIO()
+    print_arms(arms, printed)
+    text = _rich_text(arms)
+    assert text == printed.getvalue()
+    for name, arm in arms.arms.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"│{name} "))
+        first, last = row.split("│")[4].split("→")
+        assert _close(first.strip(), arm.losses[0][1]) and _close(last.strip(), arm.losses[-1][1])
+    fragment = arms._repr_html_()
+    _is_fragment(fragment)
+    losses, flows = _parse(fragment).tables
+    assert [row[0] for row in losses[1:]] == list(arms.arms)
+    assert [row[1] for row in flows[1:]] == list(arms.junctions)
+    assert flows[0][2:] == ["baseline", "sg-skip"]  # the no-residual arm has no junction

@@ -20,7 +20,8 @@ PACKAGE = Path(gradflow.__file__).parent
 
 # The modules whose classes a verb returns; each reaches the renderers only lazily.
 RESULT_TYPES = ("gradflow.engine.report", "gradflow.gate.result", "gradflow.drivers.compare",
-                "gradflow.track.result", "gradflow.watching.record")
+                "gradflow.track.result", "gradflow.watching.record", "gradflow.track.watch_log",
+                "gradflow.track.arms")
 # What may load the renderers at import time: the renderers themselves and the CLI above them.
 ABOVE_RENDER = ("gradflow.render", "gradflow.cli")
 

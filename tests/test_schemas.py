@@ -13,14 +13,17 @@ import pytest
 from gradflow.engine.report import REPORT_SCHEMA
 from gradflow.gate.result import CHECK_SCHEMA
 from gradflow.render.json import COMPARE_SCHEMA
+from gradflow.track.arms import TRACK_ARMS_SCHEMA
 from gradflow.track.result import TRACK_SCHEMA
+from gradflow.track.watch_log import SHOW_SCHEMA
 from gradflow.watching.record import WATCH_SCHEMA
 from tests.conftest import ROOT, SAMPLES
 from tests.schemas import DIGESTS, digest, schemas, validate
 
 # The version each format's writer puts in its documents' `schema` field. A new format adds its
 # constant here and its schema file beside the others; a new version changes neither list.
-WRITTEN = (REPORT_SCHEMA, COMPARE_SCHEMA, CHECK_SCHEMA, TRACK_SCHEMA, WATCH_SCHEMA)
+WRITTEN = (REPORT_SCHEMA, COMPARE_SCHEMA, CHECK_SCHEMA, TRACK_SCHEMA, WATCH_SCHEMA, SHOW_SCHEMA,
+           TRACK_ARMS_SCHEMA)
 
 
 def test_every_format_has_a_schema_at_the_version_it_writes() -> None:

@@ -420,3 +420,32 @@ def test_table_fits_a_narrow_terminal() -> None:
         assert max(len(line) for line in text.splitlines()) <= width
         assert ("first → last" in text) is wide
         assert "step 4" in text and any(tick in text for tick in "▁▂▃▄▅▆▇█")
+
+
+def test_an_eager_model_trains_under_watch_and_gets_its_records() -> None:
+    """One code path: track's records are those of gradflow.watch over the same plain loop."""
+    from tests.test_watch import ResMLP
+
+    torch.manual_seed(0)
+    model = ResMLP()
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    result = track(model, x, steps=5, every=2, optimizer="sgd", lr=0.1, loss="mse")
+    plain = copy.deepcopy(model)
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+    with gradflow.watch(plain, every=2) as w:
+        for _ in range(5):
+            opt.zero_grad(set_to_none=True)
+            loss = plain(x.clone()).float().pow(2).mean()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    assert [(r.step, r.junction) for r in result.records] == [(r.step, r.junction) for r in w.records]
+    for mine, theirs in zip(result.records, w.records):
+        for metric in ("grad_out", "grad_skip", "grad_block", "grad_in", "block_ratio", "cosine", "param_grad", "loss"):
+            assert getattr(mine, metric) == getattr(theirs, metric), metric
+    assert [r.index for r in result.records if r.step == 0] == [0, 1, 2]
+
+
+def test_an_at_that_matches_nothing_is_an_option_error() -> None:
+    with pytest.raises(OptionError, match="--at 'nope' matches no junction"):
+        track(models.InputFork(), _inputs("InputFork"), steps=2, at=["nope"])

@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from gradflow._version import __version__
-from gradflow.cli import blocks, compare, inspect, track
+from gradflow.cli import blocks, compare, inspect, show, track
 
 
 class OneLineUsageErrors(TyperGroup):
@@ -96,4 +96,5 @@ app.command("inspect")(inspect.inspect_command)
 app.command("compare")(compare.compare_command)
 app.command("blocks")(blocks.blocks_command)
 app.command("track")(track.track_command)
+app.command("show")(show.show_command)
 app.command("check")(__import__("gradflow.cli.check", fromlist=["check_command"]).check_command)

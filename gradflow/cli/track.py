@@ -65,6 +65,16 @@ TrackFormatOpt = Annotated[TrackFormat, typer.Option(
 TrackOutput = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Write the records to this file (json, or csv for a .csv file or "
     "--format csv).", rich_help_panel=OUTPUT, show_default=False)]
+ARMS = "Arms: copies trained side by side from the same weights"
+SgSkipArm = Annotated[bool, typer.Option(
+    "--sg-skip", help="Also train a copy with sg(x) + f(x) at the selected junctions, on every step "
+    "(no gradient over the skip path), and show it beside the baseline.", rich_help_panel=ARMS)]
+SgBlockArm = Annotated[bool, typer.Option(
+    "--sg-block", help="Also train a copy with x + sg(f(x)) at the selected junctions, on every "
+    "step (no gradient through the block into x).", rich_help_panel=ARMS)]
+NoResidualArm = Annotated[bool, typer.Option(
+    "--no-residual", help="Also train a copy with y = f(x) at the selected junctions: the residual "
+    "connection removed, in the forward pass too. Records the loss.", rich_help_panel=ARMS)]
 TrackAt = Annotated[list[str] | None, typer.Option(
     "--at", help="Record and plot only these junctions: a glob on names, an index or a range "
     "(3:7); repeatable. Default: all.", show_default=False)]
@@ -81,6 +91,9 @@ def track_command(
     loss: TrackLoss = LossOption.AUTO,
     batch_size: TrackBatch = None,
     at: TrackAt = None,
+    sg_skip: SgSkipArm = False,
+    sg_block: SgBlockArm = False,
+    no_residual: NoResidualArm = False,
     arch: Arch = None,
     trust: Trust = False,
     pretrained: Pretrained = False,
@@ -97,6 +110,11 @@ def track_command(
     sparklines of grad_skip and grad_block per junction, the step where the block path first
     overtook the skip path, and the loss curve. Ctrl-C stops and keeps what was recorded.
 
+    With --sg-skip, --sg-block or --no-residual, copies are trained side by side from the same
+    weights on the same batches, a baseline and one per arm, and their losses and junction flows
+    are shown side by side: does training with sg(x) + f(x) behave like the network without its
+    residual connection?
+
     **Examples**
 
       gradflow track model.py --steps 200 --lr 1e-3 --optimizer adam
@@ -104,6 +122,8 @@ def track_command(
       gradflow track model.py --data train.pt --batch-size 64 --steps 500 --every 5 --plot flow.png
 
       gradflow track model.onnx --steps 100 --format csv -o flow.csv
+
+      gradflow track model.py --steps 300 --sg-skip --no-residual
     """
     with guard(debug):
         if data is not None and (probe.input_file is not None or probe.input_shapes):
@@ -116,7 +136,7 @@ def track_command(
             require_matplotlib(plot)  # before training, not after it
         loaded, _ = load(source, arch, trust, probe.device, probe.seed, pretrained)
         from gradflow.track.data import load_data
-        from gradflow.track.train import track
+        from gradflow.track.train import track, track_arms
 
         if data is not None:
             training = load_data(data)
@@ -124,13 +144,22 @@ def track_command(
         else:
             training = None
             batch = build_probe(loaded, probe)
-        with _Progress(steps) as progress:
-            result = track(
-                loaded.module, batch, data=training, steps=steps, every=every,
-                optimizer=optimizer.value, lr=lr, loss=probe.loss.value,
-                batch_size=probe.batch_size or 32, seed=probe.seed, at=at, source=source,
-                on_step=progress.update,
-            )
+        options: dict[str, Any] = dict(
+            data=training, steps=steps, every=every, optimizer=optimizer.value, lr=lr,
+            loss=probe.loss.value, batch_size=probe.batch_size or 32, seed=probe.seed, at=at,
+            source=source)
+        arms = sg_skip or sg_block or no_residual
+        with _Progress(steps * (1 + sg_skip + sg_block + no_residual)) as progress:
+            if arms:
+                both = track_arms(loaded.module, batch, sg_skip=sg_skip, sg_block=sg_block,
+                                  no_residual=no_residual, on_step=progress.update, **options)
+            else:
+                result = track(loaded.module, batch, on_step=progress.update, **options)
+        if arms:
+            if any(arm.interrupted for arm in both.arms.values()):
+                print("gradflow: interrupted; keeping the arms trained so far", file=sys.stderr)
+            _emit_arms(both, format, output, plot)
+            return
         if result.interrupted:
             print(f"gradflow: interrupted after {result.steps_run} of {steps} steps; keeping "
                   f"{len(result.losses)} recorded step(s)", file=sys.stderr)
@@ -153,6 +182,25 @@ def _emit(result: Any, format: TrackFormat, output: Path | None, plot: Path | No
         print_track(result)
     elif output is None:
         print(track_csv(result) if format is TrackFormat.CSV else track_json(result),
+              end="" if format is TrackFormat.CSV else "\n")
+
+
+def _emit_arms(arms: Any, format: TrackFormat, output: Path | None, plot: Path | None) -> None:
+    from gradflow.render.arms import arms_csv, arms_json, print_arms
+
+    if output is not None:
+        as_csv = format is TrackFormat.CSV or (format is TrackFormat.TABLE
+                                               and output.suffix.lower() == ".csv")
+        write_output(output, arms_csv(arms) if as_csv else arms_json(arms))
+    if plot is not None:
+        from gradflow.render.plot import plot_arms
+
+        plot_arms(arms, plot)
+        print(f"gradflow: wrote {plot}", file=sys.stderr)
+    if format is TrackFormat.TABLE:
+        print_arms(arms)
+    elif output is None:
+        print(arms_csv(arms) if format is TrackFormat.CSV else arms_json(arms),
               end="" if format is TrackFormat.CSV else "\n")
 
 

@@ -55,4 +55,6 @@ Where each result renders:
 | Comparison | short | compare | html | json | depth, depth_plot |
 | CheckResult | short | check | check_html | check (and junit, github, check_markdown) | |
 | Track | short | track | track_html | track | plot |
+| WatchLog | short | show (track's table) | show (track_html's table) | show | plot |
+| TrackArms | short | arms | arms | arms | plot (plot_arms) |
 """

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from gradflow.errors import OptionError
+from gradflow.track.arms import TrackArms
+from gradflow.track.history import FlowHistory
 from gradflow.track.result import Track
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -41,6 +43,15 @@ def plot_track(track: Track, path: Path, junctions: Sequence[str] | None = None,
         path: the image file; its suffix picks the format.
         junctions: the panels to draw (default every recorded junction).
     """
+    s = track.settings
+    title = (f"{Path(track.source).name} · {s.optimizer} lr {s.lr:g} · "
+             f"{track.steps_run} steps · loss {s.loss}")
+    plot_history(track, path, title, junctions, dpi)
+
+
+def plot_history(track: FlowHistory, path: Path, title: str,
+                 junctions: Sequence[str] | None = None, dpi: int = 150) -> None:
+    """The figure of any history (a Track, a WatchLog): a panel per junction and the loss."""
     require_matplotlib(path)
     from matplotlib.figure import Figure
 
@@ -64,18 +75,66 @@ def plot_track(track: Track, path: Path, junctions: Sequence[str] | None = None,
         _loss_panel(axes[len(names)], track)
         for ax in axes[panels:]:
             ax.set_visible(False)
-        s = track.settings
-        figure.suptitle(
-            f"{Path(track.source).name} · {s.optimizer} lr {s.lr:g} · "
-            f"{track.steps_run} steps · loss {s.loss}", fontsize=9,
-        )
+        figure.suptitle(title, fontsize=9)
         try:
             figure.savefig(path, dpi=dpi)
         except OSError as e:
             raise OptionError(f"cannot write {path}: {e.strerror or e}") from e
 
 
-def _junction_panel(ax, track: Track, name: str) -> None:  # type: ignore[no-untyped-def]
+ARM_STYLES = {"baseline": "-", "sg-skip": "--", "sg-block": ":", "no-residual": "-."}
+
+
+def plot_arms(arms: TrackArms, path: Path, dpi: int = 150) -> None:
+    """The arms side by side: a panel per changed junction (grad_skip and grad_block of each arm
+    that has them, one line style per arm, log scale) and the arms' losses."""
+    require_matplotlib(path)
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    names = list(arms.junctions)
+    panels = len(names) + 1
+    columns = min(3, panels)
+    rows = math.ceil(panels / columns)
+    with matplotlib.rc_context({"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 6,
+                                "axes.spines.top": False, "axes.spines.right": False,
+                                "svg.fonttype": "none"}):
+        figure = Figure(figsize=(3.3 * columns, 2.5 * rows), layout="constrained")
+        axes = figure.subplots(rows, columns, squeeze=False).ravel()
+        for ax, junction in zip(axes, names):
+            for arm_name, arm in arms.arms.items():
+                if junction not in arm.junctions:
+                    continue
+                for metric, color in (("grad_skip", SKIP_COLOR), ("grad_block", BLOCK_COLOR)):
+                    steps, values = _positive(arm.series(junction, metric))
+                    if steps:
+                        ax.plot(steps, values, color=color, linestyle=ARM_STYLES[arm_name],
+                                label=f"{arm_name} {metric[5:]}")
+            ax.set_yscale("log")
+            ax.set_title(junction, loc="left")
+            ax.set_xlabel("step")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(frameon=False, loc="best")
+        loss_ax = axes[len(names)]
+        for arm_name, arm in arms.arms.items():
+            points = [(s, v) for s, v in arm.losses if v is not None and math.isfinite(v)]
+            if points:
+                loss_ax.plot([s for s, _ in points], [v for _, v in points], color=LOSS_COLOR,
+                             linestyle=ARM_STYLES[arm_name], label=arm_name)
+        loss_ax.set_title("training loss", loc="left")
+        loss_ax.set_xlabel("step")
+        loss_ax.legend(frameon=False, loc="best")
+        for ax in axes[panels:]:
+            ax.set_visible(False)
+        figure.suptitle(f"{Path(arms.source).name} · {len(arms.arms)} arms from the same weights",
+                        fontsize=9)
+        try:
+            figure.savefig(path, dpi=dpi)
+        except OSError as e:
+            raise OptionError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _junction_panel(ax, track: FlowHistory, name: str) -> None:  # type: ignore[no-untyped-def]
     for metric, color, label in (("grad_skip", SKIP_COLOR, "skip path"),
                                  ("grad_block", BLOCK_COLOR, "block path")):
         steps, values = _positive(track.series(name, metric))
@@ -101,7 +160,7 @@ def _junction_panel(ax, track: Track, name: str) -> None:  # type: ignore[no-unt
         ax.legend(frameon=False, loc="best")
 
 
-def _loss_panel(ax, track: Track) -> None:  # type: ignore[no-untyped-def]
+def _loss_panel(ax, track: FlowHistory) -> None:  # type: ignore[no-untyped-def]
     points = [(s, v) for s, v in track.losses if v is not None and math.isfinite(v)]
     if points:
         steps, values = zip(*points)

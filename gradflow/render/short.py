@@ -15,6 +15,8 @@ from gradflow.render.numbers import num, ratio
 from gradflow.track.result import Track
 
 if TYPE_CHECKING:
+    from gradflow.track.arms import TrackArms
+    from gradflow.track.watch_log import WatchLog
     from gradflow.watching.record import WatchRecord
     from gradflow.watching.session import Watch
 
@@ -70,6 +72,26 @@ def record_repr(record: WatchRecord) -> str:
         return f"WatchRecord(step {record.step}, {record.junction}: incomplete)"
     return (f"WatchRecord(step {record.step}, {record.junction}: grad_skip {num(record.grad_skip)}, "
             f"grad_block {num(record.grad_block)}, block_ratio {ratio(record.block_ratio)}, {record.status})")
+
+
+def watch_log_repr(log: WatchLog) -> str:
+    """`WatchLog(flow.jsonl: 6 junctions, 3 measured steps up to step 40, loss 2.423 → 0.01164)`"""
+    steps = log.steps()
+    upto = f" up to step {steps[-1]}" if steps else ""
+    losses = [v for _, v in log.losses if v is not None]
+    loss = f", loss {num(losses[0])} → {num(losses[-1])}" if losses else ""
+    partial = ", last line partial" if log.partial else ""
+    name = log.path.replace("\\", "/").rsplit("/", 1)[-1]
+    return (f"WatchLog({name}: {_count(len(log.junctions), 'junction')}, "
+            f"{_count(len(steps), 'measured step')}{upto}{loss}{partial})")
+
+
+def track_arms_repr(arms: TrackArms) -> str:
+    """`TrackArms(6 junctions, 60 steps, loss baseline 0.005345, sg-skip 0.0213, no-residual 0.108)`"""
+    last = ", ".join(f"{name} {num(arm.losses[-1][1]) if arm.losses else '–'}"
+                     for name, arm in arms.arms.items())
+    return (f"TrackArms({_count(len(arms.junctions), 'junction')}, "
+            f"{_count(arms.baseline.settings.steps, 'step')}, loss {last})")
 
 
 def flag_counts(statuses: Iterable[str]) -> str:

@@ -15,6 +15,7 @@ from rich.text import Text
 from gradflow.render.json import dumps
 from gradflow.render.numbers import log_span, num, ratio
 from gradflow.render.table import console, fit_to_console
+from gradflow.track.history import FlowHistory
 from gradflow.track.result import RECORD_FIELDS, Track
 
 SPARK_WIDTH = 20
@@ -65,7 +66,7 @@ def bucket(values: Sequence[float | None], width: int, log: bool) -> list[float 
     return out
 
 
-def overtook_text(track: Track, name: str) -> str:
+def overtook_text(track: FlowHistory, name: str) -> str:
     """When the block path first overtook the skip path: `step N`, `from the start` or `never`."""
     step = track.crossover(name)
     if step is not None:
@@ -73,24 +74,33 @@ def overtook_text(track: Track, name: str) -> str:
     return "from the start" if track.leads_from_start(name) else "never"
 
 
-def overtook(track: Track, name: str) -> Text:
+def overtook(track: FlowHistory, name: str) -> Text:
     text = overtook_text(track, name)
     return Text(text, style="bold" if track.crossover(name) is not None else "dim")
 
 
 def track_table(track: Track, width: int | None = None) -> Table:
     """The table; below 120 columns the sparklines shorten and the first → last columns go."""
-    narrow = width is not None and width < 120
-    spark_width = 12 if narrow else SPARK_WIDTH
     s = track.settings
     title = (f"gradflow track · {track.source} · {track.parameters:,} parameters · "
              f"{s.optimizer} lr {s.lr:g} · {track.steps_run} steps, every {s.every} recorded")
     data = (f"data {s.data}: {s.samples} samples, batch {s.batch_size}" if s.data
             else f"probe batch{f' of {s.batch_size}' if s.batch_size else ''}")
-    table = Table(title=title, caption=f"{data} · loss {s.loss} · seed {s.seed} · sparklines on a "
-                  f"log scale, shared by skip and block · block/skip at the last record",
-                  title_justify="left", caption_justify="left", header_style="bold",
-                  pad_edge=False)
+    return flow_table(track, title, f"{data} · loss {s.loss} · seed {s.seed} · {SPARK_CAPTION}",
+                      width)
+
+
+SPARK_CAPTION = "sparklines on a log scale, shared by skip and block · block/skip at the last record"
+
+
+def flow_table(history: FlowHistory, title: str, caption: str, width: int | None = None) -> Table:
+    """One row per junction of any history: sparklines of grad_skip and grad_block, first → last,
+    block/skip at the last record, the step the block path overtook. Below 120 columns the
+    sparklines shorten and the first → last columns go."""
+    narrow = width is not None and width < 120
+    spark_width = 12 if narrow else SPARK_WIDTH
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
+                  header_style="bold", pad_edge=False)
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("junction", overflow="fold", min_width=8, max_width=28)
     table.add_column(Text("grad_skip", style=SKIP_STYLE), no_wrap=True)
@@ -101,20 +111,25 @@ def track_table(track: Track, width: int | None = None) -> Table:
         table.add_column("first → last", justify="right", no_wrap=True)
     table.add_column("block/skip", justify="right", no_wrap=True)
     table.add_column("block overtook", no_wrap=True)
-    for k, name in enumerate(track.junctions):
-        skips = [v for _, v in track.series(name, "grad_skip")]
-        blocks = [v for _, v in track.series(name, "grad_block")]
+    for k, name in enumerate(history.junctions):
+        skips = [v for _, v in history.series(name, "grad_skip")]
+        blocks = [v for _, v in history.series(name, "grad_block")]
         shared = log_span(bucket(skips, spark_width, True) + bucket(blocks, spark_width, True),
                           min_decades=0.5)
-        last_ratio = track.series(name, "block_ratio")[-1][1] if skips else None
+        last_ratio = last_value(history.series(name, "block_ratio"))
         skip_cells: list = [Text(spark(skips, shared, spark_width), style=SKIP_STYLE)]
         block_cells: list = [Text(spark(blocks, shared, spark_width), style=BLOCK_STYLE)]
         if not narrow:
             skip_cells.append(first_last(skips))
             block_cells.append(first_last(blocks))
         table.add_row(str(k), name, *skip_cells, *block_cells, ratio(last_ratio),
-                      overtook(track, name))
+                      overtook(history, name))
     return table
+
+
+def last_value(series: Sequence[tuple[int, float | None]]) -> float | None:
+    """The latest value a series holds (an incomplete step holds none)."""
+    return next((v for _, v in reversed(series) if v is not None), None)
 
 
 def first_last(values: Sequence[float | None]) -> str:
@@ -123,7 +138,7 @@ def first_last(values: Sequence[float | None]) -> str:
     return f"{num(values[0])}→{num(values[-1])}"
 
 
-def loss_line(track: Track) -> Text:
+def loss_line(track: FlowHistory) -> Text:
     losses = [v for _, v in track.losses]
     if not losses:
         return Text("no step was recorded", style="yellow")

@@ -9,7 +9,8 @@ from html import escape
 
 from gradflow.render.html import fragment
 from gradflow.render.numbers import log_span, num, ratio
-from gradflow.render.track import SPARK_WIDTH, bucket, first_last, overtook_text
+from gradflow.render.track import SPARK_WIDTH, bucket, first_last, last_value, overtook_text
+from gradflow.track.history import FlowHistory
 from gradflow.track.result import Track
 
 SKIP_COLOR = "#c0392b"
@@ -25,37 +26,42 @@ def track_fragment(track: Track) -> str:
     s = track.settings
     data = (f"data {s.data}: {s.samples} samples, batch {s.batch_size}" if s.data
             else f"probe batch{f' of {s.batch_size}' if s.batch_size else ''}")
+    body = (
+        f"<h1>gradflow track · {escape(track.source)}</h1>"
+        f"<p class=meta>{track.parameters:,} parameters · {escape(s.optimizer)} lr {s.lr:g} · "
+        f"{track.steps_run} steps, every {s.every} recorded · {escape(data)} · "
+        f"loss {escape(s.loss)} · seed {s.seed}</p>"
+        f"{flow_table_html(track)}{loss_html(track)}"
+        + (f"<p class=warning>interrupted after {track.steps_run} of {s.steps} steps; the "
+           f"{len(track.losses)} recorded step(s) are kept</p>" if track.interrupted else "")
+    )
+    return fragment(body, track.gradflow_version, track.torch_version, GLOSSARY)
+
+
+def flow_table_html(history: FlowHistory) -> str:
+    """The terminal table's columns for any history, with SVG sparklines."""
     head = ("<tr><th>#</th><th class=name>junction</th><th class=left>grad_skip</th>"
             "<th>first → last</th><th class=left>grad_block</th><th>first → last</th>"
             "<th>block/skip</th><th class=left>block overtook</th></tr>")
     rows = []
-    for k, name in enumerate(track.junctions):
-        skips = [v for _, v in track.series(name, "grad_skip")]
-        blocks = [v for _, v in track.series(name, "grad_block")]
+    for k, name in enumerate(history.junctions):
+        skips = [v for _, v in history.series(name, "grad_skip")]
+        blocks = [v for _, v in history.series(name, "grad_block")]
         shared = log_span(bucket(skips, SPARK_WIDTH, True) + bucket(blocks, SPARK_WIDTH, True),
                           min_decades=0.5)
-        last_ratio = track.series(name, "block_ratio")[-1][1] if skips else None
+        last_ratio = last_value(history.series(name, "block_ratio"))
         rows.append(
             f"<tr><td>{k}</td><td class=name>{escape(name)}</td>"
             f"<td class=left>{sparkline(skips, shared, SKIP_COLOR, 'grad_skip')}</td>"
             f"<td>{first_last(skips)}</td>"
             f"<td class=left>{sparkline(blocks, shared, BLOCK_COLOR, 'grad_block')}</td>"
             f"<td>{first_last(blocks)}</td><td>{ratio(last_ratio)}</td>"
-            f"<td class=left>{escape(overtook_text(track, name))}</td></tr>"
+            f"<td class=left>{escape(overtook_text(history, name))}</td></tr>"
         )
-    table = f"<table>{head}{''.join(rows)}</table>" if track.junctions else (
-        "<p class=warning>No residual junction found (or none selected): only the loss was "
-        "recorded.</p>")
-    body = (
-        f"<h1>gradflow track · {escape(track.source)}</h1>"
-        f"<p class=meta>{track.parameters:,} parameters · {escape(s.optimizer)} lr {s.lr:g} · "
-        f"{track.steps_run} steps, every {s.every} recorded · {escape(data)} · "
-        f"loss {escape(s.loss)} · seed {s.seed}</p>"
-        f"{table}{_loss(track)}"
-        + (f"<p class=warning>interrupted after {track.steps_run} of {s.steps} steps; the "
-           f"{len(track.losses)} recorded step(s) are kept</p>" if track.interrupted else "")
-    )
-    return fragment(body, track.gradflow_version, track.torch_version, GLOSSARY)
+    if not history.junctions:
+        return ("<p class=warning>No residual junction found (or none selected): only the loss was "
+                "recorded.</p>")
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def sparkline(values: Sequence[float | None], span: tuple[float, float] | None, color: str,
@@ -86,7 +92,7 @@ def sparkline(values: Sequence[float | None], span: tuple[float, float] | None, 
             f'{SPARK_H}" role="img" aria-label="{escape(label)}">{lines}</svg>')
 
 
-def _loss(track: Track) -> str:
+def loss_html(track: FlowHistory) -> str:
     losses = [v for _, v in track.losses]
     if not losses:
         return "<p class=warning>no step was recorded</p>"

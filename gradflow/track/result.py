@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradflow.choices import Choice
 from gradflow.engine.report import METRICS
+from gradflow.track.history import FlowHistory
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -70,7 +71,7 @@ class TrackSettings:
 
 
 @dataclass(frozen=True)
-class Track:
+class Track(FlowHistory):
     """Gradient flow over training steps: what `gradflow.track.track` returns. `to_dict()` is
     the `gradflow/track@1` JSON.
 
@@ -118,45 +119,6 @@ class Track:
     def _repr_html_(self) -> str:
         from gradflow.render.track_html import track_fragment
         return track_fragment(self)
-
-    def steps(self) -> list[int]:
-        """The recorded steps, in order."""
-        return [step for step, _ in self.losses]
-
-    def series(self, junction: str, metric: str) -> list[tuple[int, float | None]]:
-        """(step, value) of one metric at one junction, by step."""
-        if junction not in self.junctions:
-            raise KeyError(junction)
-        return [(r.step, r.metric(metric)) for r in self.records if r.junction == junction]
-
-    def crossover(self, junction: str) -> int | None:
-        """The first recorded step at which grad_block exceeds grad_skip after it had not.
-
-        None when the block path never overtook the skip path (including when it led from the
-        first record on: see `leads_from_start`).
-        """
-        behind_seen = False
-        for step, skip, block in self._pairs(junction):
-            if block > skip:
-                if behind_seen:
-                    return step
-            else:
-                behind_seen = True
-        return None
-
-    def leads_from_start(self, junction: str) -> bool:
-        """True when grad_block already exceeds grad_skip at the first record."""
-        pairs = self._pairs(junction)
-        return bool(pairs) and pairs[0][2] > pairs[0][1]
-
-    def _pairs(self, junction: str) -> list[tuple[int, float, float]]:
-        rows = []
-        for r in self.records:
-            if r.junction != junction or r.grad_skip is None or r.grad_block is None:
-                continue
-            if math.isfinite(r.grad_skip) and math.isfinite(r.grad_block):
-                rows.append((r.step, r.grad_skip, r.grad_block))
-        return rows
 
     def to_dict(self) -> dict[str, Any]:
         """The `gradflow/track@1` JSON document."""

@@ -1,24 +1,33 @@
 """The verb: train a copy of a model and record its junctions' gradient flow every few steps.
 
-Each step is one forward and one backward pass. On a recorded step the forward pass runs under
-the ForwardRecorder (for stable junction names), the junctions are found again in the new graph,
-and the measurement hooks ride on that step's own backward pass; the parameter gradients it
-produces are handed to the optimizer. Other steps are plain `loss.backward()`. Numbers reach the
-host once per recorded step (the measurement's single transfer) and never on other steps.
+Each step is one forward and one backward pass. An eager model trains under `gradflow.watch`:
+its steps are plain `loss.backward()` and the watch measures every `every`-th on that step's own
+backward pass, so track's records and a watched training loop's come from one code path.
+TorchScript, exported and ONNX programs keep a measured step of their own (`_measured_step`): the
+forward pass under the ForwardRecorder, the junctions found again in the new graph, and the
+measurement hooks on that step's backward pass, whose parameter gradients go to the optimizer.
+Numbers reach the host once per recorded step (the measurement's single transfer) and never on
+other steps.
+
+`track_arms` trains copies side by side: a stopped arm (`sg(x) + f(x)`, `x + sg(f(x))`) takes
+every step through `_measured_step` with the stop-gradient hooks on the junctions' adds; the
+no-residual arm replaces those adds by their block operand in every forward pass
+(`gradflow.engine.rewire`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gradflow._version import __version__
-from gradflow.choices import Loss
+from gradflow.choices import Choice, Loss
 from gradflow.engine.context import contexts_of
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import input_forks, needed_inputs
@@ -32,9 +41,11 @@ from gradflow.engine.report import (
     ModelInfo,
     ProbeInfo,
     Report,
+    StopGradient,
     Thresholds,
     build_report,
 )
+from gradflow.engine.rewire import adds_numbered, blocks_only
 from gradflow.engine.select import select
 from gradflow.engine.state import collector_paused, seed_generators
 from gradflow.engine.taps import Taps, Variant
@@ -49,8 +60,13 @@ from gradflow.probe import (
     resolve_loss,
     select_output,
 )
+from gradflow.track.arms import TrackArms
 from gradflow.track.data import TrainingData, as_training_data, batches
 from gradflow.track.result import Optimizer, Track, TrackRecord, TrackSettings
+
+if TYPE_CHECKING:
+    from gradflow.watching.record import WatchRecord
+    from gradflow.watching.session import Watch
 
 _BASELINE = Variant("baseline")
 
@@ -107,6 +123,95 @@ def track(
         >>> result = track(model, torch.randn(8, 3, 32, 32), steps=50, every=5)
         >>> result.crossover(result.junctions[0])
     """
+    _check(steps, every, lr, batch_size)
+    kind: Optimizer = _choice(Optimizer, optimizer, "--optimizer")
+    loss_kind: Loss = _choice(Loss, loss, "--loss")
+    return _train(model, inputs, data, steps=steps, every=every, kind=kind, lr=lr,
+                  loss_kind=loss_kind, batch_size=batch_size, seed=seed, at=at, source=source,
+                  on_step=on_step, arm=Arm.BASELINE)
+
+
+def track_arms(
+    model: torch.nn.Module,
+    inputs: Any = None,
+    *,
+    sg_skip: bool = False,
+    sg_block: bool = False,
+    no_residual: bool = False,
+    data: TrainingData | tuple[torch.Tensor, torch.Tensor] | dict[str, Any] | None = None,
+    steps: int = 100,
+    every: int = 1,
+    optimizer: Optimizer | str = Optimizer.ADAM,
+    lr: float = 1e-3,
+    loss: Loss | str = Loss.AUTO,
+    batch_size: int = 32,
+    seed: int = 0,
+    at: Sequence[str] | None = None,
+    source: str = "<module>",
+    on_step: Callable[[StepUpdate], None] | None = None,
+) -> TrackArms:
+    """Train copies of `model` side by side from the same weights, on the same batches in the
+    same order: a baseline, and one arm for each change asked for at the selected junctions.
+
+    Does training with `sg(x) + f(x)` behave like the network without its residual connection?
+    The arms measure it. A stop-gradient applies on every training step (the measurement's
+    stop-gradient hooks on the junctions' adds, as `compare` applies them to its probe), not
+    only on recorded steps.
+
+    Args:
+        model, inputs, data, steps, every, optimizer, lr, loss, batch_size, seed, at, source:
+            as for `track`; `at` selects the junctions the arms change (default all).
+        sg_skip: an arm training `sg(x) + f(x)`: no gradient over the skip path.
+        sg_block: an arm training `x + sg(f(x))`: no gradient through the block into x.
+        no_residual: an arm training `y = f(x)`: each selected junction's output replaced by its
+            block operand, in the forward pass too. It records the loss only.
+        on_step: called after every step of every arm, with that arm's StepUpdate (`done`
+            counts over all arms, `total` is steps times arms).
+    Returns:
+        A TrackArms: each arm's Track by name ("baseline" first), and each arm's trained copy
+        (`trained`). Ctrl-C stops the arm running and skips the rest; what was recorded is kept.
+
+    Example:
+        >>> arms = track_arms(model, torch.randn(8, 3, 32, 32), steps=100, every=5, sg_skip=True)
+        >>> arms.arms["sg-skip"].losses[-1], arms.baseline.losses[-1]
+    """
+    if not (sg_skip or sg_block or no_residual):
+        raise OptionError("no arm to train beside the baseline: set sg_skip, sg_block and/or "
+                          "no_residual (--sg-skip, --sg-block, --no-residual)")
+    _check(steps, every, lr, batch_size)
+    kind: Optimizer = _choice(Optimizer, optimizer, "--optimizer")
+    loss_kind: Loss = _choice(Loss, loss, "--loss")
+    wanted = [Arm.BASELINE] + [arm for arm, on in ((Arm.SG_SKIP, sg_skip), (Arm.SG_BLOCK, sg_block),
+                                                   (Arm.NO_RESIDUAL, no_residual)) if on]
+    total = steps * len(wanted)
+    arms: dict[str, Track] = {}
+    trained: dict[str, torch.nn.Module] = {}
+    for k, arm in enumerate(wanted):
+        progress = None
+        if on_step is not None:
+            def progress(update: StepUpdate, offset: int = k * steps) -> None:
+                on_step(StepUpdate(offset + update.done, total, update.loss))  # type: ignore[misc]
+        result = _train(model, inputs, data, steps=steps, every=every, kind=kind, lr=lr,
+                        loss_kind=loss_kind, batch_size=batch_size, seed=seed, at=at,
+                        source=source, on_step=progress, arm=arm, trained=trained)
+        arms[str(arm)] = result
+        if result.interrupted:
+            break
+    return TrackArms(source=source, arms=arms, junctions=arms["baseline"].junctions, trained=trained)
+
+
+class Arm(Choice):
+    """How a training copy's selected junctions train: unchanged, with a stop-gradient on the
+    skip (`sg(x) + f(x)`) or the block (`x + sg(f(x))`) on every step, or without the residual
+    connection (`y = f(x)`)."""
+
+    BASELINE = "baseline"
+    SG_SKIP = "sg-skip"
+    SG_BLOCK = "sg-block"
+    NO_RESIDUAL = "no-residual"
+
+
+def _check(steps: int, every: int, lr: float, batch_size: int) -> None:
     if steps < 1:
         raise OptionError(f"--steps must be at least 1, got {steps}")
     if every < 1:
@@ -115,10 +220,26 @@ def track(
         raise OptionError(f"--lr must be positive, got {lr}")
     if batch_size < 1:
         raise OptionError(f"--batch-size must be at least 1, got {batch_size}")
-    kind: Optimizer = _choice(Optimizer, optimizer, "--optimizer")
-    loss_kind: Loss = _choice(Loss, loss, "--loss")
+
+
+def _train(model: torch.nn.Module, inputs: Any, data: Any, *, steps: int, every: int,
+           kind: Optimizer, lr: float, loss_kind: Loss, batch_size: int, seed: int,
+           at: Sequence[str] | None, source: str, on_step: Callable[[StepUpdate], None] | None,
+           arm: Arm, trained: dict[str, torch.nn.Module] | None = None) -> Track:
+    """Train a copy of `model` as `arm` says, recording every `every` steps.
+
+    The baseline of an eager model trains under `gradflow.watch` (`_watchable`); otherwise its
+    recorded steps are `_measured_step`s and the others plain `backward()` passes. A stopped
+    arm stops the selected junctions on every step, through the measurement's stop-gradient hooks on the adds
+    (`gradflow.engine.taps`), as `compare` does on its probe. The no-residual arm runs every
+    forward pass with the selected junctions' adds replaced by their block operand
+    (`gradflow.engine.rewire`); it records the loss, and no junction. `trained` gets the
+    trained copy under the arm's name.
+    """
     started = time.perf_counter()
     work = _training_copy(eager(model)[0])  # a torch.compile wrapper: train its eager module
+    if trained is not None:
+        trained[str(arm)] = work
     parts = Inventory.of(work)
     device = parts.device()
     params = parts.trainable
@@ -139,29 +260,58 @@ def track(
     done = 0
     interrupted = False
     cuda = [device] if device.type == "cuda" else []
+    stop = {Arm.SG_SKIP: "skip", Arm.SG_BLOCK: "block"}.get(arm)
+    replaced: dict[int, int] | None = None
+    watched = arm is Arm.BASELINE and _watchable(work)
     # TorchScript's optimizing executor would, after a few calls, fuse the graph into nodes
     # that hide the junctions; every step must build the graph `inspect` sees.
-    with torch.random.fork_rng(devices=cuda), torch.jit.optimized_execution(False):
+    with torch.random.fork_rng(devices=cuda), torch.jit.optimized_execution(False), \
+            _watch(work, every, at) if watched else contextlib.nullcontext() as watch:
         seed_generators(seed, [device])
         work.train()
         try:
             for step in range(steps):
                 args, kwargs, target = training.next_batch()
-                if step % every == 0:
+                if watch is not None:
+                    optim.zero_grad(set_to_none=True)
+                    seen = len(watch.records)
+                    value = _plain_step(work, args, kwargs, target, training)
+                    watch.step(value)
+                    if step == 0:
+                        settings = _with_loss(settings, training.loss_kind)
+                    if step % every == 0:
+                        last_loss = value.item()
+                        losses.append((step, last_loss))
+                        for record in _watched_records(watch, watch.records[seen:], step):
+                            if record.junction not in names:
+                                names.append(record.junction)
+                            records.append(record)
+                elif arm is Arm.NO_RESIDUAL:
+                    if replaced is None:
+                        replaced = _replaced_adds(work, args, kwargs, target, training, params,
+                                                  param_names, at)
+                        settings = _with_loss(settings, training.loss_kind)
+                    optim.zero_grad(set_to_none=True)
+                    value = _plain_step(work, args, kwargs, target, training, replaced)
+                    if step % every == 0:
+                        last_loss = value.item()
+                        losses.append((step, last_loss))
+                elif step % every == 0 or stop is not None:
                     with collector_paused():
                         report, grads = _measured_step(work, args, kwargs, target, training,
-                                                       params, param_names, at, chosen)
+                                                       params, param_names, at, chosen, stop)
+                    for param, grad in zip(params, grads):
+                        param.grad = grad
                     if chosen is None:
                         chosen = {j.name for j in report.junctions}
                         settings = _with_loss(settings, training.loss_kind)
-                    for junction in report.junctions:
-                        if junction.name not in names:
-                            names.append(junction.name)
-                        records.append(_record(step, junction, report.summary.loss))
-                    last_loss = report.summary.loss
-                    losses.append((step, last_loss))
-                    for param, grad in zip(params, grads):
-                        param.grad = grad
+                    if step % every == 0:  # a stopped arm measures every step, records these
+                        for junction in report.junctions:
+                            if junction.name not in names:
+                                names.append(junction.name)
+                            records.append(_record(step, junction, report.summary.loss))
+                        last_loss = report.summary.loss
+                        losses.append((step, last_loss))
                 else:
                     optim.zero_grad(set_to_none=True)
                     _plain_step(work, args, kwargs, target, training)
@@ -314,9 +464,12 @@ def _repeat(probe: Probe) -> Iterator[tuple[Probe, torch.Tensor | None]]:
 def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                    target: torch.Tensor | None, objective: _Objective,
                    params: list[torch.Tensor], param_names: dict[int, str],
-                   at: Sequence[str] | None, chosen: set[str] | None) -> tuple[Report, list[Any]]:
+                   at: Sequence[str] | None, chosen: set[str] | None,
+                   stop: str | None = None) -> tuple[Report, list[Any]]:
     """Forward under the recorder, junctions found and named as `inspect` does, hooks on this
-    step's backward pass; returns the step's Report and the parameter gradients.
+    step's backward pass; returns the step's Report and the parameter gradients. `stop` ("skip"
+    or "block") stops that path of every measured junction in this backward pass, so the
+    gradients are those of `sg(x) + f(x)` or `x + sg(f(x))`.
 
     The first recorded step resolves `at` to junction names (`chosen`); later steps measure the
     junctions with those names, so a selection by index or range keeps meaning the same ones.
@@ -339,9 +492,13 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     grads: list[torch.Tensor | None] = [None] * len(params)
     handles = [p.register_hook(_keep(grads, i)) for i, p in enumerate(params)]
     try:
-        with Taps(found, out, fork_leaves, measured_at,
+        stopped = frozenset(measured_at)
+        variant = (_BASELINE if stop is None else
+                   Variant(f"sg-{stop}", stop_skip=stopped if stop == "skip" else frozenset(),
+                           stop_block=stopped if stop == "block" else frozenset()))
+        with Taps(found, out, fork_leaves, measured_at, [variant],
                   context=contexts_of(found, measured_at, params)) as taps:
-            measured: Measured = taps.run(_BASELINE, loss, wrt, params, retain_graph=False)
+            measured: Measured = taps.run(variant, loss, wrt, params, retain_graph=False)
     except GradflowError:
         raise
     except Exception as e:
@@ -356,10 +513,86 @@ def _measured_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[s
     # The same metric definitions as `inspect` (ratio, cosine, param_grad), from one place.
     junctions = located(found, naming, params)
     parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
+    stop_gradient = StopGradient(
+        tuple(names[i] for i in measured_at) if stop == "skip" else (),
+        tuple(names[i] for i in measured_at) if stop == "block" else (),
+    )
     report = build_report([junctions[i] for i in measured_at], measured, parameters,
                           thresholds=Thresholds(), model=ModelInfo("<track>", "module", 0),
-                          probe=probe_info, notes=notes, found=len(found), used=used)
+                          probe=probe_info, notes=notes, found=len(found), used=used,
+                          stop_gradient=stop_gradient)
     return report, grads
+
+
+def _watchable(model: torch.nn.Module) -> bool:
+    """An eager model: `gradflow.watch` measures its steps. TorchScript and exported programs run
+    their operations outside torch's Python API, and gradflow's ONNX executor names its adds
+    from the graph: those keep the measured step of their own (`_measured_step`)."""
+    from gradflow.engine.recorder import has_export_metadata
+
+    return not (isinstance(model, torch.jit.ScriptModule) or has_export_metadata(model)
+                or type(model).__name__ == "OnnxModel")
+
+
+def _watch(model: torch.nn.Module, every: int, at: Sequence[str] | None) -> Watch:
+    """The watch behind the baseline's records: rules judged but never flagged (track reports
+    numbers, `check` judges them), and a step that cannot be measured an error (a bad `at`
+    among them), as on track's other measured steps."""
+    from gradflow.watching.session import Watch
+
+    return Watch(model, every=every, accumulate=1, sinks=(), on_flag=lambda record, rule: None,
+                 scaler=None, at=at, settings=None, strict=True)
+
+
+def _watched_records(watch: Watch, fresh: Sequence[WatchRecord], step: int) -> list[TrackRecord]:
+    """A measured step's WatchRecords as TrackRecords, each with its junction's index in the
+    step's report. A step the watch could not measure ends the run, as a failed measured step
+    does."""
+    incomplete = next((r for r in fresh if not r.complete), None)
+    if incomplete is not None:
+        raise ModelError(f"step {step} could not be measured: {incomplete.note}")
+    report = watch.last_report
+    index = {} if report is None else {j.name: j.index for j in report.junctions}
+    return [
+        TrackRecord(step=step, junction=r.junction, index=index.get(r.junction, k),
+                    grad_out=r.grad_out, grad_skip=r.grad_skip, grad_block=r.grad_block,
+                    grad_in=r.grad_in, block_ratio=r.block_ratio, cosine=r.cosine,
+                    param_grad=r.param_grad, loss=r.loss)
+        for k, r in enumerate(fresh)
+    ]
+
+
+def _replaced_adds(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   target: torch.Tensor | None, objective: _Objective, params: list[torch.Tensor],
+                   param_names: dict[int, str], at: Sequence[str] | None) -> dict[int, int]:
+    """The adds of the selected junctions, by number (`gradflow.engine.rewire`), with their
+    block operand: found on one forward pass of the first batch, whose RNG draws and buffer
+    updates (batch-norm statistics) are undone, so that the training starts where the other
+    arms start."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    devices = [d for d in {p.device for p in params} if d.type == "cuda"]
+    nodes: list[Any] = []
+    with torch.random.fork_rng(devices=devices):
+        probe, leaves = detached_inputs(Probe(args, kwargs))
+        with ForwardRecorder(model) as recorder, adds_numbered(nodes):
+            given = recorder.probe_inputs(probe)
+            output = _forward(model, given.args, given.kwargs)
+        out = select_output(output)
+        loss = objective(out, target, holds_probabilities(model, output, out))
+        found, naming, _, _ = junctions_of(model, loss, params, leaves, recorder, param_names, {})
+    with torch.no_grad():
+        for buffer, saved in buffers:
+            buffer.copy_(saved)
+    names = [n.name for n in naming]
+    replaced: dict[int, int] = {}
+    for index in select(at, names):
+        junction = found[index]
+        number = next((k for k, node in enumerate(nodes) if node is junction.add), None)
+        if number is None:
+            raise ModelError(f"--no-residual: the add of junction {names[index]} is not one the "
+                             f"model's forward pass makes with +, torch.add or Tensor.add")
+        replaced[number] = 1 - junction.skip_operand
+    return replaced
 
 
 def _keep(grads: list[Any], index: int) -> Callable[[torch.Tensor], None]:
@@ -372,18 +605,26 @@ def _keep(grads: list[Any], index: int) -> Callable[[torch.Tensor], None]:
 
 
 def _plain_step(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-                target: torch.Tensor | None, objective: _Objective) -> None:
-    """An unrecorded step: forward and `backward()`, no hooks. Inputs are copied first because
-    a model may write into its inputs, and the probe batch is reused every step."""
+                target: torch.Tensor | None, objective: _Objective,
+                replaced: dict[int, int] | None = None) -> torch.Tensor:
+    """An unrecorded step: forward and `backward()`, no hooks; returns the loss. Inputs are
+    copied first because a model may write into its inputs, and the probe batch is reused every
+    step. `replaced`: the forward pass's adds replaced by their block operand
+    (`gradflow.engine.rewire.blocks_only`)."""
     args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
     kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-    output = _forward(model, args, kwargs)
+    if replaced is None:
+        output = _forward(model, args, kwargs)
+    else:
+        with blocks_only(replaced):
+            output = _forward(model, args, kwargs)
     out = select_output(output)
     loss = objective(out, target, holds_probabilities(model, output, out))
     try:
         loss.backward()
     except Exception as e:
         raise ModelError(f"the backward pass failed: {type(e).__name__}: {first_line(e)}") from e
+    return loss.detach()
 
 
 def _forward(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

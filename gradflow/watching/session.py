@@ -45,7 +45,7 @@ from gradflow.engine.report import (
 )
 from gradflow.engine.select import select
 from gradflow.engine.taps import Taps, Variant
-from gradflow.errors import GradflowError, first_line
+from gradflow.errors import GradflowError, ModelError, first_line
 from gradflow.gate.settings import CheckSettings
 from gradflow.probe import Probe, select_output
 from gradflow.watching.record import WatchRecord
@@ -128,8 +128,12 @@ class Watch:
         scaler: Any,
         at: Sequence[str] | None,
         settings: CheckSettings | None,
+        strict: bool = False,
     ) -> None:
         self.every = every
+        # A measured step that cannot be measured leaves a note and training goes on; gradflow's
+        # own trainer (`track`) asks for the failure instead, as its other measured steps give it.
+        self._strict = strict
         self.accumulate = accumulate
         self._sinks = list(sinks)
         self._rules = LiveRules(on_flag, settings)
@@ -314,8 +318,13 @@ class Watch:
             self._tap(pending, flight, recorder, output)
         except GradflowError as e:
             self._give_up(pending, f"the step could not be measured: {first_line(e)}")
+            if self._strict:
+                raise
         except Exception as e:  # noqa: BLE001 - a failed measurement must not stop training
             self._give_up(pending, f"the step could not be measured: {type(e).__name__}: {first_line(e)}")
+            if self._strict:
+                raise ModelError(f"the step could not be measured: {type(e).__name__}: "
+                                 f"{first_line(e)}") from e
 
     def _tap(self, pending: _Step, flight: _Flight, recorder: ForwardRecorder, output: Any) -> None:
         """Find the junctions on the graph the measured forward pass built, and tap them."""
