@@ -223,7 +223,21 @@ def _replay(way: _Way, adds: Sequence[Any]) -> FoundJunction | None:
         context.append(ContextEdge(consumer, index, consumer.next_functions[index]))
     if tuple(types) != way.types:
         return None
-    return replace(
+    return _copy(
         way.junction, add=add, fork=fork, edges=(edges[0], edges[1]), order=add._sequence_nr(),
         context=tuple(context),
     )
+
+
+def _copy(junction: FoundJunction, **changes: Any) -> FoundJunction:
+    """`dataclasses.replace(junction, **changes)` without its checks, which cost more than the
+    rest of a junction's replay: FoundJunction has no `__post_init__` and no field outside
+    `__init__`, so a copy of its fields is the same object."""
+    copy = object.__new__(FoundJunction)
+    copy.__dict__.update(junction.__dict__, **changes)
+    return copy
+
+
+def forget(model: Any) -> None:
+    """Drop what was kept for `model`: its next measurement searches its graph as the first did."""
+    _REPLAYS.pop(model, None)
