@@ -314,7 +314,9 @@ def _images(batch: int, side: int) -> torch.Tensor:
     return torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
 
 
-def _timm(name: str, side: int, batch: int = 2, sized: bool = False) -> Callable[[bool], tuple[nn.Module, Any]]:
+def _timm(
+    name: str, side: int, batch: int = 2, sized: bool = False
+) -> Callable[[bool], tuple[nn.Module, Any]]:
     """A timm model with random weights; `sized`: the model takes its image size (a ViT)."""
 
     def make(quick: bool) -> tuple[nn.Module, Any]:

@@ -20,7 +20,7 @@ from torch.autograd.graph import get_gradient_edge
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
 from gradflow.engine.context import contexts_of
-from gradflow.engine.gates import gate_candidates, largest_magnitudes
+from gradflow.engine.gates import gate_candidates, largest_magnitudes, nearly_closed
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import (
     ADD_NODES,
@@ -268,13 +268,21 @@ def _measure_here(
     with stage("context"):
         context = contexts_of(graph.found, chosen, params)
     with stage("taps"):
-        plain = [i for i in chosen if i not in stopped and i not in context]
+        names = [n.name for n in graph.naming]
+        memory = replays_of(model)
+        plain = [i for i in chosen if i not in stopped and i not in context and names[i] not in memory.hooked]
+        if device.type == "cpu":  # where junctions are captured (`capturable`)
+            closed = nearly_closed([graph.found[i] for i in plain], device)
+            memory.hooked.update(names[i] for i, shut in zip(plain, closed) if shut)
+            plain = [i for i, shut in zip(plain, closed) if not shut]
         captured = capturable(graph.found, plain, budget(device), device)
         with Taps(graph.found, graph.output, fork_leaves, chosen, stops, captured, context) as taps:
             graph.output = None  # the output's hook lives on the graph: do not keep the tensor
             for k, variant in enumerate(stops):
                 with _backward_errors():
-                    measured.append(taps.run(variant, graph.loss, wrt, params, retain_graph=k < len(stops) - 1))
+                    retain = k < len(stops) - 1
+                    measured.append(taps.run(variant, graph.loss, wrt, params, retain_graph=retain))
+        memory.hooked.update(names[i] for i in taps.captured.exact)
     timings["backward"] = time.perf_counter() - tick
     return _Outcome(graph, stops, chosen, notes, measured)
 

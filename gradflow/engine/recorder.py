@@ -1,16 +1,16 @@
 """What the forward pass knows and the autograd graph forgets: which module ran each add, where.
 
 `ForwardRecorder` is active only while the probe runs forward. It keeps a stack of the model's
-modules (a wrapper around `_call_impl` on the model's own module classes), sees every addition through wrappers around
-the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`, `Tensor.add`,
-`Tensor.add_`), so each add is named after the innermost module and the user's source line, and
-lets the model set `requires_grad` on a tensor derived from its input as it could alone; it also
-notes which parameters the forward pass reads (a wrapper around their `__getattr__`). All
-are installed on entry and removed on exit. Each module call notes the range of autograd
-sequence numbers it created, so a path can list the modules that ran its operations
-(`gradflow.engine.naming`). An in-place add into a view, which autograd records as `CopySlices`
-without its operands, is noted with the operands' gradient edges as they were before the add
-(`ViewAdd`). Only module calls, additions and lookups of a module's parameters, buffers and
+modules (a wrapper around `_call_impl` on the model's own module classes), sees every addition
+through wrappers around the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`,
+`Tensor.add`, `Tensor.add_`), so each add is named after the innermost module and the user's
+source line, and lets the model set `requires_grad` on a tensor derived from its input as it
+could alone; it also notes which parameters the forward pass reads (a wrapper around the same
+classes' `__getattr__`). All are installed on entry and removed on exit. Each module call notes
+the range of autograd sequence numbers it created, so a path can list the modules that ran its
+operations (`gradflow.engine.naming`). An in-place add into a view, which autograd records as
+`CopySlices` without its operands, is noted with the operands' gradient edges as they were
+before the add (`ViewAdd`). Only module calls, additions and lookups of a module's parameters, buffers and
 submodules pay for the recording: a TorchFunctionMode would send every operation of the forward
 pass through Python. Which tensors carry the probe's data is tracked on the probe's own tensors
 (`gradflow.engine.values`). Exported programs run through an fx Interpreter instead, which reads
@@ -160,11 +160,13 @@ def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
 @contextmanager
 def _parameter_reads_noted(recorder: ForwardRecorder) -> Iterator[None]:
     """Wrap `__getattr__` on the model's module classes (`_patched`) so every parameter the
-    forward pass reads as a module attribute (`self.weight`) is noted in `recorder.read`, whether or not what it computes reaches
-    the loss: a parameter read and then cut off (a `.detach()`, `no_grad` or `.data` on the way)
-    is told apart from one never read at all. Python calls `__getattr__` only for names that the
-    normal lookup misses, which on a module are its parameters, buffers and submodules, so other
-    attribute reads pay nothing. The original is back on exit, whatever happens."""
+    forward pass reads as a module attribute (`self.weight`) is noted in `recorder.read`,
+    whether or not what it computes reaches the loss: a parameter read and then cut off (a
+    `.detach()`, `no_grad` or `.data` on the way) is told apart from one never read at all.
+    Python calls `__getattr__` only for names that the normal lookup misses, which on a module
+    are its parameters, buffers and submodules, so other attribute reads pay nothing. The
+    originals are back on exit, whatever happens."""
+
     def wrap(original: Any) -> Any:
         # Every module attribute lookup of the forward pass comes here: names bound as defaults
         # are local variables, the cheapest lookups Python has.

@@ -52,6 +52,13 @@ class Replays:
 
     def __init__(self) -> None:
         self._shapes: dict[tuple[Any, ...], tuple[list[_Way], Found]] = {}
+        # Junctions, by name, whose block's part of the fork's gradient was too small for a
+        # captured difference when measured (`taps.Captured.exact`), or whose block a nearly
+        # closed gate scales (`gates.nearly_closed`, which a replayed junction cannot tell):
+        # hooked from then on, which costs no backward pass of their own. A name that now means
+        # another junction costs at most a hook where a capture would do: the numbers are exact
+        # either way.
+        self.hooked: set[str] = set()
 
     def find(self, key: tuple[Any, ...] | None, adds: Sequence[Any]) -> Found | None:
         """The junctions of the graph whose adds (autograd nodes, in forward order) are `adds`,
