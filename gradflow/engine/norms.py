@@ -22,7 +22,7 @@ def norm_of(tensor: torch.Tensor) -> torch.Tensor:
     """The 2-norm as a float32 zero-dim tensor on the tensor's device, without a sync.
 
     For dense float32 tensors on the CPU, `sqrt(dot(x, x))`: the BLAS dot product is faster there
-    than `linalg.vector_norm`, and closer to the float64 norm (docs/performance.md)."""
+    than `linalg.vector_norm`, and closer to the float64 norm."""
     if by_dot(tensor):
         flat = tensor.view(-1)
         return torch.dot(flat, flat).sqrt()
