@@ -1,7 +1,13 @@
 """The benchmark's models: full-size residual networks written here, with random weights.
 
-No torchvision and no transformers: the benchmark measures gradflow, so every model is plain
-PyTorch in this file (or a bundled sample) and builds the same way on any machine.
+The first four are plain PyTorch in this file (or a bundled sample) and build the same way on
+any machine. The others come from timm and transformers, test-only dependencies that gradflow
+itself never imports, built from their configurations with random weights (nothing downloaded):
+
+- `bert_tiny`, `llama_tiny`: small transformer configurations whose step takes milliseconds,
+  where a fixed cost per measurement shows most.
+- `mobilenetv3`, `efficientnet_b0`: mobile CNNs with many small junctions.
+- `convnext_atto`, `vit_tiny`, `resnet18`, `regnety_002`: timm's everyday vision models.
 
 - `resnet50`: torchvision's ResNet-50 layout (bottleneck blocks [3, 4, 6, 3], stride on the 3x3
   conv, `out += identity` then ReLU): 25.6 M parameters, 16 junctions.
@@ -298,6 +304,92 @@ QUICK_DESCRIBE = {
 }
 
 
+def _seeded(make: Callable[[], nn.Module]) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return make()
+
+
+def _images(batch: int, side: int) -> torch.Tensor:
+    return torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
+
+
+def _timm(
+    name: str, side: int, batch: int = 2, sized: bool = False
+) -> Callable[[bool], tuple[nn.Module, Any]]:
+    """A timm model with random weights; `sized`: the model takes its image size (a ViT)."""
+
+    def make(quick: bool) -> tuple[nn.Module, Any]:
+        import timm
+
+        size = 64 if quick else side
+        extra = {"img_size": size} if sized else {}
+        model = _seeded(lambda: timm.create_model(name, pretrained=False, num_classes=100, **extra))
+        return model, _images(1 if quick else batch, size)
+
+    return make
+
+
+def _bert_tiny(quick: bool) -> tuple[nn.Module, Any]:
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=512, num_labels=2,
+    )
+    model = _seeded(lambda: transformers.BertForSequenceClassification(config))
+    batch, tokens = (1, 16) if quick else (4, 64)
+    ids = torch.randint(0, 30522, (batch, tokens), generator=torch.Generator().manual_seed(0))
+    return model, {"input_ids": ids}
+
+
+def _llama_tiny(quick: bool) -> tuple[nn.Module, Any]:
+    import transformers
+
+    config = transformers.LlamaConfig(
+        vocab_size=32000, hidden_size=128, intermediate_size=352, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    )
+    model = _seeded(lambda: transformers.LlamaForCausalLM(config))
+    batch, tokens = (1, 16) if quick else (2, 64)
+    ids = torch.randint(0, 32000, (batch, tokens), generator=torch.Generator().manual_seed(0))
+    return model, {"input_ids": ids}
+
+
+# The default set of `benchmarks.run`: at least ten architectures, two of them small transformer
+# configurations and one a mobile CNN, besides ResNet-50 and GPT-2 small.
+ARCHITECTURES = (
+    "resnet50", "gpt2", "deep_mlp", "bert_tiny", "llama_tiny", "mobilenetv3", "efficientnet_b0",
+    "convnext_atto", "vit_tiny", "resnet18", "regnety_002",
+)
+BENCHES.update({
+    b.name: b
+    for b in (
+        Bench("bert_tiny", "BERT (2 layers, d=128), batch 4 x 64 tokens", 4, _bert_tiny, pairs=5),
+        Bench("llama_tiny", "Llama (4 layers, d=128, GQA), batch 2 x 64 tokens", 8, _llama_tiny,
+              pairs=5),
+        Bench("mobilenetv3", "timm mobilenetv3_small_100, batch 2 x 3 x 224 x 224", 6,
+              _timm("mobilenetv3_small_100", 224), pairs=3),
+        Bench("efficientnet_b0", "timm efficientnet_b0, batch 2 x 3 x 160 x 160", 9,
+              _timm("efficientnet_b0", 160), pairs=2),
+        Bench("convnext_atto", "timm convnext_atto, batch 2 x 3 x 128 x 128", 12,
+              _timm("convnext_atto", 128), pairs=3),
+        Bench("vit_tiny", "timm vit_tiny_patch16_224, batch 2 x 3 x 224 x 224", 24,
+              _timm("vit_tiny_patch16_224", 224, sized=True), pairs=2),
+        Bench("resnet18", "timm resnet18, batch 2 x 3 x 160 x 160", 8, _timm("resnet18", 160),
+              pairs=2),
+        Bench("regnety_002", "timm regnety_002, batch 2 x 3 x 160 x 160", 13,
+              _timm("regnety_002", 160), pairs=3),
+        Bench("mlp4", "4 blocks x + fc(relu(x)), width 64, batch 8", 4,
+              lambda quick: many_junctions(4, 64, 8), pairs=10),
+        Bench("mlp16", "16 blocks x + fc(relu(x)), width 64, batch 8", 16,
+              lambda quick: many_junctions(16, 64, 8), pairs=10),
+        Bench("mlp64", "64 blocks x + fc(relu(x)), width 64, batch 8", 64,
+              lambda quick: many_junctions(64, 64, 8), pairs=5),
+    )
+})
+
+
 def build(name: str, quick: bool = False, batch_multiplier: int = 1) -> tuple[nn.Module, Any]:
     """The model and its probe batch; `batch_multiplier` repeats the batch that many times."""
     try:
@@ -306,5 +398,11 @@ def build(name: str, quick: bool = False, batch_multiplier: int = 1) -> tuple[nn
         raise KeyError(f"unknown benchmark model {name!r}: choose from {', '.join(BENCHES)}") from None
     model, inputs = bench.build(quick)
     if batch_multiplier != 1:
-        inputs = inputs.repeat(batch_multiplier, *([1] * (inputs.dim() - 1)))
+        inputs = _repeated(inputs, batch_multiplier)
     return model, inputs
+
+
+def _repeated(inputs: Any, times: int) -> Any:
+    if isinstance(inputs, dict):
+        return {k: _repeated(v, times) for k, v in inputs.items()}
+    return inputs.repeat(times, *([1] * (inputs.dim() - 1)))

@@ -1,13 +1,21 @@
 """Run the performance benchmark and print its tables (optionally write JSON).
 
     python -m benchmarks.run [--quick] [--device cpu|cuda] [--models resnet50,gpt2,...]
-                             [--repeats N] [--figures inspect,compare,...] [--json FILE]
+                             [--repeats N] [--rounds R] [--figures inspect,compare,...]
+                             [--threads T] [--json FILE]
 
-Figures: 1 inspect / bare forward+backward; 1b the floor, a bare step plus only the parameter
-gradients' norms (no hooks, no detection) / bare (`floor`); 2 compare (baseline, sg-skip, sg-block) / one
-forward + 3 backward, and 2b the same with 3 unstopped variants (equal work); 3 peak step
-memory, inspect / bare; 4 junction detection on 1,000 junctions; 5 `gradflow --help` start-up;
-and the ONNX executor where gradflow.onnx provides it.
+Figures: 1 inspect / bare forward+backward, a first measurement of the model; 1r a repeated
+measurement (`repeat`: the same model again, inputs of the same shape, as `gradflow.watch` does);
+1b the floor, a bare step plus only the parameter gradients' norms (no hooks, no detection) /
+bare (`floor`); then the overhead verdicts against the targets (`overhead`); 2 compare
+(baseline, sg-skip, sg-block) / one forward + 3 backward, and 2b the same with 3 unstopped
+variants (equal work); 3 peak step memory, inspect / bare; 4 junction detection on 1,000
+junctions; 5 `gradflow --help` start-up; and the ONNX executor where gradflow.onnx provides it.
+
+Ratios are medians of interleaved (bare, tool) pairs in one process. The timed figures run in
+`--rounds` rounds, each over every model in turn (the models stay built), so a slow spell on a
+shared machine falls on one round of each model rather than on all of one model: a row's
+`spread` is the lowest and highest of its rounds' medians. The load average is recorded.
 """
 
 from __future__ import annotations
@@ -28,10 +36,16 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FIGURES = ("inspect", "floor", "compare", "memory", "detect", "help", "onnx")
-DEFAULT_MODELS = ("resnet50", "gpt2", "deep_mlp", "junctions1000")
+FIGURES = ("inspect", "repeat", "floor", "compare", "memory", "detect", "help", "onnx")
+TIMED = ("inspect", "repeat", "floor", "compare")  # the figures timed in rounds
 DEFAULT_ONNX_MODELS = ("resnet50", "deep_mlp")
 ROOT = Path(__file__).resolve().parent.parent
+# The benchmark's default set (benchmarks.models.ARCHITECTURES), repeated here so that --help
+# does not import torch.
+ARCHITECTURES = (
+    "resnet50", "gpt2", "deep_mlp", "bert_tiny", "llama_tiny", "mobilenetv3", "efficientnet_b0",
+    "convnext_atto", "vit_tiny", "resnet18", "regnety_002",
+)
 
 
 def _csv(text: str) -> list[str]:
@@ -46,12 +60,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="small inputs and few repeats: proves the harness, not the targets")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--models", type=_csv, default=list(DEFAULT_MODELS),
-                        help=f"comma-separated (default {', '.join(DEFAULT_MODELS)}; also "
-                             "cut_mlp, a model whose blocks are all cut)")
+    parser.add_argument("--models", type=_csv, default=list(ARCHITECTURES),
+                        help=f"comma-separated (default {', '.join(ARCHITECTURES)}; also "
+                             "junctions1000, cut_mlp (a model whose blocks are all cut), mlp4/16/64)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed (bare, gradflow) pairs per model (default 7, quick 3); "
                              "millisecond-sized models run a multiple of this")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds over every model for the timed figures (default 3, quick 1)")
     parser.add_argument("--memory-repeats", type=int, default=None,
                         help="fresh processes per side for peak memory (default 2, quick 1)")
     parser.add_argument("--figures", type=_csv, default=list(FIGURES),
@@ -74,6 +90,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"unknown figure {figure!r}: choose from {', '.join(FIGURES)}")
     if args.repeats is None:
         args.repeats = 3 if args.quick else 7
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     if args.memory_repeats is None:
         args.memory_repeats = 1 if args.quick else 2
     return args
@@ -149,30 +167,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": machine(args.device),
         "settings": {"quick": args.quick, "device": args.device, "models": args.models,
-                     "repeats": args.repeats, "memory_repeats": args.memory_repeats,
+                     "repeats": args.repeats, "rounds": args.rounds,
+                     "memory_repeats": args.memory_repeats,
                      "batch_multiplier": args.batch_multiplier,
                      "k": len(COMPARE_VARIANTS), "figures": args.figures},
     }
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    timed_models = args.models if {"inspect", "floor", "compare"} & set(args.figures) else []
+    timed_models = args.models if set(TIMED) & set(args.figures) else []
+    built = {}
     for name in timed_models:
-        bench = BENCHES[name]
         model, inputs = build(name, args.quick, args.batch_multiplier)
         model.to(device)
-        inputs = to_device(inputs, device)
-        pairs = args.repeats * bench.pairs
-        warmup = 1 if bench.pairs == 1 else 3
-        for figure, key, bare, tool in (("inspect", "inspect", "bare", "inspect"),
-                                        ("floor", "floor", "bare", "norms"),
-                                        ("compare", "compare", "bare-k", "compare"),
-                                        ("compare", "compare_equal", "bare-k", "compare-equal")):
-            if figure in args.figures:
-                _log(f"{key}: {name} ({pairs} pairs)")
-                _guarded(results, key, name, functools.partial(
-                    _paired, steps(model, inputs, bare), steps(model, inputs, tool), pairs, warmup,
-                    sync))
-        del model, inputs
+        built[name] = (model, to_device(inputs, device))
+    rounds: dict[tuple[str, str], list[Any]] = {}
+    loads = []
+    for k in range(args.rounds):
+        loads.append(os.getloadavg()[0])
+        for name in timed_models:
+            bench = BENCHES[name]
+            model, inputs = built[name]
+            pairs = args.repeats * bench.pairs
+            warmup = 1 if bench.pairs == 1 else 3
+            for figure, key, bare, tool in (("inspect", "inspect", "bare", "inspect"),
+                                            ("repeat", "repeat", "bare", "repeat"),
+                                            ("floor", "floor", "bare", "norms"),
+                                            ("compare", "compare", "bare-k", "compare"),
+                                            ("compare", "compare_equal", "bare-k", "compare-equal")):
+                if figure in args.figures:
+                    _log(f"round {k + 1}/{args.rounds}, {key}: {name} ({pairs} pairs)")
+                    done = rounds.setdefault((key, name), [])
+                    _guarded(results, key, name, functools.partial(
+                        _rounds, done, steps(model, inputs, bare), steps(model, inputs, tool), pairs,
+                        warmup, sync))
+    results["machine"]["load_average_rounds"] = loads
+    built.clear()
+    if {"inspect", "repeat", "floor"} <= set(args.figures):
+        from benchmarks.table import overhead
+
+        results["overhead"] = overhead(results)
     if "memory" in args.figures:
         from benchmarks.memory import peak_ratio
 
@@ -215,6 +248,14 @@ def _paired(bare: Any, tool: Any, pairs: int, warmup: int, sync: Any) -> dict[st
     from benchmarks.timing import interleaved
 
     return interleaved(bare, tool, pairs, warmup, sync).summary()
+
+
+def _rounds(done: list[Any], bare: Any, tool: Any, pairs: int, warmup: int, sync: Any) -> dict[str, Any]:
+    """One more round of pairs; the summary of every round so far."""
+    from benchmarks.timing import interleaved, over_rounds
+
+    done.append(interleaved(bare, tool, pairs, warmup, sync))
+    return over_rounds(done)
 
 
 _json_path: Path | None = None

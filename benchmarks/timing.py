@@ -85,3 +85,14 @@ def median_time(step: Callable[[], Any], runs: int, warmup: int = 1,
     samples = [timed(step, sync).wall_s for _ in range(runs)]
     return {"runs": runs, "median_s": statistics.median(samples), "min_s": min(samples),
             "max_s": max(samples)}
+
+
+def over_rounds(rounds: list[Paired]) -> dict[str, Any]:
+    """The summary of every pair of every round (`Paired.summary`), with each round's median
+    ratio and their lowest and highest: the spread from round to round."""
+    every = Paired([s for r in rounds for s in r.bare], [s for r in rounds for s in r.tool])
+    summary = every.summary()
+    medians = [statistics.median(r.ratios) for r in rounds]
+    summary.update(rounds=len(rounds), round_medians=medians, spread_min=min(medians),
+                   spread_max=max(medians))
+    return summary

@@ -17,6 +17,7 @@ import torch
 from gradflow.drivers.inspect import inspect
 from gradflow.engine.measure import BASELINE, VariantSpec, measure
 from gradflow.engine.norms import norms_of
+from gradflow.engine.replay import forget
 from gradflow.probe import probe_loss, select_output
 
 LOSS = "auto"
@@ -94,7 +95,20 @@ def norms_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
 
 
 def inspect_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
-    """`gradflow.inspect`: one forward pass, junction detection, one measured backward pass."""
+    """`gradflow.inspect` as a first measurement of the model (what the command line makes): one
+    forward pass, junction detection, one measured backward pass. What the engine kept from an
+    earlier measurement of the model is forgotten first."""
+
+    def step() -> None:
+        forget(model)
+        inspect(model, inputs, loss=LOSS, mode=mode, seed=SEED)
+
+    return step
+
+
+def repeat_step(model: torch.nn.Module, inputs: Any, mode: str = MODE) -> Step:
+    """`gradflow.inspect` of a model measured before with inputs of the same shape, as
+    `gradflow.watch` measures every N steps: what the engine kept for the model is reused."""
     return lambda: inspect(model, inputs, loss=LOSS, mode=mode, seed=SEED)
 
 
@@ -109,7 +123,7 @@ def compare_equal_step(model: torch.nn.Module, inputs: Any) -> Step:
 
 
 def steps(model: torch.nn.Module, inputs: Any, workload: str) -> Step:
-    """The step named `workload`: bare, norms, inspect, bare-k (k = len(COMPARE_VARIANTS)), compare
+    """The step named `workload`: bare, norms, inspect, repeat, bare-k (k = len(COMPARE_VARIANTS)), compare
     or compare-equal."""
     if workload == "bare":
         return bare_step(model, inputs)
@@ -117,6 +131,8 @@ def steps(model: torch.nn.Module, inputs: Any, workload: str) -> Step:
         return norms_step(model, inputs)
     if workload == "inspect":
         return inspect_step(model, inputs)
+    if workload == "repeat":
+        return repeat_step(model, inputs)
     if workload == "bare-k":
         return bare_step(model, inputs, backward_passes=len(COMPARE_VARIANTS))
     if workload == "compare":

@@ -24,12 +24,12 @@ def test_the_harness_runs_every_figure_on_a_tiny_config(tmp_path: Path) -> None:
     from benchmarks.run import main
 
     out = tmp_path / "bench.json"
-    figures = "inspect,floor,compare,memory,detect,help" + ("" if onnx_exec.missing() else ",onnx")
+    figures = "inspect,repeat,floor,compare,memory,detect,help" + ("" if onnx_exec.missing() else ",onnx")
     code = main(["--quick", "--models", "deep_mlp", "--onnx-models", "deep_mlp", "--repeats", "1",
                  "--memory-repeats", "1", "--figures", figures, "--json", str(out)])
     results = json.loads(out.read_text())
     assert code == 0, results
-    for figure in ("inspect", "floor", "compare"):
+    for figure in ("inspect", "repeat", "floor", "compare"):
         row = results[figure]["deep_mlp"]
         assert row["pairs"] == BENCHES["deep_mlp"].pairs
         assert row["bare_median_s"] > 0 and row["tool_median_s"] > 0 and row["ratio_median"] > 0
@@ -37,6 +37,8 @@ def test_the_harness_runs_every_figure_on_a_tiny_config(tmp_path: Path) -> None:
     assert results["detect"]["junctions_found"] == 1000
     assert results["help"]["median_s"] > 0
     assert results["settings"]["k"] == 3
+    assert {check["met"] for check in results["overhead"].values()} <= {True, False}
+    assert "repeat deep_mlp" in results["overhead"]
 
 
 def test_the_gate_cost_figures_run_and_leave_getattr_as_it_was() -> None:

@@ -95,9 +95,61 @@ def largest_magnitudes(params: Sequence[torch.Tensor], device: torch.device) -> 
     """max |p| of each parameter, brought to the host in one transfer. A sharded parameter
     (a DTensor: every rank asks for the same ones, in the same order) is gathered first."""
     params = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in params]
+    full = [p for p in params if p.numel()]
+    if not full:
+        return [0.0] * len(params)
+    taken = iter(norms.to_host([_magnitudes(full)], device))
+    return [next(taken) if p.numel() else 0.0 for p in params]
+
+
+def _magnitudes(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """max |t| of each non-empty tensor, as one float32 vector on their device: one `aminmax` pass
+    per tensor, then one maximum over the stacked minima and maxima. (`abs().max()` makes a copy
+    of each tensor, and on the CPU the batched infinity norm is slower still.)"""
     with torch.no_grad():
-        values = [
-            p.detach().abs().max().float() if p.numel() else torch.zeros((), device=p.device)
-            for p in params
-        ]
-    return norms.to_host(values, device)
+        pairs = [torch.aminmax(t.detach()) for t in tensors]
+        low = torch.stack([pair.min.float() for pair in pairs])
+        high = torch.stack([pair.max.float() for pair in pairs])
+        return torch.maximum(high, -low)
+
+
+# A gate at most this large in magnitude holds its block almost closed: the block's part of the
+# fork's gradient is then too small for a captured junction's difference (`taps.Captured`).
+SMALL_GATE = 1e-3
+_GATE_SLOTS: dict[str, tuple[int, ...] | None] = {
+    "MulBackward0": _ALL,  # a layer scale, a skip gain, a ReZero gate
+    "NativeBatchNormBackward0": (1,),  # a zero-initialised last norm's scale
+    "NativeLayerNormBackward0": (1,),
+    "NativeGroupNormBackward0": (1,),
+}
+
+
+def nearly_closed(junctions: Sequence[FoundJunction], device: torch.device) -> list[bool]:
+    """Per junction: whether a gate (a layer scale, a gain, a norm's scale) on its block path is
+    at most SMALL_GATE in magnitude, from one batched reduction over all such gates. Only
+    junctions with their block's nodes (searched, not replayed) are looked at; the others get
+    False."""
+    gates: list[torch.Tensor] = []
+    owner: list[int] = []
+    for k, junction in enumerate(junctions):
+        seen: list[torch.Tensor] = []
+        for node in junction.nodes[BLOCK]:
+            name = type(node).__name__
+            if name not in _GATE_SLOTS:
+                continue
+            slots = _GATE_SLOTS[name]
+            edges = node.next_functions
+            for slot in range(len(edges)) if slots is _ALL else slots:
+                if slot < len(edges):
+                    param = _parameter_behind(edges[slot][0])
+                    if param is not None and param.numel() and all(param is not s for s in seen):
+                        seen.append(param)
+        gates += seen
+        owner += [k] * len(seen)
+    closed = [False] * len(junctions)
+    if not gates:
+        return closed
+    for k, value in zip(owner, norms.to_host([_magnitudes(gates)], device)):
+        if value <= SMALL_GATE:
+            closed[k] = True
+    return closed

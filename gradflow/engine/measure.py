@@ -20,7 +20,7 @@ from torch.autograd.graph import get_gradient_edge
 from gradflow._version import __version__
 from gradflow.choices import Loss, Mode
 from gradflow.engine.context import contexts_of
-from gradflow.engine.gates import gate_candidates, largest_magnitudes
+from gradflow.engine.gates import gate_candidates, largest_magnitudes, nearly_closed
 from gradflow.engine.inventory import Inventory, eager
 from gradflow.engine.junctions import (
     ADD_NODES,
@@ -52,6 +52,7 @@ from gradflow.engine.report import (
     dead_positions,
 )
 from gradflow.engine.select import select
+from gradflow.engine.stages import stage
 from gradflow.engine.state import collector_paused, grads_set_aside, preserved, seed_generators
 from gradflow.engine.taps import Taps, Variant, capturable
 from gradflow.errors import GradflowError, ModelError, OptionError, ProbeError, first_line
@@ -120,14 +121,15 @@ def measure(
     """
     thresholds = thresholds or Thresholds()
     started = time.perf_counter()
-    model, compiled = eager(model)
-    parallel = DataParallel.of(model)
+    with stage("inventory"):
+        model, compiled = eager(model)
+        parallel = DataParallel.of(model)
+        inner = model if parallel is None else parallel.module
+        parts = Inventory.of(inner)
+        device = parts.device()
+        params = parts.trainable
+        param_names = parts.parameter_names
     timings = dict(timings or {})
-    inner = model if parallel is None else parallel.module
-    parts = Inventory.of(inner)
-    device = parts.device()
-    params = parts.trainable
-    param_names = parts.parameter_names
     precision = _precision(dtype)
     asked = _Asked(tuple(variants), Mode(mode), seed, loss, precision, at, only, max_junctions)
     with collector_paused(), preserved(inner, parts.devices, parts):
@@ -137,28 +139,43 @@ def measure(
             graph, stops, chosen, notes, measured = _measure_parallel(parallel, inputs, asked, parts, timings)
     notes = compiled + notes
     names = [n.name for n in graph.naming]
-    every = located(graph.found, graph.naming, graph.params)
-    junctions = [every[i] for i in chosen]
+    with stage("report"):
+        every = located(graph.found, graph.naming, graph.params)
+        junctions = [every[i] for i in chosen]
     if parallel is not None:
         tick = time.perf_counter()
-        measured = reduce(measured, parallel, params, junctions, device)
+        with stage("reduce"):
+            measured = reduce(measured, parallel, params, junctions, device)
         timings["reduce"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started + timings.get("load", 0.0)
-    model_info = ModelInfo(source, source_format, parts.parameter_count())
-    probe_info = ProbeInfo(
-        inputs=tuple(
-            InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in graph.probe.tensors()
-        ),
-        loss=str(graph.loss_kind),
-        mode=str(graph.mode),
-        seed=seed,
-        device=str(device),
-        autocast=None if precision is None else str(precision).replace("torch.", ""),
-        ranks=1 if parallel is None else parallel.size,
-        shard=None if parallel is None else parallel.kind,
-    )
-    parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
-    gates = _Gates([graph.found[i] for i in chosen], graph.params, params, device)
+    with stage("report"):
+        model_info = ModelInfo(source, source_format, parts.parameter_count())
+        probe_info = ProbeInfo(
+            inputs=tuple(
+                InputInfo(tuple(t.shape), str(t.dtype).replace("torch.", "")) for t in graph.probe.tensors()
+            ),
+            loss=str(graph.loss_kind),
+            mode=str(graph.mode),
+            seed=seed,
+            device=str(device),
+            autocast=None if precision is None else str(precision).replace("torch.", ""),
+            ranks=1 if parallel is None else parallel.size,
+            shard=None if parallel is None else parallel.kind,
+        )
+        parameters = [(param_names.get(id(p), f"<param {k}>"), p.numel()) for k, p in enumerate(params)]
+        gates = _Gates([graph.found[i] for i in chosen], graph.params, params, device)
+        return _reports(
+            stops, measured, junctions, names, parameters, thresholds, model_info, probe_info, notes,
+            graph, gates, timings,
+        )
+
+
+def _reports(
+    stops: Sequence[Variant], measured: Sequence[Measured], junctions: Sequence[Located],
+    names: Sequence[str], parameters: Sequence[tuple[str, int]], thresholds: Thresholds,
+    model_info: ModelInfo, probe_info: ProbeInfo, notes: tuple[str, ...], graph: _Graph,
+    gates: _Gates, timings: dict[str, float],
+) -> list[Report]:
     return [
         build_report(
             junctions,
@@ -241,20 +258,31 @@ def _measure_here(
     with _autocast(asked.precision, device):
         graph = _forward_and_find(model, inputs, asked.mode, asked.seed, asked.loss, parts, timings)
     stops, chosen, notes = _plan(graph, asked)
-    fork_leaves = input_forks(graph.found)
-    wrt = params + needed_inputs(graph.found, graph.leaves, params, fork_leaves)
+    with stage("junctions"):
+        fork_leaves = input_forks(graph.found)
+        wrt = params + needed_inputs(graph.found, graph.leaves, params, fork_leaves)
     measured: list[Measured] = []
     tick = time.perf_counter()
     assert graph.output is not None
     stopped = {i for v in stops for i in (*v.stop_skip, *v.stop_block)}
-    context = contexts_of(graph.found, chosen, params)
-    plain = [i for i in chosen if i not in stopped and i not in context]
-    captured = capturable(graph.found, plain, budget(device), device)
-    with Taps(graph.found, graph.output, fork_leaves, chosen, stops, captured, context) as taps:
-        graph.output = None  # the output's hook lives on the graph: do not keep the tensor
-        for k, variant in enumerate(stops):
-            with _backward_errors():
-                measured.append(taps.run(variant, graph.loss, wrt, params, retain_graph=k < len(stops) - 1))
+    with stage("context"):
+        context = contexts_of(graph.found, chosen, params)
+    with stage("taps"):
+        names = [n.name for n in graph.naming]
+        memory = replays_of(model)
+        plain = [i for i in chosen if i not in stopped and i not in context and names[i] not in memory.hooked]
+        if device.type == "cpu":  # where junctions are captured (`capturable`)
+            closed = nearly_closed([graph.found[i] for i in plain], device)
+            memory.hooked.update(names[i] for i, shut in zip(plain, closed) if shut)
+            plain = [i for i, shut in zip(plain, closed) if not shut]
+        captured = capturable(graph.found, plain, budget(device), device)
+        with Taps(graph.found, graph.output, fork_leaves, chosen, stops, captured, context) as taps:
+            graph.output = None  # the output's hook lives on the graph: do not keep the tensor
+            for k, variant in enumerate(stops):
+                with _backward_errors():
+                    retain = k < len(stops) - 1
+                    measured.append(taps.run(variant, graph.loss, wrt, params, retain_graph=retain))
+        memory.hooked.update(names[i] for i in taps.captured.exact)
     timings["backward"] = time.perf_counter() - tick
     return _Outcome(graph, stops, chosen, notes, measured)
 
@@ -303,13 +331,15 @@ def _measure_parallel(
 def _plan(graph: _Graph, asked: _Asked) -> tuple[list[Variant], list[int], tuple[str, ...]]:
     """The variants' stops, the junctions measured and the report's notes, from the graph."""
     names = [n.name for n in graph.naming]
-    stops = [_resolve(v, names, asked.at) for v in asked.variants]
-    chosen = _measured(names, asked.only, asked.max_junctions)
-    notes = (
-        graph.notes
-        + subset_note(len(chosen), len(names), asked.only, asked.max_junctions)
-        + path_notes([graph.found[i] for i in chosen], [names[i] for i in chosen])
-    )
+    with stage("select"):
+        stops = [_resolve(v, names, asked.at) for v in asked.variants]
+        chosen = _measured(names, asked.only, asked.max_junctions)
+    with stage("notes"):
+        notes = (
+            graph.notes
+            + subset_note(len(chosen), len(names), asked.only, asked.max_junctions)
+            + path_notes([graph.found[i] for i in chosen], [names[i] for i in chosen])
+        )
     return stops, chosen, notes
 
 
@@ -415,21 +445,24 @@ def _forward_and_find(
 ) -> _Graph:
     """The probe's forward pass (recording add sites) and the junctions in the graph it built.
     Under a data-parallel wrapper, `model` is the wrapper and `parts` the model inside it."""
-    probe, leaves = detached_inputs(as_probe(inputs).to(parts.device()))
+    with stage("recorder"):
+        probe, leaves = detached_inputs(as_probe(inputs).to(parts.device()))
     # A wrapper's own mode is not the model's: only the modules the state guard restores change.
     inner = model if parallel is None else parallel.module
-    mode, notes = _set_mode(inner, mode, parts)
-    seed_generators(seed, parts.devices)
+    with stage("state"):
+        mode, notes = _set_mode(inner, mode, parts)
+        seed_generators(seed, parts.devices)
     tick = time.perf_counter()
-    with ForwardRecorder(model, parts.modules) as recorder:
-        output = _forward(model, recorder.probe_inputs(probe))
-    chosen = select_output(output)
-    probabilities = holds_probabilities(model, output, chosen)
-    share = (0, 1) if parallel is None else (parallel.rank, parallel.size)
-    if callable(loss):
-        loss_tensor = _custom_loss(loss, output)
-    else:
-        loss_tensor = probe_loss(chosen, loss, seed, share, probabilities=probabilities)
+    with stage("recorder"):
+        with ForwardRecorder(model, parts.modules) as recorder:
+            output = _forward(model, recorder.probe_inputs(probe))
+        chosen = select_output(output)
+        probabilities = holds_probabilities(model, output, chosen)
+        share = (0, 1) if parallel is None else (parallel.rank, parallel.size)
+        if callable(loss):
+            loss_tensor = _custom_loss(loss, output)
+        else:
+            loss_tensor = probe_loss(chosen, loss, seed, share, probabilities=probabilities)
     timings["forward"] = time.perf_counter() - tick
     params, names = parts.trainable, parts.parameter_names
     if parallel is not None:
@@ -483,26 +516,32 @@ def junctions_of(
     adds = list(recorder.sites)
     key = None
     if replays is not None:
-        extra = (tuple(id(p) for p in params), len(leaves))
-        key = shape_key(adds, list(recorder.sites.values()), loss.grad_fn, extra)
-        known = replays.find(key, adds)
+        with stage("replay"):
+            extra = (tuple(id(p) for p in params), len(leaves))
+            key = shape_key(adds, list(recorder.sites.values()), loss.grad_fn, extra)
+            known = replays.find(key, adds)
         if known is not None:
             timings["detect"] = time.perf_counter() - tick
             return known.junctions, known.naming, known.notes, known.used
-    uses: dict[Any, int] = {}
-    nodes = all_nodes([loss.grad_fn], uses)
-    found = find_junctions(
-        [loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts,
-        view_adds=recorder.view_adds, is_data=recorder.data_check,
-    )
+    with stage("junctions"):
+        uses: dict[Any, int] = {}
+        nodes = all_nodes([loss.grad_fn], uses)
+        found = find_junctions(
+            [loss.grad_fn], params, leaves, nodes=nodes, uses=uses, cuts=recorder.cuts,
+            view_adds=recorder.view_adds, is_data=recorder.data_check,
+        )
     timings["detect"] = time.perf_counter() - tick
-    notes = graph_notes(nodes, params, leaves, uses)
-    if isinstance(model, torch.jit.ScriptModule):
-        _name_scripted_adds(model, nodes, recorder)
-    naming = name_junctions(found, recorder, param_names)
-    used = parameters_used(params, recorder.read, uses)
+    with stage("notes"):
+        notes = graph_notes(nodes, params, leaves, uses)
+    with stage("naming"):
+        if isinstance(model, torch.jit.ScriptModule):
+            _name_scripted_adds(model, nodes, recorder)
+        naming = name_junctions(found, recorder, param_names)
+    with stage("junctions"):
+        used = parameters_used(params, recorder.read, uses)
     if replays is not None:
-        replays.keep(key, adds, Found(found, naming, notes, used), params)
+        with stage("replay"):
+            replays.keep(key, adds, Found(found, naming, notes, used), params)
     return found, naming, notes, used
 
 

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import torch
 
+from gradflow.engine.stages import stage
+
 DOT_FROM = 1 << 16  # elements; below this a norm costs its call, not its arithmetic
 TO_FLOAT32 = (torch.float32, torch.bfloat16, torch.float16)  # norms accumulate in float32
 
@@ -20,7 +22,7 @@ def norm_of(tensor: torch.Tensor) -> torch.Tensor:
     """The 2-norm as a float32 zero-dim tensor on the tensor's device, without a sync.
 
     For dense float32 tensors on the CPU, `sqrt(dot(x, x))`: the BLAS dot product is faster there
-    than `linalg.vector_norm`, and closer to the float64 norm (docs/performance.md)."""
+    than `linalg.vector_norm`, and closer to the float64 norm."""
     if by_dot(tensor):
         flat = tensor.view(-1)
         return torch.dot(flat, flat).sqrt()
@@ -123,7 +125,8 @@ class NormBatch:
         norms of `also`."""
         if not self.held and not also:
             return []
-        values = norms_of([t for _, t in self.held] + list(also))
+        with stage("norms"):
+            values = norms_of([t for _, t in self.held] + list(also))
         for (slot, _), value in zip(self.held, values):
             self.values[slot] = value
         taken = len(self.held)
@@ -143,8 +146,9 @@ def to_host(values: list[torch.Tensor], device: torch.device) -> list[float]:
     """Zero-dim or 1-D float32 tensors as one list of floats, in one transfer."""
     if not values:
         return []
-    flat = [v.reshape(-1) for v in values]
-    try:
-        return torch.cat(flat).tolist()  # type: ignore[no-any-return]
-    except RuntimeError:  # on several devices (a model split across GPUs): gather them first
-        return torch.cat([v.to(device) for v in flat]).tolist()  # type: ignore[no-any-return]
+    with stage("norms"):
+        flat = [v.reshape(-1) for v in values]
+        try:
+            return torch.cat(flat).tolist()  # type: ignore[no-any-return]
+        except RuntimeError:  # on several devices (a model split across GPUs): gather them first
+            return torch.cat([v.to(device) for v in flat]).tolist()  # type: ignore[no-any-return]

@@ -1,16 +1,16 @@
 """What the forward pass knows and the autograd graph forgets: which module ran each add, where.
 
 `ForwardRecorder` is active only while the probe runs forward. It keeps a stack of the model's
-modules (a wrapper around `nn.Module._call_impl`), sees every addition through wrappers around
-the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`, `Tensor.add`,
-`Tensor.add_`), so each add is named after the innermost module and the user's source line, and
-lets the model set `requires_grad` on a tensor derived from its input as it could alone; it also
-notes which parameters the forward pass reads (a wrapper around `nn.Module.__getattr__`). All
-are installed on entry and removed on exit. Each module call notes the range of autograd
-sequence numbers it created, so a path can list the modules that ran its operations
-(`gradflow.engine.naming`). An in-place add into a view, which autograd records as `CopySlices`
-without its operands, is noted with the operands' gradient edges as they were before the add
-(`ViewAdd`). Only module calls, additions and lookups of a module's parameters, buffers and
+modules (a wrapper around `_call_impl` on the model's own module classes), sees every addition
+through wrappers around the six ways eager code adds tensors (`+`, `+=`, `1 + t`, `torch.add`,
+`Tensor.add`, `Tensor.add_`), so each add is named after the innermost module and the user's
+source line, and lets the model set `requires_grad` on a tensor derived from its input as it
+could alone; it also notes which parameters the forward pass reads (a wrapper around the same
+classes' `__getattr__`). All are installed on entry and removed on exit. Each module call notes
+the range of autograd sequence numbers it created, so a path can list the modules that ran its
+operations (`gradflow.engine.naming`). An in-place add into a view, which autograd records as
+`CopySlices` without its operands, is noted with the operands' gradient edges as they were
+before the add (`ViewAdd`). Only module calls, additions and lookups of a module's parameters, buffers and
 submodules pay for the recording: a TorchFunctionMode would send every operation of the forward
 pass through Python. Which tensors carry the probe's data is tracked on the probe's own tensors
 (`gradflow.engine.values`). Exported programs run through an fx Interpreter instead, which reads
@@ -94,10 +94,36 @@ def _shown(filename: str) -> str:
 
 
 @contextmanager
+def _patched(classes: Sequence[type], name: str, wrap: Any) -> Iterator[None]:
+    """Set `name` on each of the model's own module classes to `wrap(original)`, where `original`
+    is what the class resolved `name` to before any of them was patched (a class that subclasses
+    another of the list is not wrapped twice); each class gets back exactly what it had on exit,
+    whatever happens.
+
+    Not on `nn.Module` itself: setting an attribute on a class invalidates the attribute caches of
+    every subclass, and with timm or transformers imported `nn.Module` has a thousand of them, so
+    a patch of `nn.Module` cost more than a small model's whole step. The model's own classes have
+    few subclasses, usually none."""
+    originals = [(cls, cls.__dict__.get(name), getattr(cls, name)) for cls in classes]
+    patched: list[tuple[type, Any]] = []
+    try:
+        for cls, own, resolved in originals:
+            setattr(cls, name, wrap(resolved))
+            patched.append((cls, own))
+        yield
+    finally:
+        for cls, own in reversed(patched):
+            if own is None:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, own)
+
+
+@contextmanager
 def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
-    """Wrap `nn.Module._call_impl` so each call of one of the model's modules pushes its name on
-    `recorder.stack` and notes the autograd sequence numbers it used (`ModuleCall`); the original
-    is back on exit, whatever happens.
+    """Wrap `_call_impl` on the model's module classes (`_patched`) so each call of one of the
+    model's modules pushes its name on `recorder.stack` and notes the autograd sequence numbers it
+    used (`ModuleCall`); the originals are back on exit, whatever happens.
 
     Global forward hooks would do the same, but while any is registered every module call takes
     the slow path of `_call_impl` (hook lists, closures, sets): on a model of 1,000 blocks that
@@ -105,63 +131,62 @@ def _module_calls_tracked(recorder: ForwardRecorder) -> Iterator[None]:
     the original, and passes through calls of other modules and of other threads (see
     `sites.recording_active`). Sequence numbers count per thread, and the forward pass runs on
     this one."""
-    original = torch.nn.Module._call_impl
     names, stack, calls, active = recorder.names, recorder.stack, recorder.calls, sites.recording_active
     running = [-1]  # indices into `calls`, innermost last
 
-    def call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        name = names.get(id(module))
-        if name is None or not active():
-            return original(module, *args, **kwargs)
-        index = len(calls)
-        record = ModuleCall(name, _next_sequence_nr(), running[-1])
-        calls.append(record)
-        stack.append(name)
-        running.append(index)
-        try:
-            return original(module, *args, **kwargs)
-        finally:
-            running.pop()
-            stack.pop()
-            record.end = _next_sequence_nr()
+    def wrap(original: Any) -> Any:
+        def call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+            name = names.get(id(module))
+            if name is None or not active():
+                return original(module, *args, **kwargs)
+            index = len(calls)
+            record = ModuleCall(name, _next_sequence_nr(), running[-1])
+            calls.append(record)
+            stack.append(name)
+            running.append(index)
+            try:
+                return original(module, *args, **kwargs)
+            finally:
+                running.pop()
+                stack.pop()
+                record.end = _next_sequence_nr()
 
-    torch.nn.Module._call_impl = call  # type: ignore[method-assign, assignment]
-    try:
+        return call
+
+    with _patched(recorder.classes, "_call_impl", wrap):
         yield
-    finally:
-        torch.nn.Module._call_impl = original  # type: ignore[method-assign]
 
 
 @contextmanager
 def _parameter_reads_noted(recorder: ForwardRecorder) -> Iterator[None]:
-    """Wrap `nn.Module.__getattr__` so every parameter the forward pass reads as a module
-    attribute (`self.weight`) is noted in `recorder.read`, whether or not what it computes reaches
-    the loss: a parameter read and then cut off (a `.detach()`, `no_grad` or `.data` on the way)
-    is told apart from one never read at all. Python calls `__getattr__` only for names that the
-    normal lookup misses, which on a module are its parameters, buffers and submodules, so other
-    attribute reads pay nothing. The original is back on exit, whatever happens."""
-    original = torch.nn.Module.__getattr__
+    """Wrap `__getattr__` on the model's module classes (`_patched`) so every parameter the
+    forward pass reads as a module attribute (`self.weight`) is noted in `recorder.read`,
+    whether or not what it computes reaches the loss: a parameter read and then cut off (a
+    `.detach()`, `no_grad` or `.data` on the way) is told apart from one never read at all.
+    Python calls `__getattr__` only for names that the normal lookup misses, which on a module
+    are its parameters, buffers and submodules, so other attribute reads pay nothing. The
+    originals are back on exit, whatever happens."""
 
-    # Every module attribute lookup of the forward pass comes here: names bound as defaults are
-    # local variables, the cheapest lookups Python has.
-    def lookup(
-        module: torch.nn.Module,
-        name: str,
-        original: Any = original,
-        parameter: type = torch.nn.Parameter,
-        note: Any = recorder.read.add,
-        active: Any = sites.recording_active,
-    ) -> Any:
-        value = original(module, name)
-        if isinstance(value, parameter) and active():
-            note(id(value))
-        return value
+    def wrap(original: Any) -> Any:
+        # Every module attribute lookup of the forward pass comes here: names bound as defaults
+        # are local variables, the cheapest lookups Python has.
+        def lookup(
+            module: torch.nn.Module,
+            name: str,
+            original: Any = original,
+            parameter: type = torch.nn.Parameter,
+            note: Any = recorder.read.add,
+            active: Any = sites.recording_active,
+        ) -> Any:
+            value = original(module, name)
+            if isinstance(value, parameter) and active():
+                note(id(value))
+            return value
 
-    torch.nn.Module.__getattr__ = lookup  # type: ignore[method-assign]
-    try:
+        return lookup
+
+    with _patched(recorder.classes, "__getattr__", wrap):
         yield
-    finally:
-        torch.nn.Module.__getattr__ = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -288,8 +313,11 @@ class ForwardRecorder:
         self, model: torch.nn.Module, modules: Sequence[tuple[str, torch.nn.Module]] | None = None
     ) -> None:
         self.names: dict[int, str] = {}
+        classes: dict[type, None] = {}
         for name, module in modules if modules is not None else model.named_modules(remove_duplicate=False):
             self.names.setdefault(id(module), name)
+            classes[type(module)] = None
+        self.classes: tuple[type, ...] = tuple(classes)  # the model's own module classes
         self.stack: list[str] = [""]
         self.calls: list[ModuleCall] = []
         self.sites: dict[Any, sites.AddSite] = {}

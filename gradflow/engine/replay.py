@@ -52,6 +52,13 @@ class Replays:
 
     def __init__(self) -> None:
         self._shapes: dict[tuple[Any, ...], tuple[list[_Way], Found]] = {}
+        # Junctions, by name, whose block's part of the fork's gradient was too small for a
+        # captured difference when measured (`taps.Captured.exact`), or whose block a nearly
+        # closed gate scales (`gates.nearly_closed`, which a replayed junction cannot tell):
+        # hooked from then on, which costs no backward pass of their own. A name that now means
+        # another junction costs at most a hook where a capture would do: the numbers are exact
+        # either way.
+        self.hooked: set[str] = set()
 
     def find(self, key: tuple[Any, ...] | None, adds: Sequence[Any]) -> Found | None:
         """The junctions of the graph whose adds (autograd nodes, in forward order) are `adds`,
@@ -223,7 +230,21 @@ def _replay(way: _Way, adds: Sequence[Any]) -> FoundJunction | None:
         context.append(ContextEdge(consumer, index, consumer.next_functions[index]))
     if tuple(types) != way.types:
         return None
-    return replace(
+    return _copy(
         way.junction, add=add, fork=fork, edges=(edges[0], edges[1]), order=add._sequence_nr(),
         context=tuple(context),
     )
+
+
+def _copy(junction: FoundJunction, **changes: Any) -> FoundJunction:
+    """`dataclasses.replace(junction, **changes)` without its checks, which cost more than the
+    rest of a junction's replay: FoundJunction has no `__post_init__` and no field outside
+    `__init__`, so a copy of its fields is the same object."""
+    copy = object.__new__(FoundJunction)
+    copy.__dict__.update(junction.__dict__, **changes)
+    return copy
+
+
+def forget(model: Any) -> None:
+    """Drop what was kept for `model`: its next measurement searches its graph as the first did."""
+    _REPLAYS.pop(model, None)

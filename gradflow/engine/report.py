@@ -541,9 +541,12 @@ def dead_positions(
 ) -> list[int]:
     """The positions in `located` of the junctions whose numbers say dead: those whose gates
     `build_report` needs to see."""
+    # A dead block passes back less than `dead_below` of the skip: only such junctions are built.
+    skip, block, below = measured.grad_skip, measured.grad_block, thresholds.dead_below
     return [
         k for k, j in enumerate(located)
-        if _looks_dead(_junction(j, measured, k, thresholds), thresholds)
+        if skip[k] > 0 and math.isfinite(skip[k]) and block[k] / skip[k] < below
+        and _looks_dead(_junction(j, measured, k, thresholds), thresholds)
     ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from gradflow.engine.inventory import Inventory
+from gradflow.engine.stages import stage
 
 
 @contextmanager
@@ -27,30 +28,36 @@ def preserved(
     `torch.autograd.grad`); buffers such as batch-norm running statistics are restored by value
     into the original tensors, and the global RNG (CPU and the given CUDA devices) is forked.
     """
-    parts = parts or Inventory.of(model)
-    modes = [(m, m.training) for m in parts.unique_modules]
-    slots = [
-        (module, name, buf)
-        for module in parts.unique_modules
-        for name, buf in module._buffers.items()
-        if buf is not None
-    ]
-    saved = _Saved([buf for _, _, buf in slots])
-    flags = [(p, p.requires_grad) for _, p in parts.parameters]
-    cuda = [d for d in devices if getattr(d, "type", None) == "cuda"]
-    with torch.random.fork_rng(devices=cuda, enabled=True):
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                if module.training is not training:
-                    module.__dict__["training"] = training  # skips nn.Module.__setattr__
-            for module, name, original in slots:
-                module._buffers[name] = original
-            saved.restore()
-            for param, flag in flags:
-                if param.requires_grad is not flag:
-                    param.requires_grad_(flag)
+    with stage("state"):
+        parts = parts or Inventory.of(model)
+        modes = [(m, m.training) for m in parts.unique_modules]
+        slots = [
+            (module, name, buf)
+            for module in parts.unique_modules
+            for name, buf in module._buffers.items()
+            if buf is not None
+        ]
+        saved = _Saved([buf for _, _, buf in slots])
+        flags = [(p, p.requires_grad) for _, p in parts.parameters]
+        cuda = [d for d in devices if getattr(d, "type", None) == "cuda"]
+        rng = torch.random.fork_rng(devices=cuda, enabled=True)
+        rng.__enter__()
+    try:
+        yield
+    finally:
+        with stage("state"):
+            try:
+                for module, training in modes:
+                    if module.training is not training:
+                        module.__dict__["training"] = training  # skips nn.Module.__setattr__
+                for module, name, original in slots:
+                    module._buffers[name] = original
+                saved.restore()
+                for param, flag in flags:
+                    if param.requires_grad is not flag:
+                        param.requires_grad_(flag)
+            finally:
+                rng.__exit__(None, None, None)
 
 
 def seed_generators(seed: int, devices: Sequence[torch.device] = ()) -> None:

@@ -570,6 +570,8 @@ class Captured:
                 pair.append(slot)
             self._slots.append((pair[0], pair[1]))
         self._grads: Sequence[torch.Tensor | None] = ()
+        # The junctions (indices) whose block part was taken exactly for being too small.
+        self.exact: list[int] = []
 
     def take(self, grads: Sequence[torch.Tensor | None]) -> None:
         """The gradients the pass handed back at `edges`, in order."""
@@ -622,6 +624,7 @@ class Captured:
         dots = torch.linalg.vecdot(ys, blocks)
         for row in (grad_block < self.EXACT_BELOW * grad_in).nonzero().view(-1).tolist():
             k = members[row]
+            self.exact.append(self.indices[k])
             block = _wide(self._exact_block(k, grads[self._slots[k][1]]).reshape(-1))
             grad_block[row] = torch.linalg.vector_norm(block)
             dots[row] = torch.dot(ys[row], block.to(ys.dtype))
