@@ -10,7 +10,7 @@ from torch import nn
 
 import gradflow
 import gradflow.engine.norms
-from gradflow.engine import taps
+from gradflow.engine import gates, taps
 from tests.fixtures.models import LoggingModel, SmallResNet
 from tests.reference import reference
 
@@ -19,20 +19,31 @@ class ScaledStack(LoggingModel):
     """Pre-norm blocks x + scale * mlp(norm(x)): the scale sets the block's share of the fork's
     gradient, from healthy (1) to far below float32 rounding (1e-9)."""
 
-    def __init__(self, scale: float, depth: int = 3, width: int = 16) -> None:
+    def __init__(self, scale: float, depth: int = 3, width: int = 16, gated: bool = True) -> None:
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
         self.mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)) for _ in range(depth)
         )
-        self.scales = nn.ParameterList(nn.Parameter(torch.full((width,), scale)) for _ in range(depth))
+        # gated: the scale is a gate parameter on the block path (a layer scale); else it is
+        # folded into the block's last layer, which no gate search can see
+        self.scales = nn.ParameterList(nn.Parameter(torch.full((width,), scale)) for _ in range(depth if gated else 0))
+        if not gated:
+            with torch.no_grad():
+                for mlp in self.mlps:
+                    mlp[2].weight.mul_(scale)
+                    mlp[2].bias.mul_(scale)
         self.head = nn.Linear(width, 3)
 
     def forward(self, x):  # type: ignore[no-untyped-def]
         self.log = []
-        for norm, mlp, scale in zip(self.norms, self.mlps, self.scales):
-            params = [*norm.parameters(), *mlp.parameters(), scale]
-            x = self.junction(x, x, scale * mlp(norm(x)), params)
+        for k, (norm, mlp) in enumerate(zip(self.norms, self.mlps)):
+            params = [*norm.parameters(), *mlp.parameters()]
+            block = mlp(norm(x))
+            if self.scales:
+                params.append(self.scales[k])
+                block = self.scales[k] * block
+            x = self.junction(x, x, block, params)
         return self.head(x)
 
 
@@ -45,16 +56,20 @@ def _forward_input() -> torch.Tensor:
     return torch.randn(4, 5, 16)
 
 
+@pytest.mark.parametrize("gated", [True, False], ids=["gate", "folded"])
 @pytest.mark.parametrize("scale", [1.0, 1e-2, 1e-4, 1e-6, 1e-9, 0.0])
-def test_captured_numbers_equal_autograd(scale: float, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_captured_numbers_equal_autograd(scale: float, gated: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
-    model = ScaledStack(scale)
+    model = ScaledStack(scale, gated=gated)
     x = _forward_input()
     used = []
     real = taps.capturable
     monkeypatch.setattr("gradflow.engine.measure.capturable", lambda *a: used.append(real(*a)) or used[-1])
     report = gradflow.inspect(model, x, loss="mse", mode="eval")
-    assert used == [[0, 1, 2]]  # every junction is plain, the first too (its fork is the input)
+    # every junction is plain, the first too (its fork is the input); a block behind a nearly
+    # closed gate is hooked instead, while one made small by its own weights is captured, its part
+    # then taken exactly by a pass of its own
+    assert used == [[] if gated and scale <= gates.SMALL_GATE else [0, 1, 2]]
     expected = reference(model, x, _mse)
     for junction, want in zip(report.junctions, expected):
         for metric in ("grad_out", "grad_skip", "grad_block", "grad_in", "param_grad"):
