@@ -136,7 +136,7 @@ def dormant_text(result: CheckResult) -> Text:
     """The dormant junctions and why, one line: they pass, and the user sees the reason."""
     shown = ", ".join(f"{name} ({dormant_words(reason)})" for name, reason in result.dormant[:6])
     shown += f", … ({len(result.dormant)})" if len(result.dormant) > 6 else ""
-    return Text(f"dormant, closed at initialisation by design: {shown}", style="cyan")
+    return Text(f"dormant at initialisation, alive once training starts: {shown}", style="cyan")
 
 
 def verdict_text(result: CheckResult) -> Text:

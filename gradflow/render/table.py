@@ -224,7 +224,7 @@ def dormant_line(dormant: list[Junction]) -> Text:
     """The dormant junctions and why: `#0 (gate blocks.0.bn2.weight)`, `#2 (warm-up)`."""
     shown = ", ".join(f"{j.name} ({dormant_words(j.dormant_reason)})" for j in dormant[:6])
     shown += f", … ({len(dormant)})" if len(dormant) > 6 else ""
-    return Text(f"dormant, closed at initialisation by design: {shown}",
+    return Text(f"dormant at initialisation, alive once training starts: {shown}",
                 style=STATUS_STYLE[Status.DORMANT])
 
 
