@@ -80,6 +80,7 @@ def blocks_command(
                     "skip_modules": list(j.skip_modules),
                     "params": j.params,
                     "location": j.location,
+                    "nested_in": j.nested_in,
                 }
                 for j in located
             ]
