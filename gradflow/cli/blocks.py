@@ -41,7 +41,8 @@ def blocks_command(
     format: FormatOpt = Format.TABLE,
     debug: Debug = False,
 ) -> None:
-    """List every residual junction: its name, skip kind, block modules and parameter count.
+    """List every residual junction: its name, skip kind, block modules and parameter count; a
+    junction nested inside another is marked ↳, as in `inspect`.
 
     PyTorch sources run one forward pass (no backward); an .onnx graph is read statically,
     without running anything, so the probe options do not apply to it.
