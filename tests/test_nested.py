@@ -7,6 +7,7 @@ exposes."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -16,7 +17,9 @@ from torch import nn
 import gradflow
 from gradflow.engine.measure import locate
 from gradflow.engine.report import Report, Status, on_stream
+from gradflow.render.numbers import ratio
 from gradflow.render.table import NESTED, report_table, summary_lines
+from tests.conftest import ROOT
 from tests.schemas import validate
 
 WIDTH = 16
@@ -195,3 +198,114 @@ def test_a_junction_on_the_skip_path_of_a_fuse_add_is_nested_too() -> None:
     g_x, g_u, g_y = torch.autograd.grad(loss, [leaf, model.seen["u"], model.seen["y"]])
     assert inner.grad_in == pytest.approx(g_u.norm().item(), rel=1e-5)
     assert report.summary.survival == pytest.approx((g_x.norm() / g_y.norm()).item(), rel=1e-5)
+
+
+def _depth(report: Report, name: str) -> int:
+    """How many junctions hold `name`, following nested_in to the stream."""
+    holder = {j.name: j.nested_in for j in report.junctions}[name]
+    return 0 if holder is None else 1 + _depth(report, holder)
+
+
+SENTENCE = "4 nested inside another junction (↳), left out of the survival"
+
+
+def test_the_html_report_marks_exactly_the_nested_junctions() -> None:
+    from html import unescape
+
+    from gradflow.render.html import report_fragment
+
+    report = gradflow.inspect(_model(), _input(), loss="sum")
+    fragment = report_fragment(report)
+    cells = re.findall(r"<tr><td>(\d+)</td><td class=name([^>]*)>(.*?)</td>", fragment)
+    assert [int(index) for index, _, _ in cells] == [j.index for j in report.junctions]
+    for j, (_, attributes, cell) in zip(report.junctions, cells):
+        text = unescape(re.sub(r"<[^>]+>", "", cell))
+        if j.nested_in is None:
+            assert (attributes, text) == ("", j.name)
+        else:
+            # indented one step per enclosing junction beyond the first, the holder named on hover
+            indent = 0.6 + 1.2 * (_depth(report, j.name) - 1)
+            assert attributes == f' style="padding-left:{indent:.1f}rem" title="nested in {j.nested_in}"'
+            assert text == f"{NESTED.strip()} {j.name}"
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", fragment)
+    assert captions == [j.name if j.nested_in is None else f"{NESTED}{j.name} · nested in {j.nested_in}"
+                        for j in report.junctions]
+    assert fragment.count(SENTENCE) == 1
+
+
+def test_the_markdown_report_marks_exactly_the_nested_junctions() -> None:
+    from gradflow.render.markdown import report_markdown
+
+    report = gradflow.inspect(_model(), _input(), loss="sum")
+    text = report_markdown(report)
+    cells = [line.split(" | ")[1] for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(cells) == len(report.junctions)
+    for j, cell in zip(report.junctions, cells):
+        depth = _depth(report, j.name)
+        assert cell == (f"`{j.name}`" if j.nested_in is None
+                        else "&emsp;" * (depth - 1) + f"{NESTED}`{j.name}`")
+    assert f"survival {ratio(report.summary.survival)} · {SENTENCE} · flagged: none" in text
+
+
+def test_blocks_marks_exactly_the_nested_junctions(gradflow_cli) -> None:  # type: ignore[no-untyped-def]
+    report = gradflow.inspect(_model(), _input(), loss="sum")
+    source = f"{ROOT / 'tests' / 'test_nested.py'}:_model"
+    args = ("blocks", source, "--input-shape", f"4,{WIDTH}")
+    listed = json.loads(gradflow_cli(*args, "--format", "json").stdout)["junctions"]
+    assert [(r["name"], r["nested_in"]) for r in listed] == [(j.name, j.nested_in) for j in report.junctions]
+
+    table = gradflow_cli(*args)
+    assert table.exit_code == 0, table.output
+    rows = [line.split("│")[2] for line in table.stdout.splitlines() if line.count("│") > 2]
+    rows = [cell for cell in rows if "layers." in cell]
+    for j, cell in zip(report.junctions, rows, strict=True):
+        depth = _depth(report, j.name)
+        assert cell.rstrip() == " " + ("  " * (depth - 1) + NESTED if depth else "") + j.name
+    assert SENTENCE in table.stdout
+
+    markdown = gradflow_cli(*args, "--format", "markdown").stdout
+    cells = [line.split(" | ")[1] for line in markdown.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert cells == [f"`{j.name}`" if j.nested_in is None
+                     else "&emsp;" * (_depth(report, j.name) - 1) + f"{NESTED}`{j.name}`"
+                     for j in report.junctions]
+    assert markdown.rstrip().endswith(SENTENCE)
+
+
+class CutLayer(Layer):
+    """The innermost residual's block is a detached copy: a `cut` violation at a nested junction."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.q(self.norm(x))
+        b = self.k(a)
+        c = b + self.v(b).detach()
+        return x + self.o(a + self.p(c))
+
+
+def test_check_outputs_mark_a_violation_at_a_nested_junction() -> None:
+    from gradflow.render.check import check_text
+    from gradflow.render.check_html import check_fragment
+    from gradflow.render.check_markdown import check_markdown
+
+    model = _model()
+    model.layers[0] = CutLayer(model.seen)
+    result = gradflow.check(model, _input(), loss="sum")
+    (cut,) = result.outcome("cut").violations
+    holders = {j.name: j.nested_in for j in result.report.junctions}
+    assert holders[cut.subject] == "layers.0#1"  # the innermost junction of the first layer
+    others = [v.subject for v in result.violations if v is not cut]
+    assert others and not any(s in holders for s in others)  # v's parameters: no gradient
+
+    text = check_text(result, width=200)
+    assert f"{NESTED}{cut.subject} (nested in {holders[cut.subject]})" in text
+    assert text.count(NESTED.strip()) == 2 and SENTENCE in text  # the marked row, the summary
+
+    markdown = check_markdown(result)
+    assert f"| {NESTED}`{cut.subject}` (nested in `{holders[cut.subject]}`) |" in markdown
+    assert markdown.count(NESTED.strip()) == 2 and SENTENCE in markdown
+
+    fragment = check_fragment(result)
+    marked = re.findall(r"<td class=name><span class=nested>↳</span> (.*?) <span class=nested>"
+                        r"\(nested in (.*?)\)</span></td>", fragment)
+    assert marked == [(cut.subject, holders[cut.subject])]
+    assert all(f"<td class=name>{s}</td>" in fragment for s in others)
+    assert f"<p class=dim>{SENTENCE}</p>" in fragment

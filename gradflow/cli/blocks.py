@@ -41,7 +41,8 @@ def blocks_command(
     format: FormatOpt = Format.TABLE,
     debug: Debug = False,
 ) -> None:
-    """List every residual junction: its name, skip kind, block modules and parameter count.
+    """List every residual junction: its name, skip kind, block modules and parameter count; a
+    junction nested inside another is marked ↳, as in `inspect`.
 
     PyTorch sources run one forward pass (no backward); an .onnx graph is read statically,
     without running anything, so the probe options do not apply to it.
@@ -80,6 +81,7 @@ def blocks_command(
                     "skip_modules": list(j.skip_modules),
                     "params": j.params,
                     "location": j.location,
+                    "nested_in": j.nested_in,
                 }
                 for j in located
             ]

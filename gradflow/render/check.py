@@ -14,11 +14,18 @@ from rich.table import Table
 from rich.text import Text
 
 from gradflow.gate.result import CheckResult, RuleOutcome
-from gradflow.gate.rules import Violation
+from gradflow.gate.rules import Subject, Violation
 from gradflow.gate.settings import Level
 from gradflow.render.json import dumps
 from gradflow.render.numbers import num, ratio
-from gradflow.render.table import console, dormant_words, probe_line
+from gradflow.render.table import (
+    NESTED,
+    console,
+    dormant_words,
+    nested_sentence,
+    nesting_depths,
+    probe_line,
+)
 
 ROWS_PER_RULE = 10  # the table shows this many violations per rule; JSON, JUnit, GitHub show all
 
@@ -82,6 +89,25 @@ def value_text(v: Violation) -> str:
     return num(v.value)
 
 
+def holder_of(result: CheckResult, v: Violation) -> str | None:
+    """The junction that holds the junction `v` is about, when that one is nested
+    (Junction.nested_in): every check output marks it, as the inspect table does."""
+    if v.kind is not Subject.JUNCTION:
+        return None
+    return next((j.nested_in for j in result.report.junctions if j.name == v.subject), None)
+
+
+def subject_text(result: CheckResult, v: Violation) -> str:
+    """A violation's `junction / parameter` cell: `↳ name (nested in holder)` for a nested one."""
+    holder = holder_of(result, v)
+    return v.subject if holder is None else f"{NESTED}{v.subject} (nested in {holder})"
+
+
+def check_nested_sentence(result: CheckResult) -> str:
+    """The inspect summary's words on nested junctions, for the first seed's report."""
+    return nested_sentence(nesting_depths([(j.name, j.nested_in) for j in result.report.junctions]))
+
+
 def rules_table(result: CheckResult) -> Table:
     report = result.report
     seeds = ("seeds " if len(result.seeds) > 1 else "seed ") + ", ".join(map(str, result.seeds))
@@ -117,7 +143,7 @@ def violations_table(result: CheckResult, rows_per_rule: int = ROWS_PER_RULE) ->
         label = o.rule if o.level is Level.ERROR else f"{o.rule} (warning)"
         previous = None
         for v in o.violations[:rows_per_rule]:
-            cells: list[Text | str] = [Text(label, style=style), v.subject, value_text(v),
+            cells: list[Text | str] = [Text(label, style=style), subject_text(result, v), value_text(v),
                                        num(v.threshold)]
             if several:
                 cells.append(str(v.seed))
@@ -151,6 +177,9 @@ def render_check(result: CheckResult) -> Group:
         parts.append(violations_table(result))
     if result.dormant:
         parts.append(dormant_text(result))
+    nested = check_nested_sentence(result)
+    if nested:
+        parts.append(Text(nested, style="dim"))
     parts.extend(Text(note, style="dim") for note in result.report.summary.notes)
     parts.append(verdict_text(result))
     return Group(*parts)

@@ -18,7 +18,7 @@ from gradflow.engine.report import Junction, Report
 from gradflow.render.depth import VARIANT_COLORS, comparison_depth, report_depth
 from gradflow.render.depth_svg import depth_svg
 from gradflow.render.numbers import log_span, num, ratio
-from gradflow.render.table import probe_line
+from gradflow.render.table import NESTED, nested_sentence, nesting_depths, probe_line
 
 _BAR_METRICS = (("grad_out", "#7f8c8d"), ("grad_skip", "#c0392b"),
                 ("grad_block", "#1e8449"), ("grad_in", "#2c3e50"))
@@ -35,6 +35,7 @@ STYLE = """
 .gradflow th { border-bottom: 2px solid #bbb; font-weight: 600; }
 .gradflow td.name, .gradflow th.name { text-align: left; font-family: ui-monospace, monospace; }
 .gradflow td.left, .gradflow th.left { text-align: left; }
+.gradflow .nested { color: #888; }
 .gradflow .ok, .gradflow .passed { color: #1e8449; }
 .gradflow .flag, .gradflow .failed { color: #b03a2e; font-weight: 600; }
 .gradflow .warning { color: #9a7d0a; } .gradflow .dim { color: #888; }
@@ -85,10 +86,11 @@ def report_fragment(report: Report) -> str:
     values = [j.metric(m) for j in report.junctions for m, _ in _BAR_METRICS]
     span = log_span(values)
     rows = []
-    for j in report.junctions:
+    depths = nesting_depths([(j.name, j.nested_in) for j in report.junctions])
+    for j, depth in zip(report.junctions, depths):
         status = "ok" if j.status in ("ok", "dormant") else "flag"
         rows.append(
-            "<tr>" + f"<td>{j.index}</td><td class=name>{escape(j.name)}</td>"
+            "<tr>" + f"<td>{j.index}</td>{_junction_cell(j, depth)}"
             f"<td class=left>{escape(j.skip)}</td>"
             + "".join(f"<td>{num(j.metric(m))}</td>" for m, _ in _BAR_METRICS)
             + f"<td>{ratio(j.block_ratio)}</td>"
@@ -99,11 +101,14 @@ def report_fragment(report: Report) -> str:
             + "".join(f"<th>{m}</th>" for m, _ in _BAR_METRICS)
             + "<th>block/skip</th><th>cos</th><th>param_grad</th><th class=name>status</th></tr>")
     charts = [
-        _figure(j.name, [(m, j.metric(m), num(j.metric(m)), color) for m, color in _BAR_METRICS], span)
+        _figure(_caption(j), [(m, j.metric(m), num(j.metric(m)), color) for m, color in _BAR_METRICS],
+                span)
         for j in report.junctions
     ]
     s = report.summary
-    notes = [f"{s.junctions} junctions · survival {ratio(s.survival)} · loss {num(s.loss)} · "
+    nested = nested_sentence(depths)
+    notes = [f"{s.junctions} junctions · survival {ratio(s.survival)}"
+             f"{f' · {nested}' if nested else ''} · loss {num(s.loss)} · "
              f"|dL/d output| {num(s.grad_output)} · flagged: "
              + (", ".join(f"{escape(f.name)} ({f.status})" for f in s.flagged) or "none")]
     notes += [escape(n) for n in s.notes]
@@ -119,6 +124,24 @@ def report_fragment(report: Report) -> str:
            f"<div class=charts>{''.join(charts)}</div>" if charts else "")
     )
     return fragment(body, report.gradflow_version, report.torch_version)
+
+
+def _junction_cell(junction: Junction, depth: int) -> str:
+    """The `junction` cell: a nested junction is marked, indented once per enclosing junction,
+    and names the junction that holds it on hover, as the terminal table marks it."""
+    if not depth:
+        return f"<td class=name>{escape(junction.name)}</td>"
+    indent = 0.6 + 1.2 * (depth - 1)  # the cell's own padding, then one step per extra level
+    return (f"<td class=name style=\"padding-left:{indent:.1f}rem\" "
+            f"title=\"nested in {escape(junction.nested_in or '')}\">"
+            f"<span class=nested>{NESTED.strip()}</span> {escape(junction.name)}</td>")
+
+
+def _caption(junction: Junction) -> str:
+    """A chart's title: the junction, and the junction that holds it when it is nested."""
+    if junction.nested_in is None:
+        return junction.name
+    return f"{NESTED}{junction.name} · nested in {junction.nested_in}"
 
 
 def report_html(report: Report) -> str:

@@ -131,16 +131,35 @@ def _table(report: Report, dropped: list[str]) -> Table:
 NESTED = "↳ "  # marks a junction nested inside another, indented by its depth
 
 
+def nesting_depths(junctions: Sequence[tuple[str, str | None]]) -> list[int]:
+    """How many junctions hold each of `junctions` (name, nested_in), in forward order: 0 on the
+    stream. Every output marks a nested junction by this depth, as the table does."""
+    depth: dict[str, int] = {}
+    for name, nested_in in reversed(junctions):  # an enclosing junction comes after those it holds
+        depth[name] = 0 if nested_in is None else depth.get(nested_in, 0) + 1
+    return [depth[name] for name, _ in junctions]
+
+
+def nested_name(name: str, depth: int) -> str:
+    """A junction's name as a table shows it `depth` junctions deep: marked, indented once per
+    enclosing junction beyond the first."""
+    return name if not depth else "  " * (depth - 1) + NESTED + name
+
+
 def nested_names(junctions: Sequence[Junction]) -> list[str]:
     """The `junction` cells: a junction nested inside another (Junction.nested_in) is marked
     and indented one step per enclosing junction, so the stream's junctions stand out."""
-    depth: dict[str, int] = {}
-    for j in reversed(junctions):  # an enclosing junction comes after the junctions it holds
-        depth[j.name] = 0 if j.nested_in is None else depth.get(j.nested_in, 0) + 1
-    return [
-        j.name if not depth[j.name] else "  " * (depth[j.name] - 1) + NESTED + j.name
-        for j in junctions
-    ]
+    depths = nesting_depths([(j.name, j.nested_in) for j in junctions])
+    return [nested_name(j.name, depth) for j, depth in zip(junctions, depths)]
+
+
+def nested_sentence(depths: Sequence[int]) -> str:
+    """What the summary of every output says of the nested junctions, given nesting_depths;
+    empty when none is, or when every junction is (as on_stream, the survival is then theirs)."""
+    nested = sum(1 for depth in depths if depth)
+    if not nested or nested == len(depths):
+        return ""
+    return f"{nested} nested inside another junction ({NESTED.strip()}), left out of the survival"
 
 
 def _stopped(name: str, skip: set[str], block: set[str]) -> str:
@@ -164,7 +183,6 @@ def summary_lines(report: Report) -> list[Text]:
     else:
         stream = on_stream(report.junctions)
         first, last = stream[0], stream[-1]
-        nested = len(report.junctions) - len(stream)
         if s.junctions == 1:
             survived = Text(f"1 junction · the fork ({first.name}) receives {ratio(s.survival)} "
                             "the gradient that arrives at the add")
@@ -173,9 +191,9 @@ def summary_lines(report: Report) -> list[Text]:
                 f"{_plural(s.junctions, 'junction')} · gradient reaching the first junction "
                 f"({first.name}) is {ratio(s.survival)} what arrives at the last ({last.name})"
             )
+        nested = nested_sentence(nesting_depths([(j.name, j.nested_in) for j in report.junctions]))
         if nested:
-            survived.append(f" · {nested} nested inside another junction ({NESTED.strip()}), "
-                            "left out of the survival")
+            survived.append(f" · {nested}")
         lines.append(survived)
         if s.flagged:
             counts: dict[str, list[str]] = {}
