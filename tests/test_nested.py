@@ -6,6 +6,7 @@ exposes."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -392,3 +393,24 @@ def test_compare_cli_marks_the_nested_junctions(gradflow_cli) -> None:  # type: 
     markdown = gradflow_cli(*args, "--format", "markdown")
     assert markdown.exit_code == 0, markdown.output
     assert f"| {NESTED}`layers.0#1` |" in markdown.stdout and f"\n- {SENTENCE}\n" in markdown.stdout
+
+
+def test_the_depth_picture_names_nested_junctions_as_the_tables_do() -> None:
+    from gradflow.render.depth import comparison_depth, report_depth
+    from gradflow.render.depth_plot import depth_figure
+    from gradflow.render.depth_svg import depth_svg
+
+    comparison = gradflow.compare(_model(), _input(), sg_skip=True, loss="sum")
+    report = comparison.variants["baseline"]
+    labels = [f"{NESTED}{j.name}" if j.nested_in else j.name for j in report.junctions]
+    for picture in (report_depth(report), comparison_depth(comparison)):
+        assert picture.junctions == tuple(j.name for j in report.junctions)
+        assert [picture.label(k) for k in range(len(report.junctions))] == labels
+        svg = depth_svg(picture)
+        ticks = re.findall(r'transform="rotate\(-25 [^"]*"\>(.*?)</text>', svg)
+        assert ticks == labels
+        for k, j in enumerate(report.junctions):  # each point names its junction on hover
+            assert f"<title>{labels[k]} · " in svg, j.name
+        figure = depth_figure(picture)
+        assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == labels
+        figure.savefig(io.BytesIO(), format="png")  # a glyph missing from the font warns
