@@ -45,8 +45,8 @@ def compare_table(c: Comparison) -> Table:
         table.add_column(name, justify="right")
         table.add_column("ratio", justify="right")
     for row, (_, depth) in zip(c.rows, row_nesting(c)):
-        name = nested_name(row.name, depth)
-        cells: list = [name, Text(cell(row, c.baseline), style="" if row.has(c.baseline) else "dim")]
+        base_style = "" if row.has(c.baseline) else "dim"
+        cells: list = [nested_name(row.name, depth), Text(cell(row, c.baseline), style=base_style)]
         for name in others:
             if not row.has(name):
                 cells += [Text(cell(row, name), style="dim"), ""]
@@ -58,10 +58,9 @@ def compare_table(c: Comparison) -> Table:
 
 
 def row_nesting(c: Comparison) -> list[tuple[str | None, int]]:
-    """Each row's nested_in and nesting depth (nesting_depths), as the first variant that has the
-    junction reports them, baseline first: the variants of one model share one graph, and two
-    models that disagree are shown as the baseline, or else the first model that has the
-    junction, sees them."""
+    """Each row's nested_in and nesting depth (nesting_depths), as reported by the first variant
+    that has the junction, baseline first. The variants of one model share one graph; of two
+    models that disagree, the first that has the junction decides."""
     found: dict[str, tuple[str | None, int]] = {}
     for report in c.variants.values():
         depths = nesting_depths([(j.name, j.nested_in) for j in report.junctions])
