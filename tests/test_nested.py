@@ -6,6 +6,7 @@ exposes."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -309,3 +310,107 @@ def test_check_outputs_mark_a_violation_at_a_nested_junction() -> None:
     assert marked == [(cut.subject, holders[cut.subject])]
     assert all(f"<td class=name>{s}</td>" in fragment for s in others)
     assert f"<p class=dim>{SENTENCE}</p>" in fragment
+
+
+def _marked(report: Report, name: str, indent: str) -> str:
+    """`name` as a junction cell marks it: ↳ after `indent` once per enclosing junction beyond
+    the first, when the report says it is nested."""
+    depth = _depth(report, name)
+    return indent * (depth - 1) + NESTED + name if depth else name
+
+
+def test_compare_outputs_mark_exactly_the_nested_junctions() -> None:
+    from html import unescape
+
+    from gradflow.render.compare import compare_table, comparison_markdown, comparison_rich
+    from gradflow.render.html import comparison_fragment
+
+    comparison = gradflow.compare(_model(), _input(), sg_skip=True, sg_block=True, loss="sum")
+    base = comparison.variants["baseline"]
+    # The variants share one graph: every one holds the same junctions in the same places.
+    assert all([(j.name, j.nested_in) for j in r.junctions] == [(j.name, j.nested_in) for j in base.junctions]
+               for r in comparison.variants.values())
+    assert [row.name for row in comparison.rows] == [j.name for j in base.junctions]
+
+    console = Console(width=200, record=True)
+    console.print(compare_table(comparison))
+    cells = [line.split("│")[1] for line in console.export_text().splitlines() if "layers." in line]
+    assert [cell.rstrip() for cell in cells] == [_marked(base, j.name, "  ") for j in base.junctions]
+    console = Console(width=200, record=True)
+    console.print(comparison_rich(comparison))
+    text = console.export_text()
+    assert text.count(SENTENCE) == 1 and text.count(NESTED.strip()) == 5  # 4 rows, the sentence
+
+    markdown = comparison_markdown(comparison)
+    cells = [line.split(" | ")[0][2:] for line in markdown.splitlines() if "layers." in line
+             and line.startswith("| ")]
+    assert cells == [_marked(base, j.name, "&emsp;").replace(j.name, f"`{j.name}`")
+                     for j in base.junctions]
+    assert f"\n- {SENTENCE}\n" in markdown
+
+    fragment = comparison_fragment(comparison)
+    rows = re.findall(r"<tr><td class=name([^>]*)>(.*?)</td>", fragment)
+    assert len(rows) == len(base.junctions)
+    for j, (attributes, cell) in zip(base.junctions, rows):
+        text = unescape(re.sub(r"<[^>]+>", "", cell))
+        if j.nested_in is None:
+            assert (attributes, text) == ("", j.name)
+        else:
+            indent = 0.6 + 1.2 * (_depth(base, j.name) - 1)
+            assert attributes == f' style="padding-left:{indent:.1f}rem" title="nested in {j.nested_in}"'
+            assert text == f"{NESTED.strip()} {j.name}"
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", fragment)
+    assert captions == [j.name if j.nested_in is None else f"{NESTED}{j.name} · nested in {j.nested_in}"
+                        for j in base.junctions]
+    assert fragment.count(f"<li>{SENTENCE}</li>") == 1
+
+
+def test_compare_of_two_models_marks_a_junction_as_the_model_that_has_it() -> None:
+    """Rows only the second model has are marked as that model reports them."""
+    from gradflow.drivers.compare import line_up
+    from gradflow.render.compare import comparison_markdown
+
+    torch.manual_seed(0)
+    one, two = (gradflow.inspect(Nested(layers), _input(), loss="sum") for layers in (1, 2))
+    comparison = line_up({"one": one, "two": two})
+    assert [row.name for row in comparison.rows] == [j.name for j in two.junctions]
+    assert [row.has("one") for row in comparison.rows] == [True] * 3 + [False] * 3
+    cells = [line.split(" | ")[0][2:] for line in comparison_markdown(comparison).splitlines()
+             if "layers." in line and line.startswith("| ")]
+    assert cells == [_marked(two, j.name, "&emsp;").replace(j.name, f"`{j.name}`")
+                     for j in two.junctions]
+
+
+def test_compare_cli_marks_the_nested_junctions(gradflow_cli) -> None:  # type: ignore[no-untyped-def]
+    report = gradflow.inspect(_model(), _input(), loss="sum")
+    source = f"{ROOT / 'tests' / 'test_nested.py'}:_model"
+    args = ("compare", source, "--sg-skip", "--input-shape", f"4,{WIDTH}", "--loss", "sum")
+    table = gradflow_cli(*args)
+    assert table.exit_code == 0, table.output
+    cells = [line.split("│")[1] for line in table.stdout.splitlines() if "layers." in line and "│" in line]
+    assert [cell.rstrip() for cell in cells] == [_marked(report, j.name, "  ") for j in report.junctions]
+    assert SENTENCE in table.stdout
+    markdown = gradflow_cli(*args, "--format", "markdown")
+    assert markdown.exit_code == 0, markdown.output
+    assert f"| {NESTED}`layers.0#1` |" in markdown.stdout and f"\n- {SENTENCE}\n" in markdown.stdout
+
+
+def test_the_depth_picture_names_nested_junctions_as_the_tables_do() -> None:
+    from gradflow.render.depth import comparison_depth, report_depth
+    from gradflow.render.depth_plot import depth_figure
+    from gradflow.render.depth_svg import depth_svg
+
+    comparison = gradflow.compare(_model(), _input(), sg_skip=True, loss="sum")
+    report = comparison.variants["baseline"]
+    labels = [f"{NESTED}{j.name}" if j.nested_in else j.name for j in report.junctions]
+    for picture in (report_depth(report), comparison_depth(comparison)):
+        assert picture.junctions == tuple(j.name for j in report.junctions)
+        assert [picture.label(k) for k in range(len(report.junctions))] == labels
+        svg = depth_svg(picture)
+        ticks = re.findall(r'transform="rotate\(-25 [^"]*"\>(.*?)</text>', svg)
+        assert ticks == labels
+        for k, j in enumerate(report.junctions):  # each point names its junction on hover
+            assert f"<title>{labels[k]} · " in svg, j.name
+        figure = depth_figure(picture)
+        assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == labels
+        figure.savefig(io.BytesIO(), format="png")  # a glyph missing from the font warns

@@ -67,8 +67,8 @@ def compare_command(
     """Compare gradient flow: the baseline beside --sg-skip and/or --sg-block, or two models.
 
     Rows are junctions matched by name; each variant shows --metric and its ratio to the
-    baseline. Stop-gradient variants share one forward pass: k variants cost one forward and
-    k backward passes.
+    baseline; a junction nested inside another is marked ↳, as in `inspect`. Stop-gradient
+    variants share one forward pass: k variants cost one forward and k backward passes.
 
     **Examples**
 

@@ -5,7 +5,9 @@ HTML pages (`depth_svg`) and by matplotlib for `--plot` (`depth_plot`), so the t
 A Report gives three lines, grad_skip, grad_block and grad_in, and marks its flagged junctions
 on the grad_in line. A Comparison gives one line per variant, of the compared metric, and marks
 on each line the junctions flagged in that variant. Depth is the junction's index in forward
-order (0 nearest the input), so a selection (`--at`, `--max-junctions`) keeps its places.
+order (0 nearest the input), so a selection (`--at`, `--max-junctions`) keeps its places. A
+junction nested inside another is named `↳ name` where the picture names junctions, as the
+tables mark it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from gradflow.drivers.compare import Comparison
 from gradflow.engine.report import Report, Status
+from gradflow.render.table import NESTED
 
 REPORT_LINES = (("grad_skip", "#c0392b"), ("grad_block", "#1e8449"), ("grad_in", "#2c3e50"))
 VARIANT_COLORS = ("#2c3e50", "#c0392b", "#1e8449", "#8e44ad", "#d68910", "#2874a6")
@@ -81,7 +84,8 @@ class Line:
 @dataclass(frozen=True)
 class DepthPicture:
     """Everything either drawing needs: the title, the junctions by depth, the lines. The y axis
-    is logarithmic unless `log` is False (a cosine, which lies in [-1, 1])."""
+    is logarithmic unless `log` is False (a cosine, which lies in [-1, 1]). `nested`: whether
+    each junction is nested inside another (empty: none is)."""
 
     title: str
     y_label: str
@@ -89,6 +93,13 @@ class DepthPicture:
     junctions: tuple[str, ...]
     lines: tuple[Line, ...]
     log: bool = True
+    nested: tuple[bool, ...] = ()
+
+    def label(self, k: int, name: str | None = None) -> str:
+        """How the picture names its `k`-th junction (`name`: a shortened form of its name):
+        marked `↳` when it is nested, as the tables mark it."""
+        name = self.junctions[k] if name is None else name
+        return NESTED + name if self.nested and self.nested[k] else name
 
     @property
     def marks(self) -> list[Mark]:
@@ -133,14 +144,17 @@ def report_depth(report: Report) -> DepthPicture:
         depths=depths,
         junctions=tuple(j.name for j in junctions),
         lines=tuple(lines),
+        nested=tuple(j.nested_in is not None for j in junctions),
     )
 
 
 def comparison_depth(c: Comparison) -> DepthPicture:
     index: dict[str, int] = {}
-    for report in c.variants.values():
+    nested: dict[str, bool] = {}
+    for report in c.variants.values():  # as the tables mark it: the first variant that has it
         for j in report.junctions:
             index.setdefault(j.name, j.index)
+            nested.setdefault(j.name, j.nested_in is not None)
     rows = sorted(c.rows, key=lambda row: index[row.name])  # stable: ties keep the rows' order
     depths = tuple(index[row.name] for row in rows)
     log = c.metric != "cosine"
@@ -162,6 +176,7 @@ def comparison_depth(c: Comparison) -> DepthPicture:
         junctions=tuple(row.name for row in rows),
         lines=tuple(lines),
         log=log,
+        nested=tuple(nested[row.name] for row in rows),
     )
 
 

@@ -72,7 +72,8 @@ def _styles(picture: DepthPicture) -> list[dict[str, Any]]:
 def _x_axis(ax: Any, picture: DepthPicture) -> None:
     if picture.depths and len(picture.depths) <= NAMED_TICKS:
         ax.set_xticks(list(picture.depths))
-        ax.set_xticklabels(list(picture.junctions), rotation=30, ha="right")
+        labels = [picture.label(k) for k in range(len(picture.junctions))]
+        ax.set_xticklabels(labels, rotation=30, ha="right")
         ax.set_xlabel("junction (forward order)")
     else:
         from matplotlib.ticker import MaxNLocator

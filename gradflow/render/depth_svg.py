@@ -60,7 +60,7 @@ YScale = Callable[[float | None], float]
 
 def _line(line: Line, picture: DepthPicture, x: XScale, y: YScale) -> list[str]:
     parts = []
-    names = dict(zip(picture.depths, picture.junctions))
+    names = {depth: picture.label(k) for k, depth in enumerate(picture.depths)}
     for run in line.points(picture.depths):
         points = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in run)
         width, opacity, radius = (4.5, 0.45, 3.0) if line.beneath else (1.8, 1.0, 2.2)
@@ -102,10 +102,11 @@ def _x_axis(picture: DepthPicture, x: XScale, y1: int) -> list[str]:
     parts = []
     depths = picture.depths
     if len(depths) <= NAMED_TICKS:
-        for depth, name in zip(depths, picture.junctions):
+        for k, (depth, name) in enumerate(zip(depths, picture.junctions)):
             at = x(depth)
+            shown = picture.label(k, _short(name))
             parts.append(f'<text x="{at:.1f}" y="{y1 + 14}" text-anchor="end" '
-                         f'transform="rotate(-25 {at:.1f} {y1 + 14})">{escape(_short(name))}</text>')
+                         f'transform="rotate(-25 {at:.1f} {y1 + 14})">{escape(shown)}</text>')
         label, at = "junction (forward order)", HEIGHT - 6
     else:
         for depth in _nice_ticks(min(depths), max(depths)):

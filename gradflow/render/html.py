@@ -15,6 +15,7 @@ from html import escape
 
 from gradflow.drivers.compare import Comparison, Row, describe
 from gradflow.engine.report import Junction, Report
+from gradflow.render.compare import nested_line, row_nesting
 from gradflow.render.depth import VARIANT_COLORS, comparison_depth, report_depth
 from gradflow.render.depth_svg import depth_svg
 from gradflow.render.numbers import log_span, num, ratio
@@ -90,7 +91,7 @@ def report_fragment(report: Report) -> str:
     for j, depth in zip(report.junctions, depths):
         status = "ok" if j.status in ("ok", "dormant") else "flag"
         rows.append(
-            "<tr>" + f"<td>{j.index}</td>{_junction_cell(j, depth)}"
+            "<tr>" + f"<td>{j.index}</td>{_junction_cell(j.name, j.nested_in, depth)}"
             f"<td class=left>{escape(j.skip)}</td>"
             + "".join(f"<td>{num(j.metric(m))}</td>" for m, _ in _BAR_METRICS)
             + f"<td>{ratio(j.block_ratio)}</td>"
@@ -101,8 +102,8 @@ def report_fragment(report: Report) -> str:
             + "".join(f"<th>{m}</th>" for m, _ in _BAR_METRICS)
             + "<th>block/skip</th><th>cos</th><th>param_grad</th><th class=name>status</th></tr>")
     charts = [
-        _figure(_caption(j), [(m, j.metric(m), num(j.metric(m)), color) for m, color in _BAR_METRICS],
-                span)
+        _figure(_caption(j.name, j.nested_in),
+                [(m, j.metric(m), num(j.metric(m)), color) for m, color in _BAR_METRICS], span)
         for j in report.junctions
     ]
     s = report.summary
@@ -126,22 +127,22 @@ def report_fragment(report: Report) -> str:
     return fragment(body, report.gradflow_version, report.torch_version)
 
 
-def _junction_cell(junction: Junction, depth: int) -> str:
+def _junction_cell(name: str, nested_in: str | None, depth: int) -> str:
     """The `junction` cell: a nested junction is marked, indented once per enclosing junction,
     and names the junction that holds it on hover, as the terminal table marks it."""
     if not depth:
-        return f"<td class=name>{escape(junction.name)}</td>"
+        return f"<td class=name>{escape(name)}</td>"
     indent = 0.6 + 1.2 * (depth - 1)  # the cell's own padding, then one step per extra level
     return (f"<td class=name style=\"padding-left:{indent:.1f}rem\" "
-            f"title=\"nested in {escape(junction.nested_in or '')}\">"
-            f"<span class=nested>{NESTED.strip()}</span> {escape(junction.name)}</td>")
+            f"title=\"nested in {escape(nested_in or '')}\">"
+            f"<span class=nested>{NESTED.strip()}</span> {escape(name)}</td>")
 
 
-def _caption(junction: Junction) -> str:
+def _caption(name: str, nested_in: str | None) -> str:
     """A chart's title: the junction, and the junction that holds it when it is nested."""
-    if junction.nested_in is None:
-        return junction.name
-    return f"{NESTED}{junction.name} · nested in {junction.nested_in}"
+    if nested_in is None:
+        return name
+    return f"{NESTED}{name} · nested in {nested_in}"
 
 
 def report_html(report: Report) -> str:
@@ -159,19 +160,23 @@ def comparison_fragment(comparison: Comparison) -> str:
     head = (f"<tr><th class=name>junction</th><th>{escape(c.baseline)}</th>"
             + "".join(f"<th>{escape(o)}</th><th>ratio</th>" for o in others) + "</tr>")
     rows = []
-    for row in c.rows:
-        cells = [f"<td class=name>{escape(row.name)}</td>", f"<td>{_value(row, c.baseline)}</td>"]
+    nesting = row_nesting(c)
+    for row, (nested_in, depth) in zip(c.rows, nesting):
+        cells = [_junction_cell(row.name, nested_in, depth), f"<td>{_value(row, c.baseline)}</td>"]
         for o in others:
             r = c.ratio(row, o)
             style = " class=flag" if r is not None and r < 0.1 else ""
             cells += [f"<td>{_value(row, o)}</td>", f"<td{style}>{ratio(r)}</td>"]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     charts = [
-        _figure(row.name, [(v, row.values.get(v), _value(row, v), colors[v]) for v in c.variants], span)
-        for row in c.rows
+        _figure(_caption(row.name, nested_in),
+                [(v, row.values.get(v), _value(row, v), colors[v]) for v in c.variants], span)
+        for row, (nested_in, _) in zip(c.rows, nesting)
     ]
     base = c.variants[c.baseline]
     notes = [describe(c, o) for o in others]
+    nested = nested_line(nesting)
+    notes += [nested] if nested else []
     notes += list(dict.fromkeys(n for report in c.variants.values() for n in report.summary.notes))
     body = (
         f"<h1>gradflow compare · {escape(c.metric)}</h1>"
