@@ -414,3 +414,18 @@ def test_the_depth_picture_names_nested_junctions_as_the_tables_do() -> None:
         figure = depth_figure(picture)
         assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == labels
         figure.savefig(io.BytesIO(), format="png")  # a glyph missing from the font warns
+
+
+def test_compare_says_what_changed_at_the_first_junction_on_the_stream() -> None:
+    from gradflow.drivers.compare import describe
+
+    comparison = gradflow.compare(_model(), _input(), sg_skip=True, loss="sum")
+    base, stopped = (comparison.variants[v] for v in ("baseline", "sg-skip"))
+    # the first junction in forward order is nested (layers.0#0); the stream's first is layers.0#2
+    assert base.junctions[0].nested_in is not None
+    first = next(j for j in base.junctions if j.nested_in is None).name
+    assert first == "layers.0#2"
+    said = describe(comparison, "sg-skip")
+    assert said.startswith(f"sg-skip: grad_in at the first junction ({first}) is ")
+    ratio = stopped.junction(first).grad_in / base.junction(first).grad_in
+    assert f"{ratio:.3g}" in said or f"{ratio:.2g}" in said, (said, ratio)

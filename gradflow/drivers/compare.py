@@ -197,9 +197,12 @@ def _change(comparison: Comparison, variant: str, shared: list[Row]) -> list[str
     if not defined:
         return [f"{variant}: {metric} is undefined (–) in {variant} or {baseline} at all "
                 f"{len(shared)} junctions they share"]
+    # the first junction on the stream: a nested one's numbers say little about the whole model
+    nested = {j.name for j in comparison.variants[baseline].junctions if j.nested_in is not None}
+    first = next((r for r in defined if r.name not in nested), defined[0])
     parts = [
-        f"{variant}: {metric} at the first junction ({defined[0].name}) is "
-        f"{_times(comparison.ratio(defined[0], variant))} the {baseline}"
+        f"{variant}: {metric} at the first junction ({first.name}) is "
+        f"{_times(comparison.ratio(first, variant))} the {baseline}"
     ]
     ratios = [comparison.ratio(r, variant) for r in defined]
     finite = [x for x in ratios if x is not None and math.isfinite(x)]
