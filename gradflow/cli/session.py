@@ -350,3 +350,29 @@ def emit(
         table()
     else:
         print(text, end="" if text.endswith("\n") else "\n")
+
+
+def emit_history(
+    format: Any,
+    output: Path | None,
+    plot: Path | None,
+    *,
+    table: Callable[[], None],
+    json: Callable[[], str],
+    csv: Callable[[], str],
+    draw: Callable[[Path], None],
+) -> None:
+    """The output rule of track and show, whose results are flows over steps: --output writes
+    the csv (for --format csv, or a .csv file) or else the json; --plot draws the figure; stdout
+    carries the table, or the document --format names when no --output took it."""
+    kind = str(getattr(format, "value", format))
+    if output is not None:
+        as_csv = kind == "csv" or (kind == "table" and output.suffix.lower() == ".csv")
+        write_output(output, csv() if as_csv else json())
+    if plot is not None:
+        draw(plot)
+        print(f"gradflow: wrote {plot}", file=sys.stderr)
+    if kind == "table":
+        table()
+    elif output is None:
+        print(csv() if kind == "csv" else json(), end="" if kind == "csv" else "\n")

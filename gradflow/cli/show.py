@@ -4,14 +4,13 @@ CSV."""
 from __future__ import annotations
 
 import enum
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from gradflow.cli.options import OUTPUT, Debug
-from gradflow.cli.session import guard, write_output
+from gradflow.cli.session import emit_history, guard, write_output
 
 
 class ShowFormat(str, enum.Enum):
@@ -72,20 +71,11 @@ def show_command(
         from gradflow.track.watch_log import read_watch_log
 
         result = read_watch_log(log)
-        if output is not None:
-            as_csv = format is ShowFormat.CSV or (format is ShowFormat.TABLE
-                                                  and output.suffix.lower() == ".csv")
-            write_output(output, show_csv(result) if as_csv else show_json(result))
         if html is not None:
             write_output(html, show_html(result))
-        if plot is not None:
-            from gradflow.render.plot import plot_history
-            from gradflow.render.show import plot_title
+        from gradflow.render.plot import plot_history
+        from gradflow.render.show import plot_title
 
-            plot_history(result, plot, plot_title(result))
-            print(f"gradflow: wrote {plot}", file=sys.stderr)
-        if format is ShowFormat.TABLE:
-            print_show(result)
-        elif output is None:
-            print(show_csv(result) if format is ShowFormat.CSV else show_json(result),
-                  end="" if format is ShowFormat.CSV else "\n")
+        emit_history(format, output, plot, table=lambda: print_show(result),
+                     json=lambda: show_json(result), csv=lambda: show_csv(result),
+                     draw=lambda path: plot_history(result, path, plot_title(result)))

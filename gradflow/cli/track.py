@@ -22,7 +22,7 @@ from gradflow.cli.options import (
     Trust,
     with_probe_options,
 )
-from gradflow.cli.session import build_probe, guard, load, write_output
+from gradflow.cli.session import build_probe, emit_history, guard, load
 from gradflow.errors import OptionError
 from gradflow.track.result import Optimizer  # no torch import: the option set the API uses
 
@@ -167,41 +167,21 @@ def track_command(
 
 
 def _emit(result: Any, format: TrackFormat, output: Path | None, plot: Path | None) -> None:
+    from gradflow.render.plot import plot_track
     from gradflow.render.track import print_track, track_csv, track_json
 
-    if output is not None:
-        as_csv = format is TrackFormat.CSV or (format is TrackFormat.TABLE
-                                               and output.suffix.lower() == ".csv")
-        write_output(output, track_csv(result) if as_csv else track_json(result))
-    if plot is not None:
-        from gradflow.render.plot import plot_track
-
-        plot_track(result, plot)
-        print(f"gradflow: wrote {plot}", file=sys.stderr)
-    if format is TrackFormat.TABLE:
-        print_track(result)
-    elif output is None:
-        print(track_csv(result) if format is TrackFormat.CSV else track_json(result),
-              end="" if format is TrackFormat.CSV else "\n")
+    emit_history(format, output, plot, table=lambda: print_track(result),
+                 json=lambda: track_json(result), csv=lambda: track_csv(result),
+                 draw=lambda path: plot_track(result, path))
 
 
 def _emit_arms(arms: Any, format: TrackFormat, output: Path | None, plot: Path | None) -> None:
     from gradflow.render.arms import arms_csv, arms_json, print_arms
+    from gradflow.render.plot import plot_arms
 
-    if output is not None:
-        as_csv = format is TrackFormat.CSV or (format is TrackFormat.TABLE
-                                               and output.suffix.lower() == ".csv")
-        write_output(output, arms_csv(arms) if as_csv else arms_json(arms))
-    if plot is not None:
-        from gradflow.render.plot import plot_arms
-
-        plot_arms(arms, plot)
-        print(f"gradflow: wrote {plot}", file=sys.stderr)
-    if format is TrackFormat.TABLE:
-        print_arms(arms)
-    elif output is None:
-        print(arms_csv(arms) if format is TrackFormat.CSV else arms_json(arms),
-              end="" if format is TrackFormat.CSV else "\n")
+    emit_history(format, output, plot, table=lambda: print_arms(arms),
+                 json=lambda: arms_json(arms), csv=lambda: arms_csv(arms),
+                 draw=lambda path: plot_arms(arms, path))
 
 
 class _Progress:
